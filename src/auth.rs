@@ -1,0 +1,205 @@
+//! Who is calling: API tokens, stored as SHA-256 digests, resolve to a `Principal`.
+//!
+//! Tokens are 32 random bytes, so a single unsalted SHA-256 is as strong as a slow hash here and
+//! keeps per-request verification cheap. The bootstrap admin is created on first start.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::store::principals::{ApiTokenRow, PrincipalRow};
+use crate::store::{Database, StoreError, now};
+
+pub const TOKEN_PREFIX: &str = "kgq_";
+const MIN_TOKEN_LEN: usize = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum Role {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "ADMIN",
+            Role::Operator => "OPERATOR",
+            Role::Viewer => "VIEWER",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "ADMIN" => Some(Role::Admin),
+            "OPERATOR" => Some(Role::Operator),
+            "VIEWER" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum PrincipalKind {
+    User,
+    ServiceAccount,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "USER",
+            PrincipalKind::ServiceAccount => "SERVICE_ACCOUNT",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub role: Role,
+    pub tenant: String,
+    pub token_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    Missing,
+    #[error("the bearer token is not valid, expired or revoked")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn token_digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn generate_token() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    SecretString::from(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Extracts the token from an `Authorization` header value (`Bearer <token>`).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    db: Database,
+}
+
+impl Authenticator {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let (row, token_id) =
+            self.db.principal_by_token(&token_digest(token), now()).await?.ok_or(AuthError::Invalid)?;
+        let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
+        let kind = if row.kind == "SERVICE_ACCOUNT" {
+            PrincipalKind::ServiceAccount
+        } else {
+            PrincipalKind::User
+        };
+        Ok(Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id })
+    }
+}
+
+/// What start-up did about the first admin.
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// Tokens exist already; nothing was created.
+    Existing,
+    /// The admin was created with the configured token.
+    FromSettings,
+    /// The admin was created with this random token, to be shown once.
+    Generated(SecretString),
+}
+
+/// Creates the `admin` principal and its token when the store has no token at all.
+pub async fn bootstrap_admin(
+    db: &Database,
+    configured: Option<&str>,
+) -> Result<Bootstrap, anyhow::Error> {
+    if db.count_api_tokens().await? > 0 {
+        return Ok(Bootstrap::Existing);
+    }
+    let (token, outcome) = match configured {
+        Some(text) => {
+            let text = text.trim();
+            if text.len() < MIN_TOKEN_LEN {
+                anyhow::bail!(
+                    "KUBEGQL_BOOTSTRAP_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters"
+                );
+            }
+            (SecretString::from(text.to_owned()), None)
+        }
+        None => {
+            let token = generate_token();
+            (token.clone(), Some(token))
+        }
+    };
+    let created_at = now();
+    let principal = PrincipalRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: "admin".into(),
+        kind: PrincipalKind::User.as_str().into(),
+        role: Role::Admin.as_str().into(),
+        tenant: "default".into(),
+        created_at,
+    };
+    let token_row = ApiTokenRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal_id: principal.id.clone(),
+        name: "bootstrap".into(),
+        token_sha256: token_digest(token.expose_secret()),
+        created_at,
+        expires_at: None,
+        revoked_at: None,
+    };
+    match db.insert_principal_with_token(&principal, &token_row).await {
+        Ok(()) => {}
+        // Another replica bootstrapped at the same moment: its admin stands.
+        Err(StoreError::Conflict(_)) => return Ok(Bootstrap::Existing),
+        Err(err) => return Err(err.into()),
+    }
+    Ok(match outcome {
+        Some(token) => Bootstrap::Generated(token),
+        None => Bootstrap::FromSettings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn generated_tokens_are_distinct_and_prefixed() {
+        let a = generate_token();
+        let b = generate_token();
+        assert!(a.expose_secret().starts_with(TOKEN_PREFIX));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(token_digest("x").len(), 64);
+    }
+}

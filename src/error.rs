@@ -1,0 +1,120 @@
+//! The API's error vocabulary: every domain error is mapped once, here, to a GraphQL error whose
+//! `extensions.code` a client can switch on. Messages never carry secret values.
+
+use async_graphql::ErrorExtensions;
+
+use crate::auth::AuthError;
+use crate::clusters::ClusterError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadUserInput,
+    NotFound,
+    Forbidden,
+    Unauthenticated,
+    Conflict,
+    ClusterUnreachable,
+    CursorExpired,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
+            ErrorCode::CursorExpired => "CURSOR_EXPIRED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// An error ready for a client: a code, a message, and optionally the input field at fault.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field: None }
+    }
+
+    pub fn bad_input(field: &str, message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::BadUserInput, message: message.into(), field: Some(field.into()) }
+    }
+
+    /// An internal failure: the detail goes to the log, the client gets a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(ErrorCode::Internal, "internal server error")
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(err: ApiError) -> Self {
+        let code = err.code.as_str();
+        let field = err.field.clone();
+        async_graphql::Error::new(err.message).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(field) = field {
+                ext.set("field", field);
+            }
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(err: ClusterError) -> Self {
+        match err {
+            ClusterError::Invalid { field, message } => ApiError::bad_input(field, message),
+            ClusterError::NotFound(_) => ApiError::new(ErrorCode::NotFound, err.to_string()),
+            ClusterError::Store(store) => store.into(),
+            // Names the cluster and the key id, never the key or the plaintext.
+            ClusterError::Cipher(_) => {
+                tracing::error!(error = %err, "credential decryption failed");
+                ApiError::new(ErrorCode::Internal, err.to_string())
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(store) => store.into(),
+            other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
+        }
+    }
+}
+
+/// Gives every error of a response a code: errors raised before any resolver ran (parse,
+/// validation, depth and complexity limits, argument coercion) are the caller's fault.
+pub fn ensure_codes(response: &mut async_graphql::Response) {
+    for err in &mut response.errors {
+        let has_code = err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
+        if !has_code {
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", ErrorCode::BadUserInput.as_str());
+        }
+    }
+}

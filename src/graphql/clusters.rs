@@ -1,0 +1,325 @@
+//! Clusters in the schema: the `Cluster` type, its Relay connection, and its mutations.
+
+use std::collections::BTreeMap;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use secrecy::SecretString;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{data, principal, require_role};
+use crate::auth::Role;
+use crate::clusters::{ClusterChangeKind, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
+use crate::error::ApiError;
+use crate::pagination::{PageRequest, encode_cursor};
+use crate::settings::ApiLimits;
+use crate::store::clusters::ClusterRow;
+
+const CLUSTERS_SCOPE: &str = "clusters";
+
+/// A Kubernetes cluster kubegql can connect to. Credentials are write-only: the API says whether
+/// they are set, never what they are.
+pub struct Cluster(pub ClusterRow);
+
+#[derive(SimpleObject, Clone)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct LabelInput {
+    pub key: String,
+    pub value: String,
+}
+
+fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(at, Utc)
+}
+
+#[Object]
+impl Cluster {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn mode(&self) -> ConnectionMode {
+        ConnectionMode::parse(&self.0.mode).unwrap_or(ConnectionMode::Direct)
+    }
+    /// Path of the kubeconfig file on the server (KUBECONFIG mode).
+    async fn kubeconfig_path(&self) -> Option<&str> {
+        self.0.kubeconfig_path.as_deref()
+    }
+    /// Context of the kubeconfig; absent means its current-context.
+    async fn kubeconfig_context(&self) -> Option<&str> {
+        self.0.kubeconfig_context.as_deref()
+    }
+    /// Whether an inline kubeconfig is stored (sealed).
+    async fn has_inline_kubeconfig(&self) -> bool {
+        self.0.kubeconfig_sealed.is_some()
+    }
+    async fn api_server_url(&self) -> Option<&str> {
+        self.0.api_server_url.as_deref()
+    }
+    async fn has_bearer_token(&self) -> bool {
+        self.0.bearer_token_sealed.is_some()
+    }
+    async fn has_ca_data(&self) -> bool {
+        self.0.ca_data_sealed.is_some()
+    }
+    /// SHA-256 of the CA certificate (DER), as `openssl x509 -fingerprint -sha256` prints it.
+    async fn ca_fingerprint_sha256(&self) -> Option<&str> {
+        self.0.ca_fingerprint_sha256.as_deref()
+    }
+    async fn has_client_certificate(&self) -> bool {
+        self.0.client_certificate_sealed.is_some()
+    }
+    async fn tls_server_name(&self) -> Option<&str> {
+        self.0.tls_server_name.as_deref()
+    }
+    /// True only when the record explicitly disables server certificate checks.
+    async fn insecure_skip_tls_verify(&self) -> bool {
+        self.0.insecure_skip_tls_verify
+    }
+    async fn default_namespace(&self) -> Option<&str> {
+        self.0.default_namespace.as_deref()
+    }
+    async fn labels(&self) -> Vec<Label> {
+        serde_json::from_str::<BTreeMap<String, String>>(&self.0.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| Label { key, value })
+            .collect()
+    }
+    /// Id of the master key that sealed this cluster's credentials.
+    async fn credential_key_id(&self) -> &str {
+        &self.0.key_id
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        utc(self.0.created_at)
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        utc(self.0.updated_at)
+    }
+}
+
+#[derive(Default)]
+pub struct ClusterQuery;
+
+#[Object]
+impl ClusterQuery {
+    /// Clusters ordered by name, as a Relay connection.
+    async fn clusters(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size: default 50, at most 500 (both configurable).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Cluster>> {
+        principal(ctx)?;
+        let limits = data::<ApiLimits>(ctx)?;
+        let page = PageRequest::parse(first, after.as_deref(), CLUSTERS_SCOPE, limits)?;
+        let service = data::<ClusterService>(ctx)?;
+        let mut rows = service
+            .page(page.after.as_deref(), i64::from(page.size) + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let has_next = rows.len() > page.size as usize;
+        rows.truncate(page.size as usize);
+        let mut connection = Connection::new(page.after.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(row))),
+        );
+        Ok(connection)
+    }
+
+    /// One cluster by id.
+    async fn cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Cluster> {
+        principal(ctx)?;
+        let row = data::<ClusterService>(ctx)?.get(&id).await.map_err(ApiError::from)?;
+        Ok(Cluster(row))
+    }
+}
+
+/// A new cluster. Which fields apply depends on `mode`; a field that does not apply is refused.
+#[derive(InputObject)]
+pub struct CreateClusterInput {
+    pub name: String,
+    pub mode: ConnectionMode,
+    pub kubeconfig_path: Option<String>,
+    pub kubeconfig_context: Option<String>,
+    /// Inline kubeconfig (YAML), stored sealed.
+    pub kubeconfig: Option<String>,
+    pub api_server_url: Option<String>,
+    /// Stored sealed; never returned.
+    pub bearer_token: Option<String>,
+    /// PEM CA bundle, stored sealed.
+    pub ca_data: Option<String>,
+    /// PEM client certificate, stored sealed.
+    pub client_certificate: Option<String>,
+    /// PEM private key, stored sealed; never returned.
+    pub client_key: Option<String>,
+    pub tls_server_name: Option<String>,
+    #[graphql(default)]
+    pub insecure_skip_tls_verify: bool,
+    pub default_namespace: Option<String>,
+    pub labels: Option<Vec<LabelInput>>,
+}
+
+/// Changes to a cluster: an absent field is kept, `null` clears it.
+#[derive(InputObject)]
+pub struct UpdateClusterInput {
+    pub name: Option<String>,
+    pub mode: Option<ConnectionMode>,
+    pub kubeconfig_path: MaybeUndefined<String>,
+    pub kubeconfig_context: MaybeUndefined<String>,
+    pub kubeconfig: MaybeUndefined<String>,
+    pub api_server_url: MaybeUndefined<String>,
+    pub bearer_token: MaybeUndefined<String>,
+    pub ca_data: MaybeUndefined<String>,
+    pub client_certificate: MaybeUndefined<String>,
+    pub client_key: MaybeUndefined<String>,
+    pub tls_server_name: MaybeUndefined<String>,
+    pub insecure_skip_tls_verify: Option<bool>,
+    pub default_namespace: MaybeUndefined<String>,
+    /// Replaces all labels.
+    pub labels: Option<Vec<LabelInput>>,
+}
+
+fn labels_map(labels: Vec<LabelInput>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut map = BTreeMap::new();
+    for LabelInput { key, value } in labels {
+        if map.insert(key.clone(), value).is_some() {
+            return Err(ApiError::bad_input("labels", format!("label {key:?} is given twice")));
+        }
+    }
+    Ok(map)
+}
+
+fn secret(value: Option<String>) -> Option<SecretString> {
+    value.map(SecretString::from)
+}
+
+/// Absent keeps, null clears, a value sets; empty strings count as null for optional text.
+fn change(value: MaybeUndefined<String>) -> Option<Option<String>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+fn secret_change(value: MaybeUndefined<String>) -> Option<Option<SecretString>> {
+    change(value).map(secret)
+}
+
+impl CreateClusterInput {
+    fn into_spec(self) -> Result<ClusterSpec, ApiError> {
+        Ok(ClusterSpec {
+            name: self.name,
+            mode: self.mode,
+            kubeconfig_path: self.kubeconfig_path,
+            kubeconfig_context: self.kubeconfig_context,
+            kubeconfig: secret(self.kubeconfig),
+            api_server_url: self.api_server_url,
+            bearer_token: secret(self.bearer_token),
+            ca_data: secret(self.ca_data),
+            client_certificate: secret(self.client_certificate),
+            client_key: secret(self.client_key),
+            tls_server_name: self.tls_server_name,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            default_namespace: self.default_namespace,
+            labels: labels_map(self.labels.unwrap_or_default())?,
+        })
+    }
+}
+
+impl UpdateClusterInput {
+    fn into_patch(self) -> Result<ClusterPatch, ApiError> {
+        Ok(ClusterPatch {
+            name: self.name,
+            mode: self.mode,
+            kubeconfig_path: change(self.kubeconfig_path),
+            kubeconfig_context: change(self.kubeconfig_context),
+            kubeconfig: secret_change(self.kubeconfig),
+            api_server_url: change(self.api_server_url),
+            bearer_token: secret_change(self.bearer_token),
+            ca_data: secret_change(self.ca_data),
+            client_certificate: secret_change(self.client_certificate),
+            client_key: secret_change(self.client_key),
+            tls_server_name: change(self.tls_server_name),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            default_namespace: change(self.default_namespace),
+            labels: self.labels.map(labels_map).transpose()?,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct ClusterMutation;
+
+#[Object]
+impl ClusterMutation {
+    /// Registers a cluster. Credentials are validated, then sealed before they are stored.
+    async fn create_cluster(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateClusterInput,
+    ) -> async_graphql::Result<Cluster> {
+        require_role(ctx, Role::Admin)?;
+        let spec = input.into_spec()?;
+        let row = data::<ClusterService>(ctx)?.create(spec).await.map_err(ApiError::from)?;
+        Ok(Cluster(row))
+    }
+
+    /// Changes a cluster; the whole result is validated before anything is written.
+    async fn update_cluster(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateClusterInput,
+    ) -> async_graphql::Result<Cluster> {
+        require_role(ctx, Role::Admin)?;
+        let patch = input.into_patch()?;
+        let row = data::<ClusterService>(ctx)?.update(&id, patch).await.map_err(ApiError::from)?;
+        Ok(Cluster(row))
+    }
+
+    /// Removes a cluster and returns what it was.
+    async fn delete_cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Cluster> {
+        require_role(ctx, Role::Admin)?;
+        let row = data::<ClusterService>(ctx)?.delete(&id).await.map_err(ApiError::from)?;
+        Ok(Cluster(row))
+    }
+}
+
+/// A cluster was created, changed or removed.
+#[derive(SimpleObject)]
+pub struct ClusterChangeEvent {
+    pub kind: ClusterChangeKind,
+    pub cluster_id: ID,
+    pub name: String,
+}
+
+#[derive(Default)]
+pub struct ClusterSubscription;
+
+#[Subscription]
+impl ClusterSubscription {
+    /// Cluster registrations, changes and removals as they happen on this server.
+    async fn cluster_changes(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = ClusterChangeEvent> + use<>> {
+        principal(ctx)?;
+        let receiver = data::<ClusterService>(ctx)?.subscribe();
+        // A subscriber that lags past the channel's capacity skips what it missed.
+        Ok(BroadcastStream::new(receiver).filter_map(|change| async move {
+            change.ok().map(|c| ClusterChangeEvent { kind: c.kind, cluster_id: ID(c.id), name: c.name })
+        }))
+    }
+}

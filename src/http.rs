@@ -1,0 +1,213 @@
+//! The HTTP surface: `/graphql` (POST, and GET for queries), `/graphql/ws` (both WebSocket
+//! subprotocols), `/graphiql`, `/healthz` and `/readyz`. Authentication happens here, before any
+//! GraphQL work, so an unauthenticated request costs one token lookup and gets HTTP 401.
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Data};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{AuthError, Authenticator, Principal, bearer_token};
+use crate::error::{ErrorCode, ensure_codes};
+use crate::graphql::AppSchema;
+use crate::store::Database;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: AppSchema,
+    pub auth: Authenticator,
+    pub db: Database,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphiql", get(graphiql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A GraphQL-shaped error body with an HTTP status, for failures before execution.
+fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }] });
+    let mut response = (status, Json(body)).into_response();
+    if code == ErrorCode::Unauthenticated {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn auth_failure(err: AuthError) -> Response {
+    match err {
+        AuthError::Store(store) => {
+            tracing::error!(error = %store, "token lookup failed");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "database unavailable")
+        }
+        other => error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, other.to_string()),
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    state.auth.authenticate(token).await.map_err(auth_failure)
+}
+
+fn respond(mut batch: BatchResponse) -> Response {
+    match &mut batch {
+        BatchResponse::Single(response) => ensure_codes(response),
+        BatchResponse::Batch(responses) => responses.iter_mut().for_each(ensure_codes),
+    }
+    Json(batch).into_response()
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadUserInput,
+                "the request body is larger than this server accepts",
+            );
+        }
+        Err(rejection) => {
+            return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text());
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not a GraphQL request: {err}"),
+            );
+        }
+    };
+    respond(state.schema.execute_batch(batch.data(principal)).await)
+}
+
+/// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let request = match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(err) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, err.to_string());
+        }
+    };
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        let mutates = document
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty != OperationType::Query);
+        if mutates {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::BadUserInput,
+                "only queries may be sent with GET; use POST",
+            );
+            response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return response;
+        }
+    }
+    respond(BatchResponse::Single(state.schema.execute(request.data(principal)).await))
+}
+
+/// The token a WebSocket client sends in `connection_init`: `{"Authorization": "Bearer …"}`
+/// (what GraphiQL sends from its headers pane) or `{"token": "…"}`.
+fn init_payload_token(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case("authorization") {
+            if let Some(token) = value.as_str().and_then(bearer_token) {
+                return Some(token.to_owned());
+            }
+        }
+    }
+    object.get("token").and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let auth = state.auth.clone();
+            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = init_payload_token(&payload).or(header_token);
+                    match auth.authenticate(token.as_deref()).await {
+                        Ok(principal) => {
+                            let mut data = Data::default();
+                            data.insert(principal);
+                            Ok(data)
+                        }
+                        Err(err) => Err(async_graphql::Error::new(err.to_string())),
+                    }
+                })
+                .serve()
+        })
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("kubegql")
+            .finish(),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The one pagination helper every list uses: Relay `first`/`after` checked against the page-size
+//! limits, and opaque cursors bound to the query they came from.
+//!
+//! A cursor is `base64url("kgq1" NUL scope NUL position)`. The scope names the list and its
+//! filters; a cursor presented to a list with another scope is refused, so a page of one query can
+//! never be continued as another.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ApiError;
+use crate::settings::ApiLimits;
+
+const CURSOR_TAG: &str = "kgq1";
+
+/// A checked page request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// How many items the page holds at most.
+    pub size: u32,
+    /// The position after which the page starts, as the list encoded it.
+    pub after: Option<String>,
+}
+
+impl PageRequest {
+    pub fn parse(
+        first: Option<i32>,
+        after: Option<&str>,
+        scope: &str,
+        limits: &ApiLimits,
+    ) -> Result<Self, ApiError> {
+        let size = match first {
+            None => limits.default_page_size,
+            Some(n) if n < 1 => {
+                return Err(ApiError::bad_input("first", format!("first must be at least 1, got {n}")));
+            }
+            Some(n) if n as u32 > limits.max_page_size => {
+                return Err(ApiError::bad_input(
+                    "first",
+                    format!("first must be at most {}, got {n}", limits.max_page_size),
+                ));
+            }
+            Some(n) => n as u32,
+        };
+        let after = after.map(|cursor| decode_cursor(cursor, scope)).transpose()?;
+        Ok(Self { size, after })
+    }
+}
+
+pub fn encode_cursor(scope: &str, position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_TAG}\0{scope}\0{position}"))
+}
+
+pub fn decode_cursor(cursor: &str, scope: &str) -> Result<String, ApiError> {
+    let not_ours = || ApiError::bad_input("after", "after is not a cursor issued by this list");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| not_ours())?;
+    let text = String::from_utf8(bytes).map_err(|_| not_ours())?;
+    let mut parts = text.splitn(3, '\0');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(CURSOR_TAG), Some(found), Some(position)) if found == scope => Ok(position.to_owned()),
+        (Some(CURSOR_TAG), Some(_), Some(_)) => Err(ApiError::bad_input(
+            "after",
+            "after is a cursor of another query; start again without it",
+        )),
+        _ => Err(not_ours()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn defaults_and_limits() {
+        let limits = ApiLimits::default();
+        assert_eq!(PageRequest::parse(None, None, "s", &limits).unwrap().size, 50);
+        assert_eq!(PageRequest::parse(Some(500), None, "s", &limits).unwrap().size, 500);
+        for bad in [0, -1, 501, 100_000] {
+            let err = PageRequest::parse(Some(bad), None, "s", &limits).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadUserInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_bound_to_their_scope() {
+        let limits = ApiLimits::default();
+        let cursor = encode_cursor("clusters", "prod-eu");
+        let page = PageRequest::parse(Some(2), Some(&cursor), "clusters", &limits).unwrap();
+        assert_eq!(page.after.as_deref(), Some("prod-eu"));
+        let err = PageRequest::parse(Some(2), Some(&cursor), "other", &limits).unwrap_err();
+        assert!(err.message.contains("another query"));
+        for junk in ["", "!!!", "YWJj", &URL_SAFE_NO_PAD.encode("kgq2\0clusters\0x")] {
+            let err = PageRequest::parse(None, Some(junk), "clusters", &limits).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadUserInput, "{junk}");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Start-up: open and migrate the store, unlock the credentials, make sure an admin exists, and
+//! serve. `start` returns once the listener is bound, so tests run the real server in process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::{Authenticator, Bootstrap, bootstrap_admin};
+use crate::clusters::ClusterService;
+use crate::crypto::{CredentialCipher, KeySource, load_cipher};
+use crate::graphql::schema_builder;
+use crate::http::{AppState, router};
+use crate::settings::{KeySettings, ServeSettings, StoreSettings};
+use crate::store::{Database, sqlite_file};
+
+/// Opens the database named by the settings and applies pending migrations.
+pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Database> {
+    let db = Database::connect(&settings.database_url, settings.db_pool_size).await?;
+    let applied = db.migrate().await?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied database migrations");
+    }
+    Ok(db)
+}
+
+/// The cipher for this store. A SQLite store gets a key file beside it when no key is
+/// configured; PostgreSQL is shared by replicas, which must share a key, so it needs one given.
+pub fn open_cipher(keys: &KeySettings, store: &StoreSettings) -> anyhow::Result<CredentialCipher> {
+    let beside = sqlite_file(&store.database_url);
+    let (cipher, source) = load_cipher(keys, beside.as_deref()).map_err(|err| {
+        if beside.is_none() && keys.master_key.is_none() && keys.master_key_file.is_none() {
+            anyhow::anyhow!(
+                "a PostgreSQL store needs KUBEGQL_MASTER_KEY or --master-key-file, shared by every replica"
+            )
+        } else {
+            anyhow::Error::from(err)
+        }
+    })?;
+    match source {
+        KeySource::Created(path) => tracing::warn!(
+            path = %path.display(),
+            key_id = cipher.current_key_id(),
+            "no master key configured: created a new random key file; back it up, credentials cannot be read without it"
+        ),
+        KeySource::File(path) => tracing::info!(path = %path.display(), key_id = cipher.current_key_id(), "master key loaded from file"),
+        KeySource::Environment => tracing::info!(key_id = cipher.current_key_id(), "master key loaded from settings"),
+    }
+    Ok(cipher)
+}
+
+/// A server that is listening.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// The admin token generated at this start, if one was (shown once).
+    pub generated_admin_token: Option<SecretString>,
+    pub clusters: ClusterService,
+    pub db: Database,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Runs until the process is told to stop (Ctrl-C or SIGTERM).
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
+    let db = open_store(&settings.store).await?;
+    let cipher = Arc::new(open_cipher(&settings.keys, &settings.store)?);
+    let generated_admin_token =
+        match bootstrap_admin(&db, settings.bootstrap_admin_token.as_deref()).await? {
+            Bootstrap::Generated(token) => Some(token),
+            Bootstrap::FromSettings => {
+                tracing::info!("created the admin principal with the configured bootstrap token");
+                None
+            }
+            Bootstrap::Existing => None,
+        };
+    let clusters = ClusterService::new(db.clone(), cipher);
+    let schema = schema_builder(&settings.limits).data(clusters.clone()).finish();
+    let state = AppState { schema, auth: Authenticator::new(db.clone()), db: db.clone() };
+    let app = router(state, settings.limits.max_body_bytes);
+
+    let listener = TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(RunningServer { addr, generated_admin_token, clusters, db, shutdown: Some(shutdown), task })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Prints what a person needs to start using the server: the URLs and, once, the admin token.
+pub fn print_banner(server: &RunningServer) {
+    let base = format!("http://{}", server.addr);
+    println!("kubegql listening on {base}");
+    println!("  GraphQL:   {base}/graphql  (WebSocket: ws://{}/graphql/ws)", server.addr);
+    println!("  GraphiQL:  {base}/graphiql");
+    if let Some(token) = &server.generated_admin_token {
+        println!();
+        println!("  Admin API token (shown only now, store it safely):");
+        println!("    {}", token.expose_secret());
+        println!("  Send it as the header  Authorization: Bearer <token>");
+        println!("  (in GraphiQL: the Headers pane, {{\"Authorization\": \"Bearer <token>\"}})");
+    }
+}

@@ -1,0 +1,94 @@
+//! Server settings: one struct, filled from flags and `KUBEGQL_*` environment variables,
+//! with defaults that run on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where the data lives and how to unlock it; shared by every sub-command that opens the store.
+#[derive(Args, Debug, Clone)]
+pub struct StoreSettings {
+    /// Database URL: a SQLite file path (default) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "kubegql.db")]
+    pub database_url: String,
+
+    /// Maximum connections in the database pool.
+    #[arg(long, env = "KUBEGQL_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+/// How the master key that seals credentials is found.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeySettings {
+    /// Master key, base64 of 32 bytes. Prefer the file form on shared machines.
+    #[arg(long, env = "KUBEGQL_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// File holding the base64 master key. Created (mode 0600) beside the database when no
+    /// key is configured at all.
+    #[arg(long, env = "KUBEGQL_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Earlier master keys (comma-separated base64), kept only to open envelopes sealed before a
+    /// rotation; `kubegql rotate-key` re-seals them under the current key.
+    #[arg(long, env = "KUBEGQL_PREVIOUS_MASTER_KEYS", hide_env_values = true, value_delimiter = ',')]
+    pub previous_master_keys: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeSettings {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "KUBEGQL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub keys: KeySettings,
+
+    /// Admin API token to create on first start, when the store has no token yet. Without it a
+    /// random token is generated and printed once.
+    #[arg(long, env = "KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]
+    pub bootstrap_admin_token: Option<String>,
+
+    #[command(flatten)]
+    pub limits: ApiLimits,
+}
+
+/// Limits that protect the server from expensive or abusive requests.
+#[derive(Args, Debug, Clone)]
+pub struct ApiLimits {
+    /// Page size used when a list is asked for without `first`.
+    #[arg(long, env = "KUBEGQL_DEFAULT_PAGE_SIZE", default_value_t = 50)]
+    pub default_page_size: u32,
+
+    /// Largest `first` a list accepts; larger values are refused, never clamped.
+    #[arg(long, env = "KUBEGQL_MAX_PAGE_SIZE", default_value_t = 500)]
+    pub max_page_size: u32,
+
+    /// Deepest selection set a query may nest (GraphiQL's introspection needs 13).
+    #[arg(long, env = "KUBEGQL_MAX_QUERY_DEPTH", default_value_t = 15)]
+    pub max_query_depth: usize,
+
+    /// Highest complexity score a query may reach.
+    #[arg(long, env = "KUBEGQL_MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
+    pub max_query_complexity: usize,
+
+    /// Largest request body in bytes.
+    #[arg(long, env = "KUBEGQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            default_page_size: 50,
+            max_page_size: 500,
+            max_query_depth: 15,
+            max_query_complexity: 2000,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

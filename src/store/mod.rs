@@ -1,0 +1,207 @@
+//! The database: one diesel DSL over SQLite (embedded default) and PostgreSQL (production).
+//!
+//! `Database` is an enum of two connection pools; the `with_conn!` macro runs the same query
+//! text on whichever backend is live, so each query is written once. Migrations are embedded per
+//! backend (`migrations/sqlite`, `migrations/postgres`) and run at start-up.
+
+pub mod clusters;
+pub mod principals;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database unavailable: {0}")]
+    Pool(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    pub(crate) fn pool(err: impl std::fmt::Display) -> Self {
+        StoreError::Pool(err.to_string())
+    }
+}
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// The SQLite file behind a URL (`sqlite://path`, `file:path` or a bare path).
+pub fn sqlite_path(url: &str) -> PathBuf {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("file:"))
+        .unwrap_or(url);
+    PathBuf::from(path)
+}
+
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(Pool<SqliteConn>),
+    Postgres(Pool<AsyncPgConnection>),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: name the backend only.
+        f.write_str(match self {
+            Database::Sqlite(_) => "Database::Sqlite",
+            Database::Postgres(_) => "Database::Postgres",
+        })
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is live.
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::store::Database::Sqlite(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+            $crate::store::Database::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+impl Database {
+    /// Opens the pool for `url` (creating the SQLite file and its directory when needed).
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Database, StoreError> {
+        match Backend::of_url(url) {
+            Backend::Postgres => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let pool = Pool::builder()
+                    .max_size(pool_size)
+                    .connection_timeout(Duration::from_secs(10))
+                    .build(manager)
+                    .await
+                    .map_err(StoreError::pool)?;
+                Ok(Database::Postgres(pool))
+            }
+            Backend::Sqlite => {
+                let path = sqlite_path(url);
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(StoreError::pool)?;
+                }
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|url| {
+                    async move {
+                        let mut conn = SqliteConn::establish(url).await?;
+                        // WAL lets readers run beside the single writer; the busy timeout makes
+                        // concurrent writers wait instead of failing with SQLITE_BUSY.
+                        conn.batch_execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy(),
+                    config,
+                );
+                let pool = Pool::builder()
+                    .max_size(pool_size.max(1))
+                    .connection_timeout(Duration::from_secs(10))
+                    .build(manager)
+                    .await
+                    .map_err(StoreError::pool)?;
+                Ok(Database::Sqlite(pool))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        fn names(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
+            v.into_iter().map(|m| m.to_string()).collect()
+        }
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        match self {
+            Database::Sqlite(pool) => {
+                let conn = pool.get_owned().await.map_err(StoreError::pool)?;
+                let mut harness = AsyncMigrationHarness::new(conn);
+                harness.run_pending_migrations(SQLITE_MIGRATIONS).map(names).map_err(err)
+            }
+            Database::Postgres(pool) => {
+                let conn = pool.get_owned().await.map_err(StoreError::pool)?;
+                let mut harness = AsyncMigrationHarness::new(conn);
+                harness.run_pending_migrations(POSTGRES_MIGRATIONS).map(names).map_err(err)
+            }
+        }
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |conn| conn.batch_execute("SELECT 1").await.map_err(StoreError::from))
+    }
+}
+
+/// The SQLite file of a URL, when the URL names SQLite.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    (Backend::of_url(url) == Backend::Sqlite).then(|| sqlite_path(url))
+}
+
+/// True when a diesel error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// Now, in UTC, truncated to microseconds so a value reads back equal on both backends.
+pub(crate) fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}
+

@@ -1,0 +1,348 @@
+//! The GraphQL API over HTTP, through the real server: clusters, pagination, authentication,
+//! limits, and every kind of bad input the API must refuse cleanly.
+
+mod common;
+
+use common::{Backend, TEST_CA_PEM, TestDb, TestServer, first_error, settings_for};
+use serde_json::{Value, json};
+
+const CREATE: &str = "mutation($input: CreateClusterInput!) { createCluster(input: $input) {
+    id name mode apiServerUrl hasBearerToken hasCaData caFingerprintSha256 insecureSkipTlsVerify
+    defaultNamespace labels { key value } credentialKeyId createdAt updatedAt } }";
+
+fn direct_input(name: &str) -> Value {
+    json!({
+        "name": name,
+        "mode": "DIRECT",
+        "apiServerUrl": "https://127.0.0.1:6443",
+        "bearerToken": "api-suite-token-c0ffee",
+        "caData": TEST_CA_PEM,
+        "labels": [{ "key": "env", "value": "dev" }],
+    })
+}
+
+async fn server() -> (TestDb, TestServer) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    (db, server)
+}
+
+async fn create(server: &TestServer, input: Value) -> Value {
+    server.gql(CREATE, json!({ "input": input })).await
+}
+
+/// Asserts the request failed with `code`, mentions `needle`, and changed no cluster.
+async fn assert_refused(server: &TestServer, body: &Value, code: &str, needle: &str, clusters_before: i64) {
+    let (found, message) = first_error(body);
+    assert_eq!(found, code, "{body}");
+    assert!(message.contains(needle), "message {message:?} should mention {needle:?}");
+    assert_eq!(server.cluster_count().await, clusters_before, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_list_and_read_a_cluster() {
+    let (_db, server) = server().await;
+    let data = server.gql_ok(CREATE, json!({ "input": direct_input("prod") })).await;
+    let cluster = &data["createCluster"];
+    assert_eq!(cluster["name"], "prod");
+    assert_eq!(cluster["mode"], "DIRECT");
+    assert_eq!(cluster["hasBearerToken"], true);
+    assert_eq!(cluster["hasCaData"], true);
+    assert_eq!(cluster["insecureSkipTlsVerify"], false);
+    assert_eq!(cluster["labels"], json!([{ "key": "env", "value": "dev" }]));
+    assert!(cluster["caFingerprintSha256"].as_str().unwrap().starts_with("A9:41:0A"));
+    let text = data.to_string();
+    assert!(!text.contains("api-suite-token-c0ffee") && !text.contains("BEGIN CERTIFICATE"));
+
+    let id = cluster["id"].as_str().unwrap();
+    let one = server.gql_ok("query($id: ID!) { cluster(id: $id) { name } }", json!({ "id": id })).await;
+    assert_eq!(one["cluster"]["name"], "prod");
+    let list = server.gql_ok("{ clusters { edges { node { id } } pageInfo { hasNextPage } } }", json!({})).await;
+    assert_eq!(list["clusters"]["edges"][0]["node"]["id"], id);
+    assert_eq!(list["clusters"]["pageInfo"]["hasNextPage"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_keeps_absent_fields_and_clears_nulls() {
+    let (_db, server) = server().await;
+    let data = server.gql_ok(CREATE, json!({ "input": direct_input("edit-me") })).await;
+    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let update = "mutation($id: ID!, $input: UpdateClusterInput!) { updateCluster(id: $id, input: $input) {
+        name hasBearerToken hasCaData caFingerprintSha256 defaultNamespace } }";
+    let data = server
+        .gql_ok(update, json!({ "id": id, "input": { "name": "edited", "caData": null, "defaultNamespace": "apps" } }))
+        .await;
+    assert_eq!(
+        data["updateCluster"],
+        json!({ "name": "edited", "hasBearerToken": true, "hasCaData": false,
+                "caFingerprintSha256": null, "defaultNamespace": "apps" })
+    );
+    // Removing the only credential of a DIRECT cluster is refused as a whole.
+    let body = server.gql(update, json!({ "id": id, "input": { "bearerToken": null, "name": "x" } })).await;
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
+    let still = server.gql_ok("query($id: ID!) { cluster(id: $id) { name hasBearerToken } }", json!({ "id": id })).await;
+    assert_eq!(still["cluster"], json!({ "name": "edited", "hasBearerToken": true }));
+
+    let deleted = server.gql_ok("mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
+    assert_eq!(deleted["deleteCluster"]["id"], id.as_str());
+    assert_eq!(server.cluster_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_follow_cursors_to_the_end() {
+    let (_db, server) = server().await;
+    for i in 0..7 {
+        server.gql_ok(CREATE, json!({ "input": direct_input(&format!("c{i}")) })).await;
+    }
+    let query = "query($after: String) { clusters(first: 3, after: $after) {
+        edges { cursor node { name } } pageInfo { hasNextPage hasPreviousPage endCursor } } }";
+    let mut names = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let data = server.gql_ok(query, json!({ "after": after })).await;
+        let conn = &data["clusters"];
+        pages += 1;
+        names.extend(conn["edges"].as_array().unwrap().iter().map(|e| e["node"]["name"].as_str().unwrap().to_owned()));
+        assert_eq!(conn["pageInfo"]["hasPreviousPage"], pages > 1);
+        if conn["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_cluster_input_is_refused_and_writes_nothing() {
+    let (dir, server) = server().await;
+    server.gql_ok(CREATE, json!({ "input": direct_input("taken") })).await;
+    let kubeconfig = dir.sqlite_file.as_ref().unwrap().with_file_name("kubeconfig.yaml");
+    std::fs::write(&kubeconfig, KUBECONFIG).unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
+
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        ("duplicate name", direct_input("taken"), "CONFLICT", "already exists"),
+        ("invalid name", direct_input("not a name!"), "BAD_USER_INPUT", "not a valid cluster name"),
+        ("DIRECT without URL", json!({ "name": "a", "mode": "DIRECT", "bearerToken": "t" }), "BAD_USER_INPUT", "apiServerUrl"),
+        ("http URL", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "http://127.0.0.1:6443", "bearerToken": "t" }), "BAD_USER_INPUT", "https"),
+        ("DIRECT without credentials", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example:6443" }), "BAD_USER_INPUT", "bearerToken"),
+        ("CA not PEM", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": "not a certificate" }), "BAD_USER_INPUT", "PEM"),
+        ("CA with insecure flag", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": TEST_CA_PEM, "insecureSkipTlsVerify": true }), "BAD_USER_INPUT", "caData"),
+        ("unreadable kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": "/nonexistent/kubeconfig" }), "BAD_USER_INPUT", "cannot read"),
+        ("unknown context", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "nope" }), "BAD_USER_INPUT", "context \"nope\""),
+        ("garbage inline kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfig": "{{{: nope" }), "BAD_USER_INPUT", "not a valid kubeconfig"),
+        ("field of another mode", json!({ "name": "a", "mode": "IN_CLUSTER", "bearerToken": "t" }), "BAD_USER_INPUT", "IN_CLUSTER"),
+        ("duplicate label", json!({ "name": "a", "mode": "IN_CLUSTER", "labels": [{"key": "k", "value": "1"}, {"key": "k", "value": "2"}] }), "BAD_USER_INPUT", "twice"),
+        ("unknown mode", json!({ "name": "a", "mode": "SSH" }), "BAD_USER_INPUT", "SSH"),
+    ];
+    for (what, input, code, needle) in cases {
+        let body = create(&server, input).await;
+        let (found, message) = first_error(&body);
+        assert_eq!(found, code, "{what}: {body}");
+        assert!(message.contains(needle), "{what}: {message:?} should mention {needle:?}");
+        assert!(!body.to_string().contains("secret-in-kubeconfig"), "{what}: kubeconfig content leaked");
+        assert_eq!(server.cluster_count().await, 1, "{what}: nothing written");
+    }
+
+    // The good kubeconfig with a real context is accepted.
+    let ok = create(&server, json!({ "name": "kc", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "admin" })).await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+}
+
+const KUBECONFIG: &str = r#"apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:6443
+users:
+- name: admin
+  user:
+    token: secret-in-kubeconfig
+contexts:
+- name: admin
+  context:
+    cluster: local
+    user: admin
+current-context: admin
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_ids_cursors_and_page_sizes() {
+    let (_db, server) = server().await;
+    server.gql_ok(CREATE, json!({ "input": direct_input("one") })).await;
+    let before = server.cluster_count().await;
+
+    let body = server.gql("{ cluster(id: \"not-a-uuid\") { name } }", json!({})).await;
+    assert_refused(&server, &body, "BAD_USER_INPUT", "UUID", before).await;
+    let body = server.gql("{ cluster(id: \"00000000-0000-4000-8000-000000000000\") { name } }", json!({})).await;
+    assert_refused(&server, &body, "NOT_FOUND", "no cluster", before).await;
+    let body = server.gql("mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }", json!({})).await;
+    assert_refused(&server, &body, "NOT_FOUND", "no cluster", before).await;
+    let body = server.gql("mutation { updateCluster(id: \"nope\", input: {name: \"x\"}) { id } }", json!({})).await;
+    assert_refused(&server, &body, "BAD_USER_INPUT", "UUID", before).await;
+    for first in [100000, 501, 0, -5] {
+        let body = server.gql("query($f: Int) { clusters(first: $f) { edges { cursor } } }", json!({ "f": first })).await;
+        assert_refused(&server, &body, "BAD_USER_INPUT", "first must be", before).await;
+    }
+    let ok = server.gql_ok("{ clusters(first: 500) { edges { cursor } } }", json!({})).await;
+    assert_eq!(ok["clusters"]["edges"].as_array().unwrap().len(), 1);
+    let body = server.gql("{ clusters(after: \"definitely-not-ours\") { edges { cursor } } }", json!({})).await;
+    assert_refused(&server, &body, "BAD_USER_INPUT", "not a cursor", before).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_need_a_valid_token() {
+    let (_db, server) = server().await;
+    let query = json!({ "query": "{ viewer { name role tenant } }" });
+    let no_token = server.client.post(server.url("/graphql")).json(&query).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(no_token.headers()["www-authenticate"], "Bearer");
+    let body: Value = no_token.json().await.unwrap();
+    assert_eq!(first_error(&body).0, "UNAUTHENTICATED");
+
+    let wrong = server.client.post(server.url("/graphql")).bearer_auth("kgq_wrong").json(&query).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let get = server.client.get(server.url("/graphql?query=%7Bviewer%7Bname%7D%7D")).send().await.unwrap();
+    assert_eq!(get.status(), 401);
+
+    let ok = server.gql_ok("{ viewer { name role tenant } }", json!({})).await;
+    assert_eq!(ok["viewer"], json!({ "name": "admin", "role": "ADMIN", "tenant": "default" }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_serves_queries_but_not_mutations() {
+    let (_db, server) = server().await;
+    let ok = server.client.get(server.url("/graphql?query=%7Bviewer%7Bname%7D%7D")).bearer_auth(&server.token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["data"]["viewer"]["name"], "admin");
+
+    let mutation = "mutation{deleteCluster(id:\"00000000-0000-4000-8000-000000000000\"){id}}";
+    let refused = server
+        .client
+        .get(server.url("/graphql"))
+        .query(&[("query", mutation)])
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn depth_and_body_limits() {
+    let (_db, server) = server().await;
+    // Nesting through introspection is the deepest a client can go in this schema.
+    let mut deep = String::from("name");
+    for _ in 0..20 {
+        deep = format!("ofType {{ {deep} }}");
+    }
+    let body = server.gql(&format!("{{ __type(name: \"Cluster\") {{ {deep} }} }}"), json!({})).await;
+    let (code, message) = first_error(&body);
+    assert_eq!(code, "BAD_USER_INPUT", "{body}");
+    assert!(message.to_lowercase().contains("nested too deep"), "{message}");
+
+    // GraphiQL's own introspection query stays within the limit.
+    let body = server.gql(INTROSPECTION, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert!(body["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
+
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let response = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"query\": \"{{ viewer {{ name }} }}\", \"variables\": {{\"pad\": \"{huge}\"}}}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
+
+    let response = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(server.cluster_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_graphiql() {
+    let (_db, server) = server().await;
+    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let page = server.client.get(server.url("/graphiql")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("/graphql/ws") && page.contains("graphiql"), "GraphiQL wired to both endpoints");
+}
+
+/// The secret given to createCluster is not in the database bytes, on either backend.
+async fn created_secrets_stay_sealed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start_with(settings_for(&db)).await;
+    let token = "T-sealed-graphql-token-5e1f";
+    let mut input = direct_input("sealed");
+    input["bearerToken"] = json!(token);
+    server.gql_ok(CREATE, json!({ "input": input })).await;
+    let dump = match backend {
+        Backend::Sqlite => {
+            server.server.stop().await.unwrap();
+            let file = db.sqlite_file.clone().unwrap();
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes.extend(std::fs::read(format!("{}-wal", file.display())).unwrap_or_default());
+            bytes
+        }
+        Backend::Postgres => {
+            let out = std::process::Command::new("pg_dump").arg("--dbname").arg(&db.url).output().unwrap();
+            assert!(out.status.success());
+            out.stdout
+        }
+    };
+    let has = |needle: &str| dump.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has("sealed"));
+    assert!(!has(token));
+    assert!(!has(TEST_CA_PEM.lines().nth(1).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn created_secrets_stay_sealed_sqlite() {
+    created_secrets_stay_sealed(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn created_secrets_stay_sealed_postgres() {
+    created_secrets_stay_sealed(Backend::Postgres).await;
+}
+
+const INTROSPECTION: &str = r#"query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}"#;
