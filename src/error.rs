@@ -4,6 +4,8 @@
 use async_graphql::ErrorExtensions;
 
 use crate::auth::AuthError;
+use crate::clients::ConnectError;
+use crate::clients::connections::AccessError;
 use crate::clusters::ClusterError;
 use crate::store::StoreError;
 
@@ -92,6 +94,27 @@ impl From<ClusterError> for ApiError {
             ClusterError::Cipher(_) => {
                 tracing::error!(error = %err, "credential decryption failed");
                 ApiError::new(ErrorCode::Internal, err.to_string())
+            }
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Cluster(cluster) => cluster.into(),
+            AccessError::Connect { cluster, error } => {
+                let code = match &error {
+                    ConnectError::Forbidden(_) => ErrorCode::Forbidden,
+                    ConnectError::Api { code: 404, .. } => ErrorCode::NotFound,
+                    ConnectError::Api { code: 409, .. } => ErrorCode::Conflict,
+                    ConnectError::Api { code: 400 | 422, .. } => ErrorCode::BadUserInput,
+                    ConnectError::Api { code: 410, .. } => ErrorCode::CursorExpired,
+                    ConnectError::Api { code: 429, .. } => ErrorCode::RateLimited,
+                    ConnectError::Api { .. } => ErrorCode::Internal,
+                    _ => ErrorCode::ClusterUnreachable,
+                };
+                ApiError::new(code, format!("cluster {cluster}: {error}"))
             }
         }
     }

@@ -9,7 +9,8 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State, WebSocketUpgrade};
+use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
@@ -36,8 +37,36 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            refuse_declared_oversize(request, next, max_body_bytes)
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it; bodies
+/// without a length (chunked) are cut at the limit by `DefaultBodyLimit` while they are read.
+async fn refuse_declared_oversize(request: Request, next: Next, max: usize) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> Response {
+    let mut response = error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BadUserInput,
+        "the request body is larger than this server accepts",
+    );
+    // The unread body makes the connection unusable for another request.
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
 }
 
 /// A GraphQL-shaped error body with an HTTP status, for failures before execution.
@@ -89,13 +118,7 @@ async fn graphql_post(
     };
     let body = match body {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BadUserInput,
-                "the request body is larger than this server accepts",
-            );
-        }
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
         Err(rejection) => {
             return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text());
         }

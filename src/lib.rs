@@ -5,6 +5,7 @@
 //! `crypto` (sealing of credentials).
 
 pub mod auth;
+pub mod clients;
 pub mod clusters;
 pub mod crypto;
 pub mod error;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
@@ -10,6 +11,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Authenticator, Bootstrap, bootstrap_admin};
+use crate::clients::ClientFactory;
+use crate::clients::cache::{ClientCache, SystemClock};
+use crate::clients::connections::ClusterConnections;
 use crate::clusters::ClusterService;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
 use crate::graphql::schema_builder;
@@ -58,9 +62,11 @@ pub struct RunningServer {
     /// The admin token generated at this start, if one was (shown once).
     pub generated_admin_token: Option<SecretString>,
     pub clusters: ClusterService,
+    pub connections: ClusterConnections,
     pub db: Database,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    upkeep: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -68,6 +74,9 @@ impl RunningServer {
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        for task in &self.upkeep {
+            task.abort();
         }
         self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
@@ -92,8 +101,20 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
             }
             Bootstrap::Existing => None,
         };
-    let clusters = ClusterService::new(db.clone(), cipher);
-    let schema = schema_builder(&settings.limits).data(clusters.clone()).finish();
+    let client_cache = Arc::new(ClientCache::new(
+        Duration::from_secs(settings.upkeep.client_ttl_secs),
+        Arc::new(SystemClock),
+    ));
+    let clusters = ClusterService::new(db.clone(), cipher, client_cache);
+    // Prefetch every cluster record so requests for known clusters never wait on the database.
+    let known = clusters.directory().refresh().await?;
+    tracing::info!(clusters = known, "cluster directory loaded");
+    let connections = ClusterConnections::new(clusters.clone(), ClientFactory::new(settings.clients.clone()));
+    let upkeep = connections.spawn_upkeep(&settings.upkeep);
+    let schema = schema_builder(&settings.limits)
+        .data(clusters.clone())
+        .data(connections.clone())
+        .finish();
     let state = AppState { schema, auth: Authenticator::new(db.clone()), db: db.clone() };
     let app = router(state, settings.limits.max_body_bytes);
 
@@ -107,7 +128,16 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    Ok(RunningServer { addr, generated_admin_token, clusters, db, shutdown: Some(shutdown), task })
+    Ok(RunningServer {
+        addr,
+        generated_admin_token,
+        clusters,
+        connections,
+        db,
+        shutdown: Some(shutdown),
+        task,
+        upkeep,
+    })
 }
 
 async fn shutdown_signal() {

@@ -55,6 +55,12 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub limits: ApiLimits,
+
+    #[command(flatten)]
+    pub clients: crate::clients::ClientSettings,
+
+    #[command(flatten)]
+    pub upkeep: crate::clients::connections::UpkeepSettings,
 }
 
 /// Limits that protect the server from expensive or abusive requests.

@@ -4,8 +4,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Backend, TEST_CA_PEM, TestDb, test_key};
+use kubegql::clients::cache::{ClientCache, SystemClock};
 use kubegql::clusters::{ClusterError, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
 use kubegql::crypto::{CipherError, CredentialCipher};
 use kubegql::store::Database;
@@ -17,6 +19,11 @@ async fn open(db: &TestDb) -> Database {
     let database = Database::connect(&db.url, 4).await.expect("connect");
     database.migrate().await.expect("migrate");
     database
+}
+
+fn service_for(db: Database, cipher: Arc<CredentialCipher>) -> ClusterService {
+    let cache = Arc::new(ClientCache::new(Duration::from_secs(60), Arc::new(SystemClock)));
+    ClusterService::new(db, cipher, cache)
 }
 
 fn cipher(key: &str, previous: &[String]) -> Arc<CredentialCipher> {
@@ -51,10 +58,10 @@ async fn migrations_are_idempotent(backend: Backend) {
 
 async fn create_get_update_delete(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let service = ClusterService::new(open(&db).await, cipher(&test_key(), &[]));
+    let service = service_for(open(&db).await, cipher(&test_key(), &[]));
     let created = service.create(direct("alpha")).await.unwrap();
     let fetched = service.get(&created.id).await.unwrap();
-    assert_eq!(fetched, created, "a row reads back exactly as written");
+    assert_eq!(*fetched, created, "a row reads back exactly as written");
     assert!(created.bearer_token_sealed.is_some());
     assert_eq!(
         created.ca_fingerprint_sha256.as_deref(),
@@ -88,7 +95,7 @@ async fn create_get_update_delete(backend: Backend) {
 async fn duplicate_names_conflict(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
-    let service = ClusterService::new(database.clone(), cipher(&test_key(), &[]));
+    let service = service_for(database.clone(), cipher(&test_key(), &[]));
     service.create(direct("dup")).await.unwrap();
     let err = service.create(direct("dup")).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -102,7 +109,7 @@ async fn duplicate_names_conflict(backend: Backend) {
 async fn keyset_pages_cover_everything_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
-    let service = ClusterService::new(database.clone(), cipher(&test_key(), &[]));
+    let service = service_for(database.clone(), cipher(&test_key(), &[]));
     for i in 0..23 {
         service.create(direct(&format!("c{i:02}"))).await.unwrap();
     }
@@ -123,23 +130,25 @@ async fn keyset_pages_cover_everything_once(backend: Backend) {
 async fn wrong_key_and_tampering_are_clear_errors(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
-    let service = ClusterService::new(database.clone(), cipher(&test_key(), &[]));
+    let service = service_for(database.clone(), cipher(&test_key(), &[]));
     let row = service.create(direct("sealed")).await.unwrap();
 
     let other_key = base64_key(9);
-    let wrong = ClusterService::new(database.clone(), cipher(&other_key, &[]));
+    let wrong = service_for(database.clone(), cipher(&other_key, &[]));
     let err = wrong.update(&row.id, ClusterPatch::default()).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ClusterError::Cipher(CipherError::UnknownKey { .. })), "{text}");
     assert!(text.contains("sealed") && text.contains(&row.key_id), "names cluster and key: {text}");
     assert!(!text.contains(TOKEN));
-    assert_eq!(service.get(&row.id).await.unwrap(), row, "a failed update overwrites nothing");
+    assert_eq!(*service.get(&row.id).await.unwrap(), row, "a failed update overwrites nothing");
+    assert_eq!(database.cluster(&row.id).await.unwrap().unwrap(), row, "nor in the database");
 
     let mut tampered = row.clone();
     let sealed = tampered.bearer_token_sealed.as_mut().unwrap();
     let last = sealed.len() - 1;
     sealed[last] ^= 0x01;
     database.update_cluster(&tampered).await.unwrap();
+    service.directory().refresh().await.unwrap();
     let err = service.update(&row.id, ClusterPatch::default()).await.unwrap_err();
     assert!(matches!(err, ClusterError::Cipher(CipherError::Open { .. })), "{err}");
     assert!(err.to_string().contains("bearer_token"));
@@ -149,6 +158,7 @@ async fn wrong_key_and_tampering_are_clear_errors(backend: Backend) {
     let mut moved = second.clone();
     moved.bearer_token_sealed = row.bearer_token_sealed.clone();
     database.update_cluster(&moved).await.unwrap();
+    service.directory().refresh().await.unwrap();
     assert!(service.open(&service.get(&second.id).await.unwrap()).is_err());
 }
 
@@ -160,18 +170,18 @@ fn base64_key(byte: u8) -> String {
 async fn rotation_reseals_under_the_new_key(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
-    let old = ClusterService::new(database.clone(), cipher(&test_key(), &[]));
+    let old = service_for(database.clone(), cipher(&test_key(), &[]));
     let row = old.create(direct("rotate-me")).await.unwrap();
 
     let new_key = base64_key(3);
-    let rotated = ClusterService::new(database.clone(), cipher(&new_key, &[test_key()]));
+    let rotated = service_for(database.clone(), cipher(&new_key, &[test_key()]));
     assert_eq!(rotated.reseal_all().await.unwrap(), 1);
     assert_eq!(rotated.reseal_all().await.unwrap(), 0, "already under the current key");
 
     let after = rotated.get(&row.id).await.unwrap();
     assert_ne!(after.key_id, row.key_id);
     assert_ne!(after.bearer_token_sealed, row.bearer_token_sealed);
-    let only_new = ClusterService::new(database, cipher(&new_key, &[]));
+    let only_new = service_for(database, cipher(&new_key, &[]));
     assert_eq!(only_new.open(&after).unwrap().bearer_token.unwrap().expose_secret(), TOKEN);
 }
 
@@ -179,7 +189,7 @@ async fn rotation_reseals_under_the_new_key(backend: Backend) {
 async fn secrets_do_not_reach_the_database_in_clear(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
-    let service = ClusterService::new(database.clone(), cipher(&test_key(), &[]));
+    let service = service_for(database.clone(), cipher(&test_key(), &[]));
     service.create(direct("secretive")).await.unwrap();
     let ca_body = TEST_CA_PEM.lines().nth(1).unwrap();
     let dump: Vec<u8> = match backend {

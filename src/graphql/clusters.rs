@@ -1,6 +1,8 @@
 //! Clusters in the schema: the `Cluster` type, its Relay connection, and its mutations.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, Subscription};
@@ -11,6 +13,8 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::{data, principal, require_role};
 use crate::auth::Role;
+use crate::clients::connections::ClusterConnections;
+use crate::clients::{ClusterStatus, ConnectError};
 use crate::clusters::{ClusterChangeKind, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
 use crate::error::ApiError;
 use crate::pagination::{PageRequest, encode_cursor};
@@ -21,7 +25,7 @@ const CLUSTERS_SCOPE: &str = "clusters";
 
 /// A Kubernetes cluster kubegql can connect to. Credentials are write-only: the API says whether
 /// they are set, never what they are.
-pub struct Cluster(pub ClusterRow);
+pub struct Cluster(pub Arc<ClusterRow>);
 
 #[derive(SimpleObject, Clone)]
 pub struct Label {
@@ -105,6 +109,75 @@ impl Cluster {
     async fn updated_at(&self) -> DateTime<Utc> {
         utc(self.0.updated_at)
     }
+    /// Whether the cluster answers, and how fast. A status younger than 30 seconds (kept by the
+    /// background health check) is returned as it is unless `refresh` asks for a new check.
+    async fn status(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] refresh: bool,
+    ) -> async_graphql::Result<ConnectionStatus> {
+        let connections = data::<ClusterConnections>(ctx)?;
+        let status = connections
+            .status(&self.0.id, STATUS_MAX_AGE, refresh)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(status.into())
+    }
+}
+
+const STATUS_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Why a connection check failed.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionErrorKind {
+    /// The configuration cannot be turned into a client (unreadable file, bad CA, no context).
+    Config,
+    /// The TLS handshake failed (unknown CA, wrong server name, bad client certificate).
+    Tls,
+    /// The API server refused the credentials (401).
+    Unauthorized,
+    /// The credentials are valid but may not do this (403).
+    Forbidden,
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection could not be made (refused, no route, DNS).
+    Unreachable,
+    /// The API server answered with another error.
+    Api,
+}
+
+/// The result of a connection check.
+#[derive(SimpleObject)]
+pub struct ConnectionStatus {
+    pub reachable: bool,
+    /// The API server's `gitVersion`, such as `v1.37.2`.
+    pub server_version: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub checked_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub error_kind: Option<ConnectionErrorKind>,
+}
+
+impl From<ClusterStatus> for ConnectionStatus {
+    fn from(status: ClusterStatus) -> Self {
+        let error_kind = status.error.as_ref().map(|e| match e {
+            ConnectError::Config(_) => ConnectionErrorKind::Config,
+            ConnectError::Tls(_) => ConnectionErrorKind::Tls,
+            ConnectError::Unauthorized => ConnectionErrorKind::Unauthorized,
+            ConnectError::Forbidden(_) => ConnectionErrorKind::Forbidden,
+            ConnectError::Timeout(_) => ConnectionErrorKind::Timeout,
+            ConnectError::Unreachable(_) => ConnectionErrorKind::Unreachable,
+            ConnectError::Api { .. } => ConnectionErrorKind::Api,
+        });
+        ConnectionStatus {
+            reachable: status.reachable,
+            server_version: status.server_version,
+            latency_ms: status.latency_ms,
+            checked_at: status.checked_at,
+            error: status.error.map(|e| e.to_string()),
+            error_kind,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -132,7 +205,7 @@ impl ClusterQuery {
         let mut connection = Connection::new(page.after.is_some(), has_next);
         connection.edges.extend(
             rows.into_iter()
-                .map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(row))),
+                .map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(Arc::new(row)))),
         );
         Ok(connection)
     }
@@ -273,7 +346,7 @@ impl ClusterMutation {
         require_role(ctx, Role::Admin)?;
         let spec = input.into_spec()?;
         let row = data::<ClusterService>(ctx)?.create(spec).await.map_err(ApiError::from)?;
-        Ok(Cluster(row))
+        Ok(Cluster(Arc::new(row)))
     }
 
     /// Changes a cluster; the whole result is validated before anything is written.
@@ -286,7 +359,21 @@ impl ClusterMutation {
         require_role(ctx, Role::Admin)?;
         let patch = input.into_patch()?;
         let row = data::<ClusterService>(ctx)?.update(&id, patch).await.map_err(ApiError::from)?;
-        Ok(Cluster(row))
+        Ok(Cluster(Arc::new(row)))
+    }
+
+    /// Checks a configuration before it is saved: validates it, connects, and asks the API server
+    /// for its version. Writes nothing. A mutation rather than a query so that credentials are
+    /// only ever sent in a POST body, never in a URL.
+    async fn test_cluster_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateClusterInput,
+    ) -> async_graphql::Result<ConnectionStatus> {
+        require_role(ctx, Role::Admin)?;
+        let spec = input.into_spec()?;
+        let status = data::<ClusterConnections>(ctx)?.test(&spec).await.map_err(ApiError::from)?;
+        Ok(status.into())
     }
 
     /// Removes a cluster and returns what it was.

@@ -9,6 +9,8 @@ pub mod principals;
 pub mod schema;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::SqliteConnection;
@@ -69,37 +71,44 @@ pub fn sqlite_path(url: &str) -> PathBuf {
 }
 
 #[derive(Clone)]
-pub enum Database {
+pub enum Pools {
     Sqlite(Pool<SqliteConn>),
     Postgres(Pool<AsyncPgConnection>),
+}
+
+/// The database: the live backend's pool, and a count of the queries run through it (so tests
+/// and metrics can prove that a cached path does not touch it).
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) pools: Pools,
+    queries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: name the backend only.
-        f.write_str(match self {
-            Database::Sqlite(_) => "Database::Sqlite",
-            Database::Postgres(_) => "Database::Postgres",
-        })
+        write!(f, "Database({:?})", self.backend())
     }
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is live.
 macro_rules! with_conn {
-    ($db:expr, |$conn:ident| $body:expr) => {
-        match $db {
-            $crate::store::Database::Sqlite(pool) => {
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        let db: &$crate::store::Database = $db;
+        db.count_query();
+        match &db.pools {
+            $crate::store::Pools::Sqlite(pool) => {
                 let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
                 let $conn = &mut *pooled;
                 $body
             }
-            $crate::store::Database::Postgres(pool) => {
+            $crate::store::Pools::Postgres(pool) => {
                 let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
                 let $conn = &mut *pooled;
                 $body
             }
         }
-    };
+    }};
 }
 pub(crate) use with_conn;
 
@@ -115,7 +124,7 @@ impl Database {
                     .build(manager)
                     .await
                     .map_err(StoreError::pool)?;
-                Ok(Database::Postgres(pool))
+                Ok(Database::new(Pools::Postgres(pool)))
             }
             Backend::Sqlite => {
                 let path = sqlite_path(url);
@@ -148,16 +157,29 @@ impl Database {
                     .build(manager)
                     .await
                     .map_err(StoreError::pool)?;
-                Ok(Database::Sqlite(pool))
+                Ok(Database::new(Pools::Sqlite(pool)))
             }
         }
     }
 
+    fn new(pools: Pools) -> Database {
+        Database { pools, queries: Arc::new(AtomicU64::new(0)) }
+    }
+
     pub fn backend(&self) -> Backend {
-        match self {
-            Database::Sqlite(_) => Backend::Sqlite,
-            Database::Postgres(_) => Backend::Postgres,
+        match self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    pub(crate) fn count_query(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many queries this database handle (and its clones) has run.
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// Applies pending migrations; returns the versions applied now.
@@ -166,13 +188,13 @@ impl Database {
             v.into_iter().map(|m| m.to_string()).collect()
         }
         let err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
-        match self {
-            Database::Sqlite(pool) => {
+        match &self.pools {
+            Pools::Sqlite(pool) => {
                 let conn = pool.get_owned().await.map_err(StoreError::pool)?;
                 let mut harness = AsyncMigrationHarness::new(conn);
                 harness.run_pending_migrations(SQLITE_MIGRATIONS).map(names).map_err(err)
             }
-            Database::Postgres(pool) => {
+            Pools::Postgres(pool) => {
                 let conn = pool.get_owned().await.map_err(StoreError::pool)?;
                 let mut harness = AsyncMigrationHarness::new(conn);
                 harness.run_pending_migrations(POSTGRES_MIGRATIONS).map(names).map_err(err)

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use kubegql::clients::ClientSettings;
+use kubegql::clients::connections::UpkeepSettings;
 use kubegql::server::{RunningServer, start};
 use kubegql::settings::{ApiLimits, KeySettings, ServeSettings, StoreSettings};
 use secrecy::ExposeSecret;
@@ -73,6 +75,8 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         keys: KeySettings { master_key: Some(test_key()), master_key_file: None, previous_master_keys: vec![] },
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
         limits: ApiLimits::default(),
+        clients: ClientSettings::default(),
+        upkeep: UpkeepSettings::default(),
     }
 }
 

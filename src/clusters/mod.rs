@@ -5,6 +5,8 @@
 //! stored spec, applies the change, validates the whole result and seals it again under the
 //! current key, so a record is never half-updated and rotation happens on write.
 
+pub mod directory;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
+use self::directory::ClusterDirectory;
+use crate::clients::cache::ClientCache;
 use crate::crypto::{CipherError, CredentialCipher, SealContext};
 use crate::store::clusters::ClusterRow;
 use crate::store::{Database, StoreError, now};
@@ -145,17 +149,30 @@ pub fn parse_cluster_id(text: &str) -> Result<uuid::Uuid, ClusterError> {
         .map_err(|_| invalid("id", format!("{text:?} is not a cluster id (a UUID)")))
 }
 
+/// Cluster records: reads come from the in-memory directory, writes go to the database and then
+/// to the directory, and invalidate the cluster's cached clients at once.
 #[derive(Clone)]
 pub struct ClusterService {
     db: Database,
     cipher: Arc<CredentialCipher>,
     changes: broadcast::Sender<ClusterChange>,
+    directory: Arc<ClusterDirectory>,
+    clients: Arc<ClientCache<kube::Client>>,
 }
 
 impl ClusterService {
-    pub fn new(db: Database, cipher: Arc<CredentialCipher>) -> Self {
+    pub fn new(db: Database, cipher: Arc<CredentialCipher>, clients: Arc<ClientCache<kube::Client>>) -> Self {
         let (changes, _) = broadcast::channel(256);
-        Self { db, cipher, changes }
+        let directory = Arc::new(ClusterDirectory::new(db.clone()));
+        Self { db, cipher, changes, directory, clients }
+    }
+
+    pub fn directory(&self) -> &ClusterDirectory {
+        &self.directory
+    }
+
+    pub fn clients(&self) -> &Arc<ClientCache<kube::Client>> {
+        &self.clients
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {
@@ -167,9 +184,10 @@ impl ClusterService {
         let _ = self.changes.send(ClusterChange { kind, id: row.id.clone(), name: row.name.clone() });
     }
 
-    pub async fn get(&self, id: &str) -> Result<ClusterRow, ClusterError> {
+    /// A cluster record, from memory when it is known.
+    pub async fn get(&self, id: &str) -> Result<Arc<ClusterRow>, ClusterError> {
         let id = parse_cluster_id(id)?.to_string();
-        self.db.cluster(&id).await?.ok_or(ClusterError::NotFound(id))
+        self.directory.get(&id).await?.ok_or(ClusterError::NotFound(id))
     }
 
     pub async fn page(&self, after_name: Option<&str>, limit: i64) -> Result<Vec<ClusterRow>, ClusterError> {
@@ -182,6 +200,7 @@ impl ClusterService {
         let at = now();
         let row = self.seal(&id, &spec, at, at)?;
         self.db.insert_cluster(&row).await?;
+        self.directory.put_if_newer(row.clone());
         tracing::info!(cluster = %row.id, name = %row.name, mode = %row.mode, "cluster created");
         self.announce(ClusterChangeKind::Created, &row);
         Ok(row)
@@ -193,21 +212,31 @@ impl ClusterService {
         validate(&spec)?;
         let row = self.seal(&current.id, &spec, current.created_at, now())?;
         if !self.db.update_cluster(&row).await? {
-            return Err(ClusterError::NotFound(current.id));
+            self.forget(&current.id);
+            return Err(ClusterError::NotFound(current.id.clone()));
         }
+        self.directory.put_if_newer(row.clone());
+        self.clients.invalidate_cluster(&row.id);
         tracing::info!(cluster = %row.id, name = %row.name, "cluster updated");
         self.announce(ClusterChangeKind::Updated, &row);
         Ok(row)
     }
 
-    pub async fn delete(&self, id: &str) -> Result<ClusterRow, ClusterError> {
+    pub async fn delete(&self, id: &str) -> Result<Arc<ClusterRow>, ClusterError> {
         let current = self.get(id).await?;
-        if !self.db.delete_cluster(&current.id).await? {
-            return Err(ClusterError::NotFound(current.id));
+        let deleted = self.db.delete_cluster(&current.id).await?;
+        self.forget(&current.id);
+        if !deleted {
+            return Err(ClusterError::NotFound(current.id.clone()));
         }
         tracing::info!(cluster = %current.id, name = %current.name, "cluster deleted");
         self.announce(ClusterChangeKind::Deleted, &current);
         Ok(current)
+    }
+
+    fn forget(&self, id: &str) {
+        self.directory.remove(id);
+        self.clients.invalidate_cluster(id);
     }
 
     /// The stored spec with its credentials opened.
@@ -291,6 +320,7 @@ impl ClusterService {
             let spec = self.open(&row)?;
             let resealed = self.seal(&row.id, &spec, row.created_at, row.updated_at)?;
             self.db.update_cluster(&resealed).await?;
+            self.directory.put_if_newer(resealed);
             count += 1;
         }
         Ok(count)

@@ -1,0 +1,179 @@
+//! `ClusterConnections`: the one way the rest of kubegql gets a `kube::Client` for a cluster, and
+//! the cluster's connection status. Also runs the background upkeep: refreshing the cluster
+//! directory, checking the health of cached clients, and dropping expired ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use kube::Client;
+
+use super::cache::CacheKey;
+use super::{ClientFactory, ClusterStatus, ConnectError, check};
+use crate::clusters::{ClusterError, ClusterService, ClusterSpec, validate};
+
+/// Why a client could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("cluster {cluster}: {error}")]
+    Connect { cluster: String, error: ConnectError },
+}
+
+/// How often the background upkeep runs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpkeepSettings {
+    /// How long a built client is reused before it is built again.
+    #[arg(long, env = "KUBEGQL_CLIENT_TTL_SECS", default_value_t = 600)]
+    pub client_ttl_secs: u64,
+
+    /// How often cached clients are health-checked; a failing cluster's clients are evicted.
+    #[arg(long, env = "KUBEGQL_HEALTH_CHECK_INTERVAL_SECS", default_value_t = 30)]
+    pub health_check_interval_secs: u64,
+
+    /// How often the in-memory cluster directory is reloaded from the database.
+    #[arg(long, env = "KUBEGQL_CLUSTER_REFRESH_SECS", default_value_t = 60)]
+    pub cluster_refresh_secs: u64,
+}
+
+impl Default for UpkeepSettings {
+    fn default() -> Self {
+        Self { client_ttl_secs: 600, health_check_interval_secs: 30, cluster_refresh_secs: 60 }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClusterConnections {
+    clusters: ClusterService,
+    factory: ClientFactory,
+    statuses: Arc<DashMap<String, ClusterStatus>>,
+}
+
+impl ClusterConnections {
+    pub fn new(clusters: ClusterService, factory: ClientFactory) -> Self {
+        Self { clusters, factory, statuses: Arc::new(DashMap::new()) }
+    }
+
+    pub fn clusters(&self) -> &ClusterService {
+        &self.clusters
+    }
+
+    /// The cluster's own client: from the cache, or built once from its record.
+    pub async fn client(&self, cluster_id: &str) -> Result<Client, AccessError> {
+        let row = self.clusters.get(cluster_id).await?;
+        let key = CacheKey::cluster(row.id.clone());
+        self.clusters
+            .clients()
+            .get_or_build(&key, || async {
+                let spec = self.clusters.open(&row)?;
+                self.factory
+                    .build(&spec)
+                    .await
+                    .map_err(|error| AccessError::Connect { cluster: row.name.clone(), error })
+            })
+            .await
+    }
+
+    /// The last known status, or a fresh check when there is none, it is older than `max_age`,
+    /// or `refresh` asks for one.
+    pub async fn status(&self, cluster_id: &str, max_age: Duration, refresh: bool) -> Result<ClusterStatus, AccessError> {
+        let row = self.clusters.get(cluster_id).await?;
+        if !refresh {
+            if let Some(known) = self.statuses.get(&row.id) {
+                let age = chrono::Utc::now() - known.checked_at;
+                if age.to_std().is_ok_and(|age| age < max_age) {
+                    return Ok(known.clone());
+                }
+            }
+        }
+        let status = match self.client(&row.id).await {
+            Ok(client) => check(&client, self.factory.connect_timeout() * 2).await,
+            Err(AccessError::Connect { error, .. }) => ClusterStatus {
+                reachable: false,
+                server_version: None,
+                latency_ms: None,
+                checked_at: chrono::Utc::now(),
+                error: Some(error),
+            },
+            Err(other) => return Err(other),
+        };
+        self.record(&row.id, status.clone());
+        Ok(status)
+    }
+
+    fn record(&self, cluster_id: &str, status: ClusterStatus) {
+        if !status.reachable {
+            self.clusters.clients().invalidate_cluster(cluster_id);
+        }
+        self.statuses.insert(cluster_id.to_owned(), status);
+    }
+
+    /// Checks a configuration that is not stored: validates it, connects, asks for the version.
+    /// Nothing is written and nothing is cached.
+    pub async fn test(&self, spec: &ClusterSpec) -> Result<ClusterStatus, ClusterError> {
+        validate(spec)?;
+        Ok(match self.factory.build(spec).await {
+            Ok(client) => check(&client, self.factory.connect_timeout() * 2).await,
+            Err(error) => ClusterStatus {
+                reachable: false,
+                server_version: None,
+                latency_ms: None,
+                checked_at: chrono::Utc::now(),
+                error: Some(error),
+            },
+        })
+    }
+
+    /// One health pass over the cached clients: a cluster that does not answer loses its clients
+    /// and gets its status recorded.
+    pub async fn health_check_once(&self) {
+        let timeout = self.factory.connect_timeout() * 2;
+        let mut seen = std::collections::HashSet::new();
+        for (key, client) in self.clusters.clients().entries() {
+            if !seen.insert(key.cluster_id.clone()) {
+                continue;
+            }
+            let status = check(&client, timeout).await;
+            if !status.reachable {
+                tracing::warn!(cluster = %key.cluster_id, error = ?status.error, "cluster failed its health check; evicting its clients");
+            }
+            self.record(&key.cluster_id, status);
+        }
+    }
+
+    /// Starts the upkeep tasks; they stop when the returned handles are aborted or dropped with
+    /// the runtime.
+    pub fn spawn_upkeep(&self, settings: &UpkeepSettings) -> Vec<tokio::task::JoinHandle<()>> {
+        let health = {
+            let this = self.clone();
+            let every = Duration::from_secs(settings.health_check_interval_secs.max(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    this.clusters.clients().purge_expired();
+                    this.health_check_once().await;
+                }
+            })
+        };
+        let refresh = {
+            let clusters = self.clusters.clone();
+            let every = Duration::from_secs(settings.cluster_refresh_secs.max(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(err) = clusters.directory().refresh().await {
+                        tracing::warn!(error = %err, "refreshing the cluster directory failed");
+                    }
+                }
+            })
+        };
+        vec![health, refresh]
+    }
+}
