@@ -3,7 +3,11 @@
 //! Tokens are 32 random bytes, so a single unsalted SHA-256 is as strong as a slow hash here and
 //! keeps per-request verification cheap. The bootstrap admin is created on first start.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use base64::Engine;
+use dashmap::DashMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -93,20 +97,47 @@ pub fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// How long a verified token is trusted without asking the database again. Bounds how long a
+/// token revoked on another replica keeps working here.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Resolves tokens to principals. Verified tokens are remembered (by digest) for
+/// `TOKEN_CACHE_TTL`, so a busy UI does not cost a database read per request.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     db: Database,
+    verified: Arc<DashMap<String, (Principal, Instant)>>,
 }
 
 impl Authenticator {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, verified: Arc::new(DashMap::new()) }
+    }
+
+    /// Forgets every remembered token (after a revocation).
+    pub fn forget_all(&self) {
+        self.verified.clear();
     }
 
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
+        let digest = token_digest(token);
+        if let Some(entry) = self.verified.get(&digest) {
+            if entry.1.elapsed() < TOKEN_CACHE_TTL {
+                return Ok(entry.0.clone());
+            }
+        }
+        let principal = self.lookup(&digest).await?;
+        if self.verified.len() > 10_000 {
+            self.verified.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+        }
+        self.verified.insert(digest, (principal.clone(), Instant::now()));
+        Ok(principal)
+    }
+
+    async fn lookup(&self, digest: &str) -> Result<Principal, AuthError> {
         let (row, token_id) =
-            self.db.principal_by_token(&token_digest(token), now()).await?.ok_or(AuthError::Invalid)?;
+            self.db.principal_by_token(digest, now()).await?.ok_or(AuthError::Invalid)?;
         let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
         let kind = if row.kind == "SERVICE_ACCOUNT" {
             PrincipalKind::ServiceAccount

@@ -1,0 +1,73 @@
+//! The local Kubernetes control plane started by `tests/cluster/up` (the README's test command
+//! starts it). Tests read its coordinates from the state folder's `env` file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    pub api_url: String,
+    pub ca_file: PathBuf,
+    pub admin_token: String,
+    pub limited_user: String,
+    pub limited_token: String,
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub echo_port: u16,
+}
+
+fn state_dir() -> PathBuf {
+    match std::env::var_os("KUBEGQL_CLUSTER_STATE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/.state"),
+    }
+}
+
+impl ControlPlane {
+    /// The running control plane. Its absence is a setup error: the suite needs it.
+    pub fn get() -> ControlPlane {
+        let path = state_dir().join("env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the test control plane is not running ({}: {e}); run the suite with scripts/test, \
+                 or start it with tests/cluster/up",
+                path.display()
+            )
+        });
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches(['"', '\'']).to_owned()))
+            .collect();
+        let var = |key: &str| vars.get(key).cloned().unwrap_or_else(|| panic!("{key} missing from {}", path.display()));
+        ControlPlane {
+            api_url: var("KUBE_TEST_API_URL"),
+            ca_file: var("KUBE_TEST_CA_FILE").into(),
+            admin_token: var("KUBE_TEST_ADMIN_TOKEN"),
+            limited_user: var("KUBE_TEST_LIMITED_USER"),
+            limited_token: var("KUBE_TEST_LIMITED_TOKEN"),
+            kubeconfig: var("KUBE_TEST_KUBECONFIG").into(),
+            kubectl: var("KUBE_TEST_KUBECTL").into(),
+            echo_port: var("KUBE_TEST_ECHO_PORT").parse().expect("echo port"),
+        }
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.ca_file).expect("CA file")
+    }
+
+    /// A kube-rs client for a context of the generated kubeconfig (`admin` or `limited`).
+    pub async fn client(&self, context: &str) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+}
+
+/// A namespace name unique to one test run.
+pub fn unique_namespace(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
