@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod pagination;
+pub mod resources;
 pub mod server;
 pub mod settings;
 pub mod store;

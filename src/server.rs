@@ -15,6 +15,8 @@ use crate::clients::ClientFactory;
 use crate::clients::cache::{ClientCache, SystemClock};
 use crate::clients::connections::ClusterConnections;
 use crate::clusters::ClusterService;
+use crate::resources::ResourceReader;
+use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
 use crate::graphql::schema_builder;
 use crate::http::{AppState, router};
@@ -111,9 +113,14 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     tracing::info!(clusters = known, "cluster directory loaded");
     let connections = ClusterConnections::new(clusters.clone(), ClientFactory::new(settings.clients.clone()));
     let upkeep = connections.spawn_upkeep(&settings.upkeep);
+    let discovery = Arc::new(DiscoveryCache::new());
+    let mut upkeep = upkeep;
+    upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
+    let reader = ResourceReader::new(connections.clone(), discovery);
     let schema = schema_builder(&settings.limits)
         .data(clusters.clone())
         .data(connections.clone())
+        .data(reader)
         .finish();
     let state = AppState { schema, auth: Authenticator::new(db.clone()), db: db.clone() };
     let app = router(state, settings.limits.max_body_bytes);
@@ -137,6 +144,20 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         shutdown: Some(shutdown),
         task,
         upkeep,
+    })
+}
+
+/// A cluster that is changed may now point at another API server: its discovery is dropped.
+fn forget_discovery_of_changed_clusters(clusters: &ClusterService, discovery: Arc<DiscoveryCache>) -> JoinHandle<()> {
+    let mut changes = clusters.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) => discovery.invalidate(&change.id),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => discovery.clear(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
     })
 }
 

@@ -11,7 +11,9 @@ use futures_util::{Stream, StreamExt};
 use secrecy::SecretString;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::resources::{self, ApiResourceInfo, ListArgs, Resource, ResourceConnection};
 use super::{data, principal, require_role};
+use crate::resources::ListQuery;
 use crate::auth::Role;
 use crate::clients::connections::ClusterConnections;
 use crate::clients::{ClusterStatus, ConnectError};
@@ -109,6 +111,61 @@ impl Cluster {
     async fn updated_at(&self) -> DateTime<Utc> {
         utc(self.0.updated_at)
     }
+    /// The kinds the cluster serves, from its API discovery (cached; refreshed when a kind is
+    /// asked for that the cache does not know).
+    async fn api_resources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiResourceInfo>> {
+        resources::api_resources(ctx, &self.0.id).await
+    }
+
+    /// Namespaces, a page at a time.
+    async fn namespaces(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        label_selector: Option<String>,
+    ) -> async_graphql::Result<ResourceConnection> {
+        let query = ListQuery { namespace: None, label_selector, field_selector: None };
+        let args = ListArgs { group: String::new(), version: Some("v1".into()), kind: "Namespace".into(), query, first, after };
+        resources::list_resources(ctx, &self.0.id, args).await
+    }
+
+    /// Objects of any kind, a page at a time, as the API server cuts them (`limit`/`continue`).
+    /// `namespace` absent means all namespaces. Continue with `pageInfo.endCursor`.
+    #[allow(clippy::too_many_arguments)]
+    async fn resources(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "API group; absent or empty for the core group.")] group: Option<String>,
+        #[graphql(desc = "API version; default the group's preferred version.")] version: Option<String>,
+        #[graphql(desc = "Kind (`Deployment`) or plural (`deployments`).")] kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+        field_selector: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ResourceConnection> {
+        principal(ctx)?;
+        let query = ListQuery { namespace, label_selector, field_selector };
+        let group = group.unwrap_or_default();
+        resources::list_resources(ctx, &self.0.id, ListArgs { group, version, kind, query, first, after }).await
+    }
+
+    /// One object. A missing object is a NOT_FOUND error.
+    async fn resource(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "API group; absent or empty for the core group.")] group: Option<String>,
+        version: Option<String>,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> async_graphql::Result<Resource> {
+        principal(ctx)?;
+        let group = group.unwrap_or_default();
+        resources::get_resource(ctx, &self.0.id, &group, version.as_deref(), &kind, namespace.as_deref(), &name).await
+    }
+
     /// Whether the cluster answers, and how fast. A status younger than 30 seconds (kept by the
     /// background health check) is returned as it is unless `refresh` asks for a new check.
     async fn status(

@@ -1,6 +1,7 @@
 //! The GraphQL schema: built in one place, resolvers kept thin over the domain services.
 
 mod clusters;
+mod resources;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
@@ -11,7 +12,7 @@ use crate::settings::ApiLimits;
 pub use clusters::Cluster;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(clusters::ClusterQuery, ViewerQuery);
+pub struct QueryRoot(clusters::ClusterQuery, resources::ResourceQuery, ViewerQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(clusters::ClusterMutation);

@@ -1,0 +1,131 @@
+//! A 500-object page through kubegql's GraphQL endpoint versus the same list made directly with
+//! kube-rs, against the same API server, interleaved in one run.
+//!
+//! Needs the test control plane: `tests/cluster/up`, then `cargo bench --bench resource_page`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kubegql::server::start;
+use kubegql::settings::{ApiLimits, KeySettings, ServeSettings, StoreSettings};
+use serde_json::json;
+
+const NAMESPACE: &str = "kubegql-bench";
+const OBJECTS: usize = 500;
+const ROUNDS: usize = 30;
+
+fn env() -> HashMap<String, String> {
+    let dir = std::env::var("KUBEGQL_CLUSTER_STATE")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/.state").to_owned());
+    let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let vars = env();
+    let kubeconfig = Kubeconfig::read_from(&vars["KUBE_TEST_KUBECONFIG"]).unwrap();
+    let options = KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap()).unwrap();
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(NAMESPACE).await.unwrap().is_none() {
+        let ns = serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } })).unwrap();
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    }
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let existing = configmaps.list(&ListParams::default().labels("bench=page")).await.unwrap().items.len();
+    for i in existing..OBJECTS {
+        let cm = serde_json::from_value(json!({
+            "metadata": { "name": format!("bench-{i:04}"), "labels": { "bench": "page" } },
+            "data": { "index": i.to_string(), "payload": "x".repeat(200) }
+        }))
+        .unwrap();
+        configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = "kgq_bench-admin-token-0123456789";
+    let settings = ServeSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings { database_url: dir.path().join("bench.db").display().to_string(), db_pool_size: 4 },
+        keys: KeySettings { master_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()), ..Default::default() },
+        bootstrap_admin_token: Some(token.into()),
+        limits: ApiLimits::default(),
+        clients: Default::default(),
+        upkeep: Default::default(),
+    };
+    let server = start(&settings).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/graphql", server.addr);
+    let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
+    let created: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(token)
+        .json(&json!({
+            "query": "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
+            "variables": { "i": { "name": "bench", "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"],
+                                  "bearerToken": vars["KUBE_TEST_ADMIN_TOKEN"], "caData": ca } }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
+    let query = json!({
+        "query": "query($id: ID!, $ns: String) { cluster(id: $id) { resources(kind: \"ConfigMap\", namespace: $ns, labelSelector: \"bench=page\", first: 500) {
+            edges { node { metadata { name resourceVersion } json } } pageInfo { hasNextPage } } } }",
+        "variables": { "id": id, "ns": NAMESPACE }
+    });
+    let params = ListParams::default().labels("bench=page").limit(500);
+    let resource = kube::api::ApiResource::erase::<ConfigMap>(&());
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &resource);
+
+    let (mut via_gql, mut via_typed, mut via_dynamic) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS + 3 {
+        let t = Instant::now();
+        let body: serde_json::Value = http.post(&url).bearer_auth(token).json(&query).send().await.unwrap().json().await.unwrap();
+        let gql = t.elapsed();
+        let count = body["data"]["cluster"]["resources"]["edges"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(count, OBJECTS, "{body}");
+
+        let t = Instant::now();
+        let typed = configmaps.list(&params).await.unwrap();
+        let typed_time = t.elapsed();
+        assert_eq!(typed.items.len(), OBJECTS);
+
+        let t = Instant::now();
+        let list = dynamic.list(&params).await.unwrap();
+        let dynamic_time = t.elapsed();
+        assert_eq!(list.items.len(), OBJECTS);
+        // Serialised the same way a caller would consume it.
+        let _ = serde_json::to_vec(&list.items).unwrap();
+
+        if round >= 3 {
+            via_gql.push(gql);
+            via_typed.push(typed_time);
+            via_dynamic.push(dynamic_time);
+        }
+    }
+    let (g, t, d) = (median(via_gql), median(via_typed), median(via_dynamic));
+    println!("500-object page of ConfigMaps, median of {ROUNDS} interleaved rounds");
+    println!("kubegql GraphQL over HTTP (json of every object)   {:>8.2} ms", g.as_secs_f64() * 1e3);
+    println!("direct kube-rs list, typed Api<ConfigMap>          {:>8.2} ms", t.as_secs_f64() * 1e3);
+    println!("direct kube-rs list, Api<DynamicObject>            {:>8.2} ms", d.as_secs_f64() * 1e3);
+    println!("kubegql / direct typed:   {:.2}", g.as_secs_f64() / t.as_secs_f64());
+    println!("kubegql / direct dynamic: {:.2}", g.as_secs_f64() / d.as_secs_f64());
+    server.stop().await.unwrap();
+}

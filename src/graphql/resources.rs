@@ -1,0 +1,379 @@
+//! Kubernetes objects in the schema: one `Resource` type for every kind (built-in or CRD), lists
+//! as Relay connections cut by the API server, events, and pod logs.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, Json, Object, SimpleObject};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::DynamicObject;
+use kube::discovery::Scope;
+
+use super::clusters::Label;
+use super::data;
+use crate::error::{ApiError, ErrorCode};
+use crate::pagination::{PageRequest, encode_cursor};
+use crate::resources::{ListPage, ListQuery, ResourceError, ResourceReader};
+use crate::settings::ApiLimits;
+
+impl From<ResourceError> for ApiError {
+    fn from(err: ResourceError) -> Self {
+        match err {
+            ResourceError::Access(access) => access.into(),
+            ResourceError::UnknownKind(msg) => ApiError::new(ErrorCode::NotFound, msg),
+            ResourceError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg),
+            ResourceError::Expired => ApiError::new(ErrorCode::CursorExpired, err.to_string()),
+        }
+    }
+}
+
+/// Extra facts about a Kubernetes list page.
+#[derive(SimpleObject, Default)]
+pub struct ListInfo {
+    /// How many items follow this page, when the API server says (it does not for
+    /// selector-filtered lists).
+    pub remaining_item_count: Option<i64>,
+    /// The collection's resourceVersion when the first page was read.
+    pub resource_version: Option<String>,
+}
+
+pub type ResourceConnection = Connection<String, Resource, ListInfo>;
+
+/// A cursor scope binds a continue token to the exact query it belongs to.
+fn scope_of(parts: &[&str]) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut hasher);
+    format!("k8s:{:016x}", hasher.finish())
+}
+
+/// Builds a connection from a page. The API server pages by continue token, not by item, so every
+/// edge of a page carries the same cursor: the one that continues after the page's last item
+/// (`pageInfo.endCursor`). Continuing from a middle edge is not possible with Kubernetes lists.
+fn connection<K, N>(page: ListPage<K>, scope: &str, had_cursor: bool, node: impl Fn(K) -> N) -> Connection<String, N, ListInfo>
+where
+    N: async_graphql::OutputType,
+{
+    let next = page.continue_token.clone();
+    let mut conn = Connection::with_additional_fields(
+        had_cursor,
+        next.is_some(),
+        ListInfo { remaining_item_count: page.remaining_item_count, resource_version: page.resource_version },
+    );
+    let cursor = encode_cursor(scope, next.as_deref().unwrap_or(""));
+    conn.edges.extend(page.items.into_iter().map(|item| Edge::new(cursor.clone(), node(item))));
+    conn
+}
+
+/// What a resource list needs from the arguments.
+pub struct ListArgs {
+    pub group: String,
+    pub version: Option<String>,
+    pub kind: String,
+    pub query: ListQuery,
+    pub first: Option<i32>,
+    pub after: Option<String>,
+}
+
+pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs) -> async_graphql::Result<ResourceConnection> {
+    let reader = data::<ResourceReader>(ctx)?;
+    let limits = data::<ApiLimits>(ctx)?;
+    let target = reader
+        .resolve(cluster_id, &args.group, args.version.as_deref(), &args.kind)
+        .await
+        .map_err(ApiError::from)?;
+    let (resource, caps) = &target;
+    let mut query = args.query;
+    // As kubectl does, a namespace given for a cluster-scoped kind is ignored.
+    if caps.scope == Scope::Cluster {
+        query.namespace = None;
+    }
+    let namespace = query.namespace.clone();
+    let scope = scope_of(&[
+        cluster_id,
+        &resource.group,
+        &resource.version,
+        &resource.kind,
+        namespace.as_deref().unwrap_or("\0all"),
+        query.label_selector.as_deref().unwrap_or(""),
+        query.field_selector.as_deref().unwrap_or(""),
+    ]);
+    let page = PageRequest::parse(args.first, args.after.as_deref(), &scope, limits)?;
+    if page.after.as_deref() == Some("") {
+        // The cursor of a last page: nothing follows it.
+        return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
+    }
+    let list = reader
+        .list(cluster_id, &target, &query, page.size, page.after.clone())
+        .await
+        .map_err(ApiError::from)?;
+    let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
+    Ok(connection(list, &scope, page.after.is_some(), |obj| Resource::new(obj, &api_version, &kind, cluster_id)))
+}
+
+pub async fn get_resource(
+    ctx: &Context<'_>,
+    cluster_id: &str,
+    group: &str,
+    version: Option<&str>,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> async_graphql::Result<Resource> {
+    let reader = data::<ResourceReader>(ctx)?;
+    let target = reader.resolve(cluster_id, group, version, kind).await.map_err(ApiError::from)?;
+    let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+    let object = reader.get(cluster_id, &target, namespace, name).await.map_err(ApiError::from)?;
+    let object = object.ok_or_else(|| {
+        let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+        ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.0.kind))
+    })?;
+    Ok(Resource::new(object, &target.0.api_version, &target.0.kind, cluster_id))
+}
+
+/// A Kubernetes object of any kind.
+pub struct Resource {
+    object: DynamicObject,
+    api_version: String,
+    kind: String,
+    cluster_id: String,
+}
+
+impl Resource {
+    pub fn new(mut object: DynamicObject, api_version: &str, kind: &str, cluster_id: &str) -> Self {
+        // List items come without their type; put it back so `json` and `yaml` are whole objects.
+        let types = object.types.get_or_insert_with(Default::default);
+        if types.api_version.is_empty() {
+            types.api_version = api_version.to_owned();
+        }
+        if types.kind.is_empty() {
+            types.kind = kind.to_owned();
+        }
+        Self { api_version: api_version.to_owned(), kind: kind.to_owned(), object, cluster_id: cluster_id.to_owned() }
+    }
+}
+
+fn labels(map: &Option<BTreeMap<String, String>>) -> Vec<Label> {
+    map.iter().flatten().map(|(k, v)| Label { key: k.clone(), value: v.clone() }).collect()
+}
+
+/// An owner of an object, as in `metadata.ownerReferences`.
+#[derive(SimpleObject)]
+pub struct OwnerReference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    pub controller: Option<bool>,
+}
+
+/// The common metadata of every object.
+pub struct ObjectMeta<'a>(&'a kube::api::ObjectMeta);
+
+#[Object]
+impl ObjectMeta<'_> {
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn namespace(&self) -> Option<&str> {
+        self.0.namespace.as_deref()
+    }
+    async fn uid(&self) -> Option<&str> {
+        self.0.uid.as_deref()
+    }
+    async fn resource_version(&self) -> Option<&str> {
+        self.0.resource_version.as_deref()
+    }
+    async fn generation(&self) -> Option<i64> {
+        self.0.generation
+    }
+    async fn labels(&self) -> Vec<Label> {
+        labels(&self.0.labels)
+    }
+    async fn annotations(&self) -> Vec<Label> {
+        labels(&self.0.annotations)
+    }
+    async fn creation_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.creation_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn deletion_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.deletion_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn finalizers(&self) -> Vec<String> {
+        self.0.finalizers.clone().unwrap_or_default()
+    }
+    async fn owner_references(&self) -> Vec<OwnerReference> {
+        self.0
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| OwnerReference {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                controller: o.controller,
+            })
+            .collect()
+    }
+}
+
+fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32).unwrap_or_default()
+}
+
+#[Object]
+impl Resource {
+    async fn api_version(&self) -> &str {
+        &self.api_version
+    }
+    async fn kind(&self) -> &str {
+        &self.kind
+    }
+    async fn metadata(&self) -> ObjectMeta<'_> {
+        ObjectMeta(&self.object.metadata)
+    }
+    /// `.spec`, as JSON (null for kinds without one).
+    async fn spec(&self) -> Json<serde_json::Value> {
+        Json(self.object.data.get("spec").cloned().unwrap_or_default())
+    }
+    /// `.status`, as JSON.
+    async fn status(&self) -> Json<serde_json::Value> {
+        Json(self.object.data.get("status").cloned().unwrap_or_default())
+    }
+    /// The whole object as JSON.
+    async fn json(&self) -> Json<&DynamicObject> {
+        // Serialised straight into the response value, with no intermediate JSON tree.
+        Json(&self.object)
+    }
+    /// The whole object as YAML, as `kubectl get -o yaml` would show it.
+    async fn yaml(&self) -> async_graphql::Result<String> {
+        let value = serde_json::to_value(&self.object).map_err(ApiError::internal)?;
+        Ok(serde_saphyr::to_string(&value).map_err(ApiError::internal)?)
+    }
+    /// Events about this object, newest pages first as the API server returns them.
+    async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, EventNode, ListInfo>> {
+        let uid = self.object.metadata.uid.clone().unwrap_or_default();
+        let namespace = self.object.metadata.namespace.clone();
+        let scope = scope_of(&[&self.cluster_id, "events", &uid]);
+        let limits = data::<ApiLimits>(ctx)?;
+        let page = PageRequest::parse(first, after.as_deref(), &scope, limits)?;
+        if page.after.as_deref() == Some("") {
+            return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
+        }
+        let reader = data::<ResourceReader>(ctx)?;
+        let list = reader
+            .events(&self.cluster_id, namespace.as_deref(), &uid, page.size, page.after.clone())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(connection(list, &scope, page.after.is_some(), EventNode))
+    }
+}
+
+/// A Kubernetes Event (`core/v1`).
+pub struct EventNode(Event);
+
+#[Object(name = "Event")]
+impl EventNode {
+    async fn r#type(&self) -> Option<&str> {
+        self.0.type_.as_deref()
+    }
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    async fn count(&self) -> Option<i32> {
+        self.0.count
+    }
+    async fn source_component(&self) -> Option<&str> {
+        self.0.source.as_ref().and_then(|s| s.component.as_deref())
+    }
+    async fn first_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.first_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn last_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.last_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn metadata(&self) -> ObjectMeta<'_> {
+        ObjectMeta(&self.0.metadata)
+    }
+}
+
+/// A kind the cluster serves, from discovery.
+#[derive(SimpleObject)]
+pub struct ApiResourceInfo {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub namespaced: bool,
+    pub verbs: Vec<String>,
+    /// Whether this is the group's preferred version.
+    pub preferred: bool,
+    pub subresources: Vec<String>,
+}
+
+pub async fn api_resources(ctx: &Context<'_>, cluster_id: &str) -> async_graphql::Result<Vec<ApiResourceInfo>> {
+    let reader = data::<ResourceReader>(ctx)?;
+    let (_, client) = reader.client(cluster_id).await.map_err(ApiError::from)?;
+    let served = reader.discovery().resources(cluster_id, &client).await.map_err(|e| {
+        ApiError::from(ResourceError::Access(crate::clients::connections::AccessError::Connect {
+            cluster: cluster_id.to_owned(),
+            error: crate::clients::ConnectError::from_kube(&e, std::time::Duration::from_secs(30)),
+        }))
+    })?;
+    Ok(served
+        .into_iter()
+        .map(|s| ApiResourceInfo {
+            group: s.resource.group,
+            version: s.resource.version,
+            kind: s.resource.kind,
+            plural: s.resource.plural,
+            namespaced: s.capabilities.scope == Scope::Namespaced,
+            verbs: s.capabilities.operations,
+            preferred: s.preferred,
+            subresources: s.capabilities.subresources.into_iter().map(|(r, _)| r.plural).collect(),
+        })
+        .collect())
+}
+
+/// A pod's log text, capped in size.
+#[derive(SimpleObject)]
+pub struct PodLogOutput {
+    pub text: String,
+    /// True when the size cap cut the log; ask with `tailLines` or `sinceSeconds` for the rest.
+    pub truncated: bool,
+}
+
+#[derive(Default)]
+pub struct ResourceQuery;
+
+#[Object]
+impl ResourceQuery {
+    /// A pod's log (`kubectl logs`), at most 1 MiB.
+    #[allow(clippy::too_many_arguments)]
+    async fn pod_logs(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        tail_lines: Option<i64>,
+        since_seconds: Option<i64>,
+        #[graphql(default = false)] previous: bool,
+        #[graphql(desc = "At most this many bytes (default and maximum 1 MiB).")] limit_bytes: Option<i64>,
+        #[graphql(default = false)] timestamps: bool,
+    ) -> async_graphql::Result<PodLogOutput> {
+        super::principal(ctx)?;
+        if tail_lines.is_some_and(|n| n < 0) || since_seconds.is_some_and(|n| n < 1) || limit_bytes.is_some_and(|n| n < 1) {
+            return Err(ApiError::new(ErrorCode::BadUserInput, "tailLines must be >= 0, sinceSeconds and limitBytes >= 1").into());
+        }
+        let reader = data::<ResourceReader>(ctx)?;
+        let request = crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
+        let log = reader.pod_logs(&cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
+        Ok(PodLogOutput { text: log.text, truncated: log.truncated })
+    }
+}

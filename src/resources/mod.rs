@@ -1,0 +1,270 @@
+//! Reading any Kubernetes resource, built-in or custom, through one code path: discovery resolves
+//! (group, version, kind) to an `ApiResource`, and `DynamicObject` carries the object.
+
+pub mod discovery;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DynamicObject, ListParams, LogParams, ObjectList};
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use kube::Client;
+
+use self::discovery::DiscoveryCache;
+use crate::clients::ConnectError;
+use crate::clients::connections::{AccessError, ClusterConnections};
+
+/// What a list asks the API server for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ListQuery {
+    pub namespace: Option<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+}
+
+/// One page of a Kubernetes list, as the API server cut it.
+#[derive(Debug)]
+pub struct ListPage<K> {
+    pub items: Vec<K>,
+    /// The token for the next page; `None` on the last page.
+    pub continue_token: Option<String>,
+    pub remaining_item_count: Option<i64>,
+    pub resource_version: Option<String>,
+}
+
+impl<K> From<ObjectList<K>> for ListPage<K>
+where
+    K: Clone,
+{
+    fn from(list: ObjectList<K>) -> Self {
+        ListPage {
+            items: list.items,
+            continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
+            remaining_item_count: list.metadata.remaining_item_count,
+            resource_version: list.metadata.resource_version,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("{0}")]
+    UnknownKind(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the list's continue token has expired; start again from the first page")]
+    Expired,
+}
+
+/// Reads resources of the clusters that `ClusterConnections` reaches.
+#[derive(Clone)]
+pub struct ResourceReader {
+    connections: ClusterConnections,
+    discovery: Arc<DiscoveryCache>,
+}
+
+/// The most bytes of log text one request returns.
+pub const MAX_LOG_BYTES: i64 = 1024 * 1024;
+
+impl ResourceReader {
+    pub fn new(connections: ClusterConnections, discovery: Arc<DiscoveryCache>) -> Self {
+        Self { connections, discovery }
+    }
+
+    pub fn discovery(&self) -> &DiscoveryCache {
+        &self.discovery
+    }
+
+    pub async fn client(&self, cluster_id: &str) -> Result<(String, Client), ResourceError> {
+        let row = self.connections.clusters().get(cluster_id).await.map_err(AccessError::from)?;
+        let client = self.connections.client(&row.id).await?;
+        Ok((row.name.clone(), client))
+    }
+
+    fn api_error(cluster: &str, err: kube::Error) -> ResourceError {
+        if let kube::Error::Api(status) = &err {
+            if status.code == 410 {
+                return ResourceError::Expired;
+            }
+        }
+        let error = ConnectError::from_kube(&err, Duration::from_secs(30));
+        ResourceError::Access(AccessError::Connect { cluster: cluster.to_owned(), error })
+    }
+
+    /// Resolves a kind through the cluster's discovery, refreshing it once when the kind is new.
+    pub async fn resolve(
+        &self,
+        cluster_id: &str,
+        group: &str,
+        version: Option<&str>,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), ResourceError> {
+        let (name, client) = self.client(cluster_id).await?;
+        self.discovery
+            .resolve(cluster_id, &client, group, version, kind)
+            .await
+            .map_err(|e| match e {
+                discovery::DiscoveryError::Api(err) => Self::api_error(&name, err),
+                discovery::DiscoveryError::Unknown(msg) => ResourceError::UnknownKind(msg),
+            })
+    }
+
+    fn dynamic_api(
+        client: Client,
+        resource: &ApiResource,
+        caps: &ApiCapabilities,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
+        match (caps.scope.clone(), namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client, ns, resource),
+            _ => Api::all_with(client, resource),
+        }
+    }
+
+    /// One page of a kind, cut by the API server (`limit` + `continue`).
+    pub async fn list(
+        &self,
+        cluster_id: &str,
+        (resource, caps): &(ApiResource, ApiCapabilities),
+        query: &ListQuery,
+        limit: u32,
+        continue_token: Option<String>,
+    ) -> Result<ListPage<DynamicObject>, ResourceError> {
+        if !caps.supports_operation("list") {
+            return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
+        }
+        let (name, client) = self.client(cluster_id).await?;
+        let api = Self::dynamic_api(client, resource, caps, query.namespace.as_deref());
+        let params = list_params(query, limit, continue_token);
+        let list = api.list(&params).await.map_err(|e| Self::api_error(&name, e))?;
+        Ok(list.into())
+    }
+
+    /// One object, or `None` when it does not exist.
+    pub async fn get(
+        &self,
+        cluster_id: &str,
+        (resource, caps): &(ApiResource, ApiCapabilities),
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, ResourceError> {
+        if caps.scope == Scope::Namespaced && namespace.is_none() {
+            return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
+        }
+        let (cluster, client) = self.client(cluster_id).await?;
+        let api = Self::dynamic_api(client, resource, caps, namespace);
+        api.get_opt(name).await.map_err(|e| Self::api_error(&cluster, e))
+    }
+
+    /// Events about one object (by uid), a page at a time.
+    pub async fn events(
+        &self,
+        cluster_id: &str,
+        namespace: Option<&str>,
+        uid: &str,
+        limit: u32,
+        continue_token: Option<String>,
+    ) -> Result<ListPage<Event>, ResourceError> {
+        let (cluster, client) = self.client(cluster_id).await?;
+        let api: Api<Event> = match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let query = ListQuery { field_selector: Some(format!("involvedObject.uid={uid}")), ..Default::default() };
+        let list = api
+            .list(&list_params(&query, limit, continue_token))
+            .await
+            .map_err(|e| Self::api_error(&cluster, e))?;
+        Ok(list.into())
+    }
+
+    /// A pod's log, at most `MAX_LOG_BYTES`; `truncated` says when the cap cut it.
+    pub async fn pod_logs(
+        &self,
+        cluster_id: &str,
+        namespace: &str,
+        pod: &str,
+        params: PodLogRequest,
+    ) -> Result<PodLog, ResourceError> {
+        let (cluster, client) = self.client(cluster_id).await?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let limit = params.limit_bytes.unwrap_or(MAX_LOG_BYTES).clamp(1, MAX_LOG_BYTES);
+        let log_params = LogParams {
+            container: params.container,
+            tail_lines: params.tail_lines,
+            since_seconds: params.since_seconds,
+            previous: params.previous,
+            limit_bytes: Some(limit),
+            timestamps: params.timestamps,
+            ..Default::default()
+        };
+        let text = api.logs(pod, &log_params).await.map_err(|e| Self::api_error(&cluster, e))?;
+        let truncated = text.len() as i64 >= limit;
+        Ok(PodLog { text, truncated })
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PodLogRequest {
+    pub container: Option<String>,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    pub previous: bool,
+    pub limit_bytes: Option<i64>,
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PodLog {
+    pub text: String,
+    pub truncated: bool,
+}
+
+fn list_params(query: &ListQuery, limit: u32, continue_token: Option<String>) -> ListParams {
+    ListParams {
+        label_selector: query.label_selector.clone(),
+        field_selector: query.field_selector.clone(),
+        limit: Some(limit),
+        continue_token,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ApiError, ErrorCode};
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("from the API server", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn an_expired_continue_token_asks_to_start_again() {
+        let err = ResourceReader::api_error("prod", api_error(410, "Expired"));
+        assert!(matches!(err, ResourceError::Expired));
+        let api: ApiError = err.into();
+        assert_eq!(api.code, ErrorCode::CursorExpired);
+        assert!(api.message.contains("start again"));
+    }
+
+    #[test]
+    fn api_server_answers_map_to_codes() {
+        for (status, code) in [
+            (404, ErrorCode::NotFound),
+            (403, ErrorCode::Forbidden),
+            (409, ErrorCode::Conflict),
+            (422, ErrorCode::BadUserInput),
+            (400, ErrorCode::BadUserInput),
+            (401, ErrorCode::ClusterUnreachable),
+            (500, ErrorCode::Internal),
+        ] {
+            let api: ApiError = ResourceReader::api_error("prod", api_error(status, "X")).into();
+            assert_eq!(api.code, code, "HTTP {status}");
+            assert!(api.message.contains("prod"), "names the cluster: {}", api.message);
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Reading resources of every kind through GraphQL, against the real control plane.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::control_plane::{ControlPlane, unique_namespace};
+use common::{Backend, TestDb, TestServer, first_error};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+async fn server_with_cluster(cp: &ControlPlane) -> (TestDb, TestServer, String) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let input = json!({ "name": "local", "mode": "DIRECT", "apiServerUrl": cp.api_url,
+                        "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
+    let data = server
+        .gql_ok("mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }", json!({ "input": input }))
+        .await;
+    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    (db, server, id)
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap())
+        .await
+        .unwrap();
+}
+
+async fn drop_namespace(client: &kube::Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::background()).await;
+}
+
+const LIST: &str = "query($id: ID!, $kind: String!, $group: String, $ns: String, $labels: String, $fields: String, $first: Int, $after: String) {
+  cluster(id: $id) { resources(kind: $kind, group: $group, namespace: $ns, labelSelector: $labels, fieldSelector: $fields, first: $first, after: $after) {
+    edges { cursor node { apiVersion kind metadata { name namespace uid labels { key value } } } }
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+    remainingItemCount resourceVersion } } }";
+
+async fn list(server: &TestServer, vars: Value) -> Value {
+    server.gql(LIST, vars).await
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["data"]["cluster"]["resources"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no edges: {page}"))
+        .iter()
+        .map(|e| e["node"]["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twelve_hundred_config_maps_in_three_pages_without_gaps() {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("res-page");
+    namespace(&client, &ns).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    futures_util::stream::iter(0..1200)
+        .map(|i| {
+            let configmaps = configmaps.clone();
+            async move {
+                let batch = if i % 2 == 0 { "even" } else { "odd" };
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": { "name": format!("cm-{i:04}"), "labels": { "batch": batch } },
+                    "data": { "i": i.to_string() }
+                }))
+                .unwrap();
+                configmaps.create(&PostParams::default(), &cm).await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+
+    let (_db, server, id) = server_with_cluster(&cp).await;
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let page = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 500, "after": after })).await;
+        assert!(page.get("errors").is_none(), "{page}");
+        let conn = &page["data"]["cluster"]["resources"];
+        pages += 1;
+        let got = names(&page);
+        assert!(got.len() <= 500);
+        if pages == 1 {
+            assert_eq!(conn["remainingItemCount"].as_i64(), Some(1201 - 500), "the API server's count");
+            assert_eq!(conn["pageInfo"]["hasPreviousPage"], false);
+        }
+        seen.extend(got);
+        if conn["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 3);
+    let distinct: HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "no duplicates");
+    // 1,200 of ours plus the kube-root-ca.crt the controller-manager puts in every namespace.
+    assert_eq!(seen.len(), 1201);
+    for i in 0..1200 {
+        assert!(distinct.contains(&format!("cm-{i:04}")), "cm-{i:04} missing");
+    }
+
+    // Selectors are applied by the API server.
+    let page = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 500 })).await;
+    let odd = names(&page);
+    assert_eq!(odd.len(), 500);
+    assert!(odd.iter().all(|n| n[3..].parse::<u32>().unwrap() % 2 == 1));
+    let page = list(&server, json!({ "id": id, "kind": "configmaps", "ns": ns, "fields": "metadata.name=cm-0042" })).await;
+    assert_eq!(names(&page), vec!["cm-0042"]);
+
+    // A cursor is bound to its query: another namespace refuses it; so does a too-large page.
+    let first = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 10 })).await;
+    let cursor = first["data"]["cluster"]["resources"]["pageInfo"]["endCursor"].clone();
+    let other = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": "default", "first": 10, "after": cursor })).await;
+    assert_eq!(first_error(&other).0, "BAD_USER_INPUT", "{other}");
+    let other = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 10, "after": cursor })).await;
+    assert_eq!(first_error(&other).0, "BAD_USER_INPUT");
+    let big = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 501 })).await;
+    assert_eq!(first_error(&big).0, "BAD_USER_INPUT");
+    drop_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_resource_goes_through_the_same_fields() {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let group = format!("t{suffix}.kubegql.test");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": { "name": format!("widgets.{group}") },
+        "spec": {
+            "group": group,
+            "names": { "kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList" },
+            "scope": "Namespaced",
+            "versions": [{ "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "properties": {
+                    "spec": { "type": "object", "properties": { "size": { "type": "integer" } } } } } } }]
+        }
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let ns = unique_namespace("res-crd");
+    namespace(&client, &ns).await;
+    let (_db, server, id) = server_with_cluster(&cp).await;
+    // Discovery learns the new kind (it may take the API server a moment to serve it).
+    let mut listed = Value::Null;
+    for _ in 0..40 {
+        listed = list(&server, json!({ "id": id, "kind": "Widget", "group": group, "ns": ns })).await;
+        if listed.get("errors").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(listed.get("errors").is_none(), "{listed}");
+    assert!(names(&listed).is_empty());
+
+    let gvk = kube::api::GroupVersionKind::gvk(&group, "v1", "Widget");
+    let resource = kube::api::ApiResource::from_gvk(&gvk);
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    let widget: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": { "name": "w1", "labels": { "shape": "round" } }, "spec": { "size": 3 }
+    }))
+    .unwrap();
+    widgets.create(&PostParams::default(), &widget).await.unwrap();
+
+    let listed = list(&server, json!({ "id": id, "kind": "Widget", "group": group, "ns": ns })).await;
+    let node = &listed["data"]["cluster"]["resources"]["edges"][0]["node"];
+    assert_eq!(node["apiVersion"], format!("{group}/v1"));
+    assert_eq!(node["kind"], "Widget");
+    assert_eq!(node["metadata"]["labels"], json!([{ "key": "shape", "value": "round" }]));
+
+    let one = server
+        .gql(
+            "query($id: ID!, $group: String!, $ns: String) { cluster(id: $id) {
+                resource(group: $group, kind: \"Widget\", namespace: $ns, name: \"w1\") { spec json yaml metadata { name uid } }
+                apiResources { group version kind plural namespaced verbs } } }",
+            json!({ "id": id, "group": group, "ns": ns }),
+        )
+        .await;
+    assert!(one.get("errors").is_none(), "{one}");
+    let res = &one["data"]["cluster"]["resource"];
+    assert_eq!(res["spec"], json!({ "size": 3 }));
+    assert_eq!(res["json"]["kind"], "Widget");
+    assert!(res["yaml"].as_str().unwrap().contains("size: 3"));
+    let kinds = one["data"]["cluster"]["apiResources"].as_array().unwrap();
+    let widget_kind = kinds.iter().find(|k| k["group"] == group.as_str()).expect("the CRD is discovered");
+    assert_eq!(widget_kind["plural"], "widgets");
+    assert_eq!(widget_kind["namespaced"], true);
+    assert!(widget_kind["verbs"].as_array().unwrap().contains(&json!("list")));
+    let deployment = kinds.iter().find(|k| k["group"] == "apps" && k["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["version"], "v1");
+
+    let _ = crds.delete(&format!("widgets.{group}"), &DeleteParams::default()).await;
+    drop_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_single_objects_events_and_errors() {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("res-one");
+    namespace(&client, &ns).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "p1" },
+        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/x:1" }],
+                  "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }] }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let (_db, server, id) = server_with_cluster(&cp).await;
+
+    let data = server
+        .gql_ok("query($id: ID!) { cluster(id: $id) { namespaces(first: 500) { edges { node { metadata { name } } } } } }", json!({ "id": id }))
+        .await;
+    let all: Vec<&str> = data["cluster"]["namespaces"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(all.contains(&ns.as_str()) && all.contains(&"kube-system"));
+
+    // The scheduler records a Scheduled event for the pod.
+    let query = "query($id: ID!, $ns: String) { cluster(id: $id) { resource(kind: \"Pod\", namespace: $ns, name: \"p1\") {
+        metadata { name } events(first: 50) { edges { node { type reason message } } } } } }";
+    let mut reasons = Vec::new();
+    for _ in 0..60 {
+        let data = server.gql_ok(query, json!({ "id": id, "ns": ns })).await;
+        reasons = data["cluster"]["resource"]["events"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["reason"].as_str().unwrap_or("").to_owned()).collect();
+        if reasons.iter().any(|r| r == "Scheduled") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(reasons.iter().any(|r| r == "Scheduled"), "{reasons:?}");
+
+    let missing = server.gql("query($id: ID!, $ns: String) { cluster(id: $id) { resource(kind: \"Pod\", namespace: $ns, name: \"nope\") { kind } } }", json!({ "id": id, "ns": ns })).await;
+    assert_eq!(first_error(&missing).0, "NOT_FOUND");
+    let unknown = list(&server, json!({ "id": id, "kind": "Gizmo" })).await;
+    let (code, message) = first_error(&unknown);
+    assert_eq!(code, "NOT_FOUND");
+    assert!(message.contains("Gizmo"));
+    let no_ns = server.gql("query($id: ID!) { cluster(id: $id) { resource(kind: \"Pod\", name: \"p1\") { kind } } }", json!({ "id": id })).await;
+    assert_eq!(first_error(&no_ns).0, "BAD_USER_INPUT");
+    let bad_selector = list(&server, json!({ "id": id, "kind": "Pod", "labels": "a in (" })).await;
+    assert_eq!(first_error(&bad_selector).0, "BAD_USER_INPUT", "{bad_selector}");
+
+    // Across all namespaces when no namespace is given.
+    let everywhere = list(&server, json!({ "id": id, "kind": "Pod", "fields": format!("metadata.namespace={ns}") })).await;
+    assert_eq!(names(&everywhere), vec!["p1"]);
+    drop_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_logs_come_back_from_a_kwok_pod() {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("res-logs");
+    namespace(&client, &ns).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "talker" },
+        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/x:1" }],
+                  "tolerations": [{ "key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule" }] }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let (_db, server, id) = server_with_cluster(&cp).await;
+    let query = "query($id: ID!, $ns: String!) { podLogs(clusterId: $id, namespace: $ns, pod: \"talker\", tailLines: 5) { text truncated } }";
+    let mut body = Value::Null;
+    for _ in 0..60 {
+        body = server.gql(query, json!({ "id": id, "ns": ns })).await;
+        if body.get("errors").is_none() && !body["data"]["podLogs"]["text"].as_str().unwrap_or("").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(body.get("errors").is_none(), "{body}");
+    let text = body["data"]["podLogs"]["text"].as_str().unwrap();
+    assert!(!text.is_empty(), "{body}");
+    assert!(text.lines().count() <= 5, "tailLines is honoured: {text}");
+    assert_eq!(body["data"]["podLogs"]["truncated"], false);
+
+    let capped = server
+        .gql("query($id: ID!, $ns: String!) { podLogs(clusterId: $id, namespace: $ns, pod: \"talker\", limitBytes: 4) { text truncated } }", json!({ "id": id, "ns": ns }))
+        .await;
+    assert_eq!(capped["data"]["podLogs"]["text"].as_str().unwrap().len(), 4, "{capped}");
+    assert_eq!(capped["data"]["podLogs"]["truncated"], true);
+    let missing = server.gql("query($id: ID!, $ns: String!) { podLogs(clusterId: $id, namespace: $ns, pod: \"absent\") { text } }", json!({ "id": id, "ns": ns })).await;
+    assert_eq!(first_error(&missing).0, "NOT_FOUND", "{missing}");
+    drop_namespace(&client, &ns).await;
+}
