@@ -181,6 +181,25 @@ async fn a_custom_resource_goes_through_the_same_fields() {
     assert_eq!(node["kind"], "Widget");
     assert_eq!(node["metadata"]["labels"], json!([{ "key": "shape", "value": "round" }]));
 
+    // Reading the body through a fragment still fetches whole objects (not metadata only).
+    let with_fragment = server
+        .gql(
+            "query($id: ID!, $group: String, $ns: String) { cluster(id: $id) {
+                resources(group: $group, kind: \"Widget\", namespace: $ns) { edges { node { ...body } } } } }
+             fragment body on Resource { metadata { name } spec }",
+            json!({ "id": id, "group": group, "ns": ns }),
+        )
+        .await;
+    assert_eq!(with_fragment["data"]["cluster"]["resources"]["edges"][0]["node"]["spec"], json!({ "size": 3 }), "{with_fragment}");
+    let nodes = server
+        .gql(
+            "query($id: ID!, $group: String, $ns: String) { cluster(id: $id) {
+                resources(group: $group, kind: \"Widget\", namespace: $ns) { nodes { metadata { name } json } } } }",
+            json!({ "id": id, "group": group, "ns": ns }),
+        )
+        .await;
+    assert_eq!(nodes["data"]["cluster"]["resources"]["nodes"][0]["json"]["spec"]["size"], 3, "{nodes}");
+
     let one = server
         .gql(
             "query($id: ID!, $group: String!, $ns: String) { cluster(id: $id) {

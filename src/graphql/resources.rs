@@ -104,11 +104,22 @@ pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs)
         return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
     }
     let list = reader
-        .list(cluster_id, &target, &query, page.size, page.after.clone())
+        .list(cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
         .await
         .map_err(ApiError::from)?;
     let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
     Ok(connection(list, &scope, page.after.is_some(), |obj| Resource::new(obj, &api_version, &kind, cluster_id)))
+}
+
+/// True when the list's nodes read nothing beyond their type and metadata: then the API server
+/// is asked for metadata only, as `kubectl get` asks for tables rather than whole objects.
+fn reads_metadata_only(ctx: &Context<'_>) -> bool {
+    const METADATA_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "events", "__typename"];
+    let look = ctx.look_ahead();
+    [look.field("edges").field("node"), look.field("nodes")]
+        .iter()
+        .flat_map(|nodes| nodes.selection_fields())
+        .all(|node| node.selection_set().all(|field| METADATA_FIELDS.contains(&field.name())))
 }
 
 pub async fn get_resource(

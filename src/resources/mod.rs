@@ -124,7 +124,9 @@ impl ResourceReader {
         }
     }
 
-    /// One page of a kind, cut by the API server (`limit` + `continue`).
+    /// One page of a kind, cut by the API server (`limit` + `continue`). With `metadata_only`
+    /// the API server sends only type and metadata (a PartialObjectMetadataList), which is much
+    /// less to transfer and parse when the caller reads nothing else.
     pub async fn list(
         &self,
         cluster_id: &str,
@@ -132,6 +134,7 @@ impl ResourceReader {
         query: &ListQuery,
         limit: u32,
         continue_token: Option<String>,
+        metadata_only: bool,
     ) -> Result<ListPage<DynamicObject>, ResourceError> {
         if !caps.supports_operation("list") {
             return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
@@ -139,6 +142,24 @@ impl ResourceReader {
         let (name, client) = self.client(cluster_id).await?;
         let api = Self::dynamic_api(client, resource, caps, query.namespace.as_deref());
         let params = list_params(query, limit, continue_token);
+        if metadata_only {
+            let list = api.list_metadata(&params).await.map_err(|e| Self::api_error(&name, e))?;
+            let page: ListPage<_> = list.into();
+            return Ok(ListPage {
+                items: page
+                    .items
+                    .into_iter()
+                    .map(|partial| DynamicObject {
+                        types: partial.types,
+                        metadata: partial.metadata,
+                        data: serde_json::Value::Null,
+                    })
+                    .collect(),
+                continue_token: page.continue_token,
+                remaining_item_count: page.remaining_item_count,
+                resource_version: page.resource_version,
+            });
+        }
         let list = api.list(&params).await.map_err(|e| Self::api_error(&name, e))?;
         Ok(list.into())
     }
