@@ -79,6 +79,33 @@ async fn direct_mode_with_url_token_and_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn insecure_mode_connects_without_a_ca_and_says_so() {
+    let cp = ControlPlane::get();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let secure = create(&server, direct(&cp, "secure")).await;
+    let s = status_with_warnings(&server, &secure).await;
+    assert_eq!(s["warnings"], json!([]));
+    let mut input = direct(&cp, "insecure");
+    input["caData"] = Value::Null;
+    input["insecureSkipTlsVerify"] = json!(true);
+    let id = create(&server, input).await;
+    let s = status_with_warnings(&server, &id).await;
+    assert_eq!(s["reachable"], true, "{s}");
+    assert!(s["warnings"][0].as_str().unwrap().contains("TLS verification is disabled"), "{s}");
+    // Without the flag and without a CA, the control plane's private CA is not trusted.
+    let mut input = direct(&cp, "no-ca");
+    input["caData"] = Value::Null;
+    let id = create(&server, input).await;
+    assert_eq!(status(&server, &id).await["errorKind"], "TLS");
+}
+
+async fn status_with_warnings(server: &TestServer, id: &str) -> Value {
+    let query = "query($id: ID!) { cluster(id: $id) { status(refresh: true) { reachable warnings } } }";
+    server.gql_ok(query, json!({ "id": id })).await["cluster"]["status"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn in_cluster_mode_with_overridden_paths() {
     let cp = ControlPlane::get();
     let db = TestDb::new(Backend::Sqlite).await;

@@ -178,7 +178,7 @@ impl Cluster {
             .status(&self.0.id, STATUS_MAX_AGE, refresh)
             .await
             .map_err(ApiError::from)?;
-        Ok(status.into())
+        Ok(ConnectionStatus::from(status).noting_tls(self.0.insecure_skip_tls_verify))
     }
 }
 
@@ -213,6 +213,21 @@ pub struct ConnectionStatus {
     pub checked_at: DateTime<Utc>,
     pub error: Option<String>,
     pub error_kind: Option<ConnectionErrorKind>,
+    /// Things about the connection a person should know, such as disabled TLS verification.
+    pub warnings: Vec<String>,
+}
+
+impl ConnectionStatus {
+    fn noting_tls(mut self, insecure_skip_tls_verify: bool) -> Self {
+        if insecure_skip_tls_verify {
+            self.warnings.push(
+                "TLS verification is disabled for this cluster (insecureSkipTlsVerify): \
+                 the API server's identity is not checked"
+                    .to_owned(),
+            );
+        }
+        self
+    }
 }
 
 impl From<ClusterStatus> for ConnectionStatus {
@@ -233,6 +248,7 @@ impl From<ClusterStatus> for ConnectionStatus {
             checked_at: status.checked_at,
             error: status.error.map(|e| e.to_string()),
             error_kind,
+            warnings: Vec::new(),
         }
     }
 }
@@ -430,7 +446,7 @@ impl ClusterMutation {
         require_role(ctx, Role::Admin)?;
         let spec = input.into_spec()?;
         let status = data::<ClusterConnections>(ctx)?.test(&spec).await.map_err(ApiError::from)?;
-        Ok(status.into())
+        Ok(ConnectionStatus::from(status).noting_tls(spec.insecure_skip_tls_verify))
     }
 
     /// Removes a cluster and returns what it was.
