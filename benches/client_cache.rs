@@ -65,9 +65,10 @@ async fn main() {
         tls_server_name: None,
         insecure_skip_tls_verify: false,
         default_namespace: None,
+        impersonate_caller: false,
         labels: Default::default(),
     };
-    let row = clusters.create(spec).await.unwrap();
+    let row = clusters.create("default", spec).await.unwrap();
     let id = row.id.clone();
     clusters.directory().refresh().await.unwrap();
     let factory = ClientFactory::new(ClientSettings::default());
@@ -109,7 +110,7 @@ async fn main() {
     println!("cold / cached: {:.0}x", cold.as_nanos() as f64 / hit.as_nanos().max(1) as f64);
 
     let directory = measure(21, 20_000, || async {
-        clusters.get(&id).await.unwrap();
+        clusters.get(&id, "default").await.unwrap();
     })
     .await;
     let database = measure(11, 500, || async {

@@ -103,6 +103,8 @@ impl From<AccessError> for ApiError {
     fn from(err: AccessError) -> Self {
         match err {
             AccessError::Cluster(cluster) => cluster.into(),
+            AccessError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+            AccessError::Invalid(message) => ApiError::new(ErrorCode::BadUserInput, message),
             AccessError::Connect { cluster, error } => {
                 let code = match &error {
                     ConnectError::Forbidden(_) => ErrorCode::Forbidden,

@@ -17,7 +17,8 @@ use axum::routing::get;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{AuthError, Authenticator, Principal, bearer_token};
+use crate::access::{Caller, Impersonation};
+use crate::auth::{AuthError, Authenticator, bearer_token};
 use crate::error::{ErrorCode, ensure_codes};
 use crate::graphql::AppSchema;
 use crate::store::Database;
@@ -91,12 +92,60 @@ fn auth_failure(err: AuthError) -> Response {
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+/// The request's id: the client's `X-Request-Id` when it is a sensible one, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The `Impersonate-*` headers of a request, as Kubernetes itself reads them (`kubectl --as`,
+/// `--as-group`, `--as-uid`, and `Impersonate-Extra-<key>`). Whether the caller may use them is
+/// decided where a cluster is reached, so that an attempted mutation is still audited.
+fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, Response> {
+    let text = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let user = text("impersonate-user").into_iter().next();
+    let groups = text("impersonate-group");
+    let uid = text("impersonate-uid").into_iter().next();
+    let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+            if let Ok(value) = value.to_str() {
+                extra.entry(key.to_owned()).or_default().push(value.to_owned());
+            }
+        }
+    }
+    match user {
+        Some(user) => Ok(Some(Impersonation { user, groups, uid, extra })),
+        None if groups.is_empty() && uid.is_none() && extra.is_empty() => Ok(None),
+        None => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "Impersonate-Group, Impersonate-Uid and Impersonate-Extra-* need Impersonate-User",
+        )),
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    state.auth.authenticate(token).await.map_err(auth_failure)
+    let principal = state.auth.authenticate(token).await.map_err(auth_failure)?;
+    let impersonation = impersonation_headers(headers)?;
+    Ok(Caller { principal, impersonation, request_id: request_id(headers) })
+}
+
+fn with_request_id(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 fn respond(mut batch: BatchResponse) -> Response {
@@ -112,8 +161,8 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match authenticate(&state, &headers).await {
-        Ok(p) => p,
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
         Err(response) => return response,
     };
     let body = match body {
@@ -133,7 +182,8 @@ async fn graphql_post(
             );
         }
     };
-    respond(state.schema.execute_batch(batch.data(principal)).await)
+    let id = caller.request_id.clone();
+    with_request_id(respond(state.schema.execute_batch(batch.data(caller)).await), &id)
 }
 
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
@@ -142,8 +192,8 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let principal = match authenticate(&state, &headers).await {
-        Ok(p) => p,
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
         Err(response) => return response,
     };
     let request = match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
@@ -167,7 +217,25 @@ async fn graphql_get(
             return response;
         }
     }
-    respond(BatchResponse::Single(state.schema.execute(request.data(principal)).await))
+    let id = caller.request_id.clone();
+    with_request_id(respond(BatchResponse::Single(state.schema.execute(request.data(caller)).await)), &id)
+}
+
+/// An impersonation block in a WebSocket `connection_init` payload:
+/// `{"impersonate": {"user": "…", "groups": ["…"], "uid": "…", "extra": {"k": ["v"]}}}`.
+fn init_payload_impersonation(payload: &serde_json::Value) -> Result<Option<Impersonation>, String> {
+    let Some(block) = payload.get("impersonate") else { return Ok(None) };
+    #[derive(serde::Deserialize)]
+    struct Block {
+        user: String,
+        #[serde(default)]
+        groups: Vec<String>,
+        uid: Option<String>,
+        #[serde(default)]
+        extra: std::collections::BTreeMap<String, Vec<String>>,
+    }
+    let block: Block = serde_json::from_value(block.clone()).map_err(|e| format!("impersonate: {e}"))?;
+    Ok(Some(Impersonation { user: block.user, groups: block.groups, uid: block.uid, extra: block.extra }))
 }
 
 /// The token a WebSocket client sends in `connection_init`: `{"Authorization": "Bearer …"}`
@@ -195,6 +263,11 @@ async fn graphql_ws(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .map(str::to_owned);
+    let header_impersonation = match impersonation_headers(&headers) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let connection_id = request_id(&headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
@@ -202,14 +275,18 @@ async fn graphql_ws(
             GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let token = init_payload_token(&payload).or(header_token);
-                    match auth.authenticate(token.as_deref()).await {
-                        Ok(principal) => {
-                            let mut data = Data::default();
-                            data.insert(principal);
-                            Ok(data)
-                        }
-                        Err(err) => Err(async_graphql::Error::new(err.to_string())),
-                    }
+                    let principal = auth
+                        .authenticate(token.as_deref())
+                        .await
+                        .map_err(|err| async_graphql::Error::new(err.to_string()))?;
+                    let impersonation = match init_payload_impersonation(&payload) {
+                        Ok(Some(found)) => Some(found),
+                        Ok(None) => header_impersonation,
+                        Err(message) => return Err(async_graphql::Error::new(message)),
+                    };
+                    let mut data = Data::default();
+                    data.insert(Caller { principal, impersonation, request_id: connection_id });
+                    Ok(data)
                 })
                 .serve()
         })

@@ -4,6 +4,7 @@
 //! resolvers), the domain (`clusters`, `auth`), `store` (diesel over SQLite or PostgreSQL) and
 //! `crypto` (sealing of credentials).
 
+pub mod access;
 pub mod auth;
 pub mod clients;
 pub mod clusters;

@@ -45,6 +45,7 @@ fn direct(name: &str) -> ClusterSpec {
         tls_server_name: None,
         insecure_skip_tls_verify: false,
         default_namespace: Some("default".into()),
+        impersonate_caller: false,
         labels: BTreeMap::from([("env".into(), "test".into())]),
     }
 }
@@ -59,8 +60,8 @@ async fn migrations_are_idempotent(backend: Backend) {
 async fn create_get_update_delete(backend: Backend) {
     let db = TestDb::new(backend).await;
     let service = service_for(open(&db).await, cipher(&test_key(), &[]));
-    let created = service.create(direct("alpha")).await.unwrap();
-    let fetched = service.get(&created.id).await.unwrap();
+    let created = service.create("default", direct("alpha")).await.unwrap();
+    let fetched = service.get(&created.id, "default").await.unwrap();
     assert_eq!(*fetched, created, "a row reads back exactly as written");
     assert!(created.bearer_token_sealed.is_some());
     assert_eq!(
@@ -75,7 +76,7 @@ async fn create_get_update_delete(backend: Backend) {
 
     // Absent fields are kept, including sealed credentials.
     let patch = ClusterPatch { default_namespace: Some(Some("apps".into())), ..Default::default() };
-    let updated = service.update(&created.id, patch).await.unwrap();
+    let updated = service.update(&created.id, "default", patch).await.unwrap();
     assert_eq!(updated.default_namespace.as_deref(), Some("apps"));
     assert_eq!(service.open(&updated).unwrap().bearer_token.unwrap().expose_secret(), TOKEN);
     assert_eq!(updated.created_at, created.created_at);
@@ -83,27 +84,27 @@ async fn create_get_update_delete(backend: Backend) {
 
     // Clearing the CA clears its fingerprint with it.
     let patch = ClusterPatch { ca_data: Some(None), ..Default::default() };
-    let updated = service.update(&created.id, patch).await.unwrap();
+    let updated = service.update(&created.id, "default", patch).await.unwrap();
     assert!(updated.ca_data_sealed.is_none() && updated.ca_fingerprint_sha256.is_none());
 
-    let deleted = service.delete(&created.id).await.unwrap();
+    let deleted = service.delete(&created.id, "default").await.unwrap();
     assert_eq!(deleted.id, created.id);
-    assert!(matches!(service.get(&created.id).await, Err(ClusterError::NotFound(_))));
-    assert!(matches!(service.delete(&created.id).await, Err(ClusterError::NotFound(_))));
+    assert!(matches!(service.get(&created.id, "default").await, Err(ClusterError::NotFound(_))));
+    assert!(matches!(service.delete(&created.id, "default").await, Err(ClusterError::NotFound(_))));
 }
 
 async fn duplicate_names_conflict(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
     let service = service_for(database.clone(), cipher(&test_key(), &[]));
-    service.create(direct("dup")).await.unwrap();
-    let err = service.create(direct("dup")).await.unwrap_err();
+    service.create("default", direct("dup")).await.unwrap();
+    let err = service.create("default", direct("dup")).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
-    let other = service.create(direct("other")).await.unwrap();
+    let other = service.create("default", direct("other")).await.unwrap();
     let rename = ClusterPatch { name: Some("dup".into()), ..Default::default() };
-    assert!(service.update(&other.id, rename).await.is_err());
+    assert!(service.update(&other.id, "default", rename).await.is_err());
     assert_eq!(database.count_clusters().await.unwrap(), 2);
-    assert_eq!(service.get(&other.id).await.unwrap().name, "other");
+    assert_eq!(service.get(&other.id, "default").await.unwrap().name, "other");
 }
 
 async fn keyset_pages_cover_everything_once(backend: Backend) {
@@ -111,12 +112,12 @@ async fn keyset_pages_cover_everything_once(backend: Backend) {
     let database = open(&db).await;
     let service = service_for(database.clone(), cipher(&test_key(), &[]));
     for i in 0..23 {
-        service.create(direct(&format!("c{i:02}"))).await.unwrap();
+        service.create("default", direct(&format!("c{i:02}"))).await.unwrap();
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = database.clusters_page(after.as_deref(), 5).await.unwrap();
+        let page = database.clusters_page("default", after.as_deref(), 5).await.unwrap();
         if page.is_empty() {
             break;
         }
@@ -131,16 +132,16 @@ async fn wrong_key_and_tampering_are_clear_errors(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
     let service = service_for(database.clone(), cipher(&test_key(), &[]));
-    let row = service.create(direct("sealed")).await.unwrap();
+    let row = service.create("default", direct("sealed")).await.unwrap();
 
     let other_key = base64_key(9);
     let wrong = service_for(database.clone(), cipher(&other_key, &[]));
-    let err = wrong.update(&row.id, ClusterPatch::default()).await.unwrap_err();
+    let err = wrong.update(&row.id, "default", ClusterPatch::default()).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ClusterError::Cipher(CipherError::UnknownKey { .. })), "{text}");
     assert!(text.contains("sealed") && text.contains(&row.key_id), "names cluster and key: {text}");
     assert!(!text.contains(TOKEN));
-    assert_eq!(*service.get(&row.id).await.unwrap(), row, "a failed update overwrites nothing");
+    assert_eq!(*service.get(&row.id, "default").await.unwrap(), row, "a failed update overwrites nothing");
     assert_eq!(database.cluster(&row.id).await.unwrap().unwrap(), row, "nor in the database");
 
     let mut tampered = row.clone();
@@ -149,17 +150,17 @@ async fn wrong_key_and_tampering_are_clear_errors(backend: Backend) {
     sealed[last] ^= 0x01;
     database.update_cluster(&tampered).await.unwrap();
     service.directory().refresh().await.unwrap();
-    let err = service.update(&row.id, ClusterPatch::default()).await.unwrap_err();
+    let err = service.update(&row.id, "default", ClusterPatch::default()).await.unwrap_err();
     assert!(matches!(err, ClusterError::Cipher(CipherError::Open { .. })), "{err}");
     assert!(err.to_string().contains("bearer_token"));
 
     // An envelope moved to another row does not open there.
-    let second = service.create(direct("second")).await.unwrap();
+    let second = service.create("default", direct("second")).await.unwrap();
     let mut moved = second.clone();
     moved.bearer_token_sealed = row.bearer_token_sealed.clone();
     database.update_cluster(&moved).await.unwrap();
     service.directory().refresh().await.unwrap();
-    assert!(service.open(&service.get(&second.id).await.unwrap()).is_err());
+    assert!(service.open(&service.get(&second.id, "default").await.unwrap()).is_err());
 }
 
 fn base64_key(byte: u8) -> String {
@@ -171,14 +172,14 @@ async fn rotation_reseals_under_the_new_key(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
     let old = service_for(database.clone(), cipher(&test_key(), &[]));
-    let row = old.create(direct("rotate-me")).await.unwrap();
+    let row = old.create("default", direct("rotate-me")).await.unwrap();
 
     let new_key = base64_key(3);
     let rotated = service_for(database.clone(), cipher(&new_key, &[test_key()]));
     assert_eq!(rotated.reseal_all().await.unwrap(), 1);
     assert_eq!(rotated.reseal_all().await.unwrap(), 0, "already under the current key");
 
-    let after = rotated.get(&row.id).await.unwrap();
+    let after = rotated.get(&row.id, "default").await.unwrap();
     assert_ne!(after.key_id, row.key_id);
     assert_ne!(after.bearer_token_sealed, row.bearer_token_sealed);
     let only_new = service_for(database, cipher(&new_key, &[]));
@@ -190,7 +191,7 @@ async fn secrets_do_not_reach_the_database_in_clear(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = open(&db).await;
     let service = service_for(database.clone(), cipher(&test_key(), &[]));
-    service.create(direct("secretive")).await.unwrap();
+    service.create("default", direct("secretive")).await.unwrap();
     let ca_body = TEST_CA_PEM.lines().nth(1).unwrap();
     let dump: Vec<u8> = match backend {
         Backend::Sqlite => {

@@ -9,6 +9,8 @@ use dashmap::DashMap;
 use kube::Client;
 
 use super::cache::CacheKey;
+use crate::access::{Caller, Impersonation, ImpersonationError};
+use crate::store::clusters::ClusterRow;
 use super::{ClientFactory, ClusterStatus, ConnectError, check};
 use crate::clusters::{ClusterError, ClusterService, ClusterSpec, validate};
 
@@ -19,6 +21,10 @@ pub enum AccessError {
     Cluster(#[from] ClusterError),
     #[error("cluster {cluster}: {error}")]
     Connect { cluster: String, error: ConnectError },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// How often the background upkeep runs.
@@ -59,26 +65,48 @@ impl ClusterConnections {
         &self.clusters
     }
 
-    /// The cluster's own client: from the cache, or built once from its record.
+    /// The cluster's own client (any tenant; for kubegql's own use): from the cache, or built
+    /// once from its record.
     pub async fn client(&self, cluster_id: &str) -> Result<Client, AccessError> {
-        let row = self.clusters.get(cluster_id).await?;
-        let key = CacheKey::cluster(row.id.clone());
+        let row = self.clusters.get_any(cluster_id).await?;
+        self.cached_client(&row, None).await
+    }
+
+    /// The client a caller uses on a cluster of its tenant, acting as the identity the caller
+    /// may use there (see `Caller::cluster_identity`). Refused before anything is sent when the
+    /// caller may not impersonate.
+    pub async fn client_for(&self, caller: &Caller, cluster_id: &str) -> Result<(Arc<ClusterRow>, Client), AccessError> {
+        let row = self.clusters.get(cluster_id, caller.tenant()).await?;
+        let identity = caller
+            .cluster_identity(row.impersonate_caller)
+            .map_err(|e| match e {
+                ImpersonationError::NotAllowed(_) => AccessError::Forbidden(e.to_string()),
+                ImpersonationError::Invalid(_) => AccessError::Invalid(e.to_string()),
+            })?;
+        let client = self.cached_client(&row, identity).await?;
+        Ok((row, client))
+    }
+
+    async fn cached_client(&self, row: &ClusterRow, identity: Option<Impersonation>) -> Result<Client, AccessError> {
+        let key = CacheKey { cluster_id: row.id.clone(), identity: identity.as_ref().map(Impersonation::canonical) };
         self.clusters
             .clients()
             .get_or_build(&key, || async {
-                let spec = self.clusters.open(&row)?;
-                self.factory
-                    .build(&spec)
-                    .await
-                    .map_err(|error| AccessError::Connect { cluster: row.name.clone(), error })
+                let connect = |error| AccessError::Connect { cluster: row.name.clone(), error };
+                let spec = self.clusters.open(row)?;
+                let mut config = self.factory.config(&spec).await.map_err(connect)?;
+                if let Some(identity) = &identity {
+                    identity.apply_to(&mut config);
+                }
+                Client::try_from(config).map_err(|e| connect(ConnectError::Config(e.to_string())))
             })
             .await
     }
 
-    /// The last known status, or a fresh check when there is none, it is older than `max_age`,
-    /// or `refresh` asks for one.
-    pub async fn status(&self, cluster_id: &str, max_age: Duration, refresh: bool) -> Result<ClusterStatus, AccessError> {
-        let row = self.clusters.get(cluster_id).await?;
+    /// The last known status of a cluster of `tenant`, or a fresh check when there is none, it
+    /// is older than `max_age`, or `refresh` asks for one. Checked with the cluster's own identity.
+    pub async fn status(&self, cluster_id: &str, tenant: &str, max_age: Duration, refresh: bool) -> Result<ClusterStatus, AccessError> {
+        let row = self.clusters.get(cluster_id, tenant).await?;
         if !refresh {
             if let Some(known) = self.statuses.get(&row.id) {
                 let age = chrono::Utc::now() - known.checked_at;

@@ -65,6 +65,8 @@ pub struct ClusterSpec {
     pub tls_server_name: Option<String>,
     pub insecure_skip_tls_verify: bool,
     pub default_namespace: Option<String>,
+    /// Act on the cluster as the calling principal (impersonation), so the cluster's RBAC decides.
+    pub impersonate_caller: bool,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -84,6 +86,7 @@ pub struct ClusterPatch {
     pub tls_server_name: Option<Option<String>>,
     pub insecure_skip_tls_verify: Option<bool>,
     pub default_namespace: Option<Option<String>>,
+    pub impersonate_caller: Option<bool>,
     pub labels: Option<BTreeMap<String, String>>,
 }
 
@@ -107,6 +110,7 @@ impl ClusterSpec {
         set(&mut self.tls_server_name, patch.tls_server_name);
         set(&mut self.insecure_skip_tls_verify, patch.insecure_skip_tls_verify);
         set(&mut self.default_namespace, patch.default_namespace);
+        set(&mut self.impersonate_caller, patch.impersonate_caller);
         set(&mut self.labels, patch.labels);
         self
     }
@@ -184,21 +188,31 @@ impl ClusterService {
         let _ = self.changes.send(ClusterChange { kind, id: row.id.clone(), name: row.name.clone() });
     }
 
-    /// A cluster record, from memory when it is known.
-    pub async fn get(&self, id: &str) -> Result<Arc<ClusterRow>, ClusterError> {
+    /// A cluster record of any tenant, from memory when it is known. For kubegql's own use:
+    /// requests go through `get`, which keeps tenants apart.
+    pub async fn get_any(&self, id: &str) -> Result<Arc<ClusterRow>, ClusterError> {
         let id = parse_cluster_id(id)?.to_string();
         self.directory.get(&id).await?.ok_or(ClusterError::NotFound(id))
     }
 
-    pub async fn page(&self, after_name: Option<&str>, limit: i64) -> Result<Vec<ClusterRow>, ClusterError> {
-        Ok(self.db.clusters_page(after_name, limit).await?)
+    /// A cluster of `tenant`. Another tenant's cluster is not found, as if it did not exist.
+    pub async fn get(&self, id: &str, tenant: &str) -> Result<Arc<ClusterRow>, ClusterError> {
+        let row = self.get_any(id).await?;
+        if row.tenant != tenant {
+            return Err(ClusterError::NotFound(row.id.clone()));
+        }
+        Ok(row)
     }
 
-    pub async fn create(&self, spec: ClusterSpec) -> Result<ClusterRow, ClusterError> {
+    pub async fn page(&self, tenant: &str, after_name: Option<&str>, limit: i64) -> Result<Vec<ClusterRow>, ClusterError> {
+        Ok(self.db.clusters_page(tenant, after_name, limit).await?)
+    }
+
+    pub async fn create(&self, tenant: &str, spec: ClusterSpec) -> Result<ClusterRow, ClusterError> {
         validate(&spec)?;
         let id = uuid::Uuid::new_v4().to_string();
         let at = now();
-        let row = self.seal(&id, &spec, at, at)?;
+        let row = self.seal(&id, tenant, &spec, at, at)?;
         self.db.insert_cluster(&row).await?;
         self.directory.put_if_newer(row.clone());
         tracing::info!(cluster = %row.id, name = %row.name, mode = %row.mode, "cluster created");
@@ -206,11 +220,11 @@ impl ClusterService {
         Ok(row)
     }
 
-    pub async fn update(&self, id: &str, patch: ClusterPatch) -> Result<ClusterRow, ClusterError> {
-        let current = self.get(id).await?;
+    pub async fn update(&self, id: &str, tenant: &str, patch: ClusterPatch) -> Result<ClusterRow, ClusterError> {
+        let current = self.get(id, tenant).await?;
         let spec = self.open(&current)?.apply(patch);
         validate(&spec)?;
-        let row = self.seal(&current.id, &spec, current.created_at, now())?;
+        let row = self.seal(&current.id, &current.tenant, &spec, current.created_at, now())?;
         if !self.db.update_cluster(&row).await? {
             self.forget(&current.id);
             return Err(ClusterError::NotFound(current.id.clone()));
@@ -222,8 +236,8 @@ impl ClusterService {
         Ok(row)
     }
 
-    pub async fn delete(&self, id: &str) -> Result<Arc<ClusterRow>, ClusterError> {
-        let current = self.get(id).await?;
+    pub async fn delete(&self, id: &str, tenant: &str) -> Result<Arc<ClusterRow>, ClusterError> {
+        let current = self.get(id, tenant).await?;
         let deleted = self.db.delete_cluster(&current.id).await?;
         self.forget(&current.id);
         if !deleted {
@@ -264,6 +278,7 @@ impl ClusterService {
             tls_server_name: row.tls_server_name.clone(),
             insecure_skip_tls_verify: row.insecure_skip_tls_verify,
             default_namespace: row.default_namespace.clone(),
+            impersonate_caller: row.impersonate_caller,
             labels: serde_json::from_str(&row.labels).unwrap_or_default(),
         })
     }
@@ -271,12 +286,14 @@ impl ClusterService {
     fn seal(
         &self,
         id: &str,
+        tenant: &str,
         spec: &ClusterSpec,
         created_at: chrono::NaiveDateTime,
         updated_at: chrono::NaiveDateTime,
     ) -> Result<ClusterRow, ClusterError> {
         let mut row = ClusterRow {
             id: id.to_owned(),
+            tenant: tenant.to_owned(),
             name: spec.name.clone(),
             mode: spec.mode.as_str().to_owned(),
             kubeconfig_path: spec.kubeconfig_path.clone(),
@@ -291,6 +308,7 @@ impl ClusterService {
             tls_server_name: spec.tls_server_name.clone(),
             insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
             default_namespace: spec.default_namespace.clone(),
+            impersonate_caller: spec.impersonate_caller,
             labels: serde_json::to_string(&spec.labels).map_err(|e| invalid("labels", e.to_string()))?,
             key_id: self.cipher.current_key_id().to_owned(),
             created_at,
@@ -318,7 +336,7 @@ impl ClusterService {
                 continue;
             }
             let spec = self.open(&row)?;
-            let resealed = self.seal(&row.id, &spec, row.created_at, row.updated_at)?;
+            let resealed = self.seal(&row.id, &row.tenant, &spec, row.created_at, row.updated_at)?;
             self.db.update_cluster(&resealed).await?;
             self.directory.put_if_newer(resealed);
             count += 1;

@@ -94,6 +94,14 @@ impl Cluster {
     async fn default_namespace(&self) -> Option<&str> {
         self.0.default_namespace.as_deref()
     }
+    /// Whether kubegql acts on this cluster as the calling principal.
+    async fn impersonate_caller(&self) -> bool {
+        self.0.impersonate_caller
+    }
+    /// The tenant the cluster belongs to.
+    async fn tenant(&self) -> &str {
+        &self.0.tenant
+    }
     async fn labels(&self) -> Vec<Label> {
         serde_json::from_str::<BTreeMap<String, String>>(&self.0.labels)
             .unwrap_or_default()
@@ -175,7 +183,7 @@ impl Cluster {
     ) -> async_graphql::Result<ConnectionStatus> {
         let connections = data::<ClusterConnections>(ctx)?;
         let status = connections
-            .status(&self.0.id, STATUS_MAX_AGE, refresh)
+            .status(&self.0.id, &self.0.tenant, STATUS_MAX_AGE, refresh)
             .await
             .map_err(ApiError::from)?;
         Ok(ConnectionStatus::from(status).noting_tls(self.0.insecure_skip_tls_verify))
@@ -265,12 +273,12 @@ impl ClusterQuery {
         #[graphql(desc = "Page size: default 50, at most 500 (both configurable).")] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Cluster>> {
-        principal(ctx)?;
+        let tenant = &principal(ctx)?.tenant;
         let limits = data::<ApiLimits>(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), CLUSTERS_SCOPE, limits)?;
         let service = data::<ClusterService>(ctx)?;
         let mut rows = service
-            .page(page.after.as_deref(), i64::from(page.size) + 1)
+            .page(tenant, page.after.as_deref(), i64::from(page.size) + 1)
             .await
             .map_err(ApiError::from)?;
         let has_next = rows.len() > page.size as usize;
@@ -285,8 +293,8 @@ impl ClusterQuery {
 
     /// One cluster by id.
     async fn cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Cluster> {
-        principal(ctx)?;
-        let row = data::<ClusterService>(ctx)?.get(&id).await.map_err(ApiError::from)?;
+        let tenant = &principal(ctx)?.tenant;
+        let row = data::<ClusterService>(ctx)?.get(&id, tenant).await.map_err(ApiError::from)?;
         Ok(Cluster(row))
     }
 }
@@ -313,6 +321,11 @@ pub struct CreateClusterInput {
     #[graphql(default)]
     pub insecure_skip_tls_verify: bool,
     pub default_namespace: Option<String>,
+    /// Act on the cluster as the calling principal (user = principal name, groups =
+    /// `kubegql:tenant:<tenant>` and `kubegql:role:<role>`), so the cluster's own RBAC decides.
+    /// kubegql's credentials must be allowed to impersonate.
+    #[graphql(default)]
+    pub impersonate_caller: bool,
     pub labels: Option<Vec<LabelInput>>,
 }
 
@@ -332,6 +345,7 @@ pub struct UpdateClusterInput {
     pub tls_server_name: MaybeUndefined<String>,
     pub insecure_skip_tls_verify: Option<bool>,
     pub default_namespace: MaybeUndefined<String>,
+    pub impersonate_caller: Option<bool>,
     /// Replaces all labels.
     pub labels: Option<Vec<LabelInput>>,
 }
@@ -379,6 +393,7 @@ impl CreateClusterInput {
             tls_server_name: self.tls_server_name,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             default_namespace: self.default_namespace,
+            impersonate_caller: self.impersonate_caller,
             labels: labels_map(self.labels.unwrap_or_default())?,
         })
     }
@@ -400,6 +415,7 @@ impl UpdateClusterInput {
             tls_server_name: change(self.tls_server_name),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             default_namespace: change(self.default_namespace),
+            impersonate_caller: self.impersonate_caller,
             labels: self.labels.map(labels_map).transpose()?,
         })
     }
@@ -416,9 +432,9 @@ impl ClusterMutation {
         ctx: &Context<'_>,
         input: CreateClusterInput,
     ) -> async_graphql::Result<Cluster> {
-        require_role(ctx, Role::Admin)?;
+        let admin = require_role(ctx, Role::Admin)?;
         let spec = input.into_spec()?;
-        let row = data::<ClusterService>(ctx)?.create(spec).await.map_err(ApiError::from)?;
+        let row = data::<ClusterService>(ctx)?.create(&admin.tenant, spec).await.map_err(ApiError::from)?;
         Ok(Cluster(Arc::new(row)))
     }
 
@@ -429,9 +445,9 @@ impl ClusterMutation {
         id: ID,
         input: UpdateClusterInput,
     ) -> async_graphql::Result<Cluster> {
-        require_role(ctx, Role::Admin)?;
+        let admin = require_role(ctx, Role::Admin)?;
         let patch = input.into_patch()?;
-        let row = data::<ClusterService>(ctx)?.update(&id, patch).await.map_err(ApiError::from)?;
+        let row = data::<ClusterService>(ctx)?.update(&id, &admin.tenant, patch).await.map_err(ApiError::from)?;
         Ok(Cluster(Arc::new(row)))
     }
 
@@ -451,8 +467,8 @@ impl ClusterMutation {
 
     /// Removes a cluster and returns what it was.
     async fn delete_cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Cluster> {
-        require_role(ctx, Role::Admin)?;
-        let row = data::<ClusterService>(ctx)?.delete(&id).await.map_err(ApiError::from)?;
+        let admin = require_role(ctx, Role::Admin)?;
+        let row = data::<ClusterService>(ctx)?.delete(&id, &admin.tenant).await.map_err(ApiError::from)?;
         Ok(Cluster(row))
     }
 }

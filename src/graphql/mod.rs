@@ -5,6 +5,7 @@ mod resources;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
+use crate::access::Caller;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::settings::ApiLimits;
@@ -12,12 +13,15 @@ use crate::settings::ApiLimits;
 pub use clusters::Cluster;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(clusters::ClusterQuery, resources::ResourceQuery, ViewerQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(clusters::ClusterMutation);
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(clusters::ClusterSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -36,9 +40,14 @@ pub fn sdl() -> String {
 }
 
 /// The authenticated caller of this request.
-pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError> {
-    ctx.data_opt::<Principal>()
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError> {
+    ctx.data_opt::<Caller>()
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "this request is not authenticated"))
+}
+
+/// The authenticated principal of this request.
+pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError> {
+    caller(ctx).map(|c| &c.principal)
 }
 
 /// The caller, if it holds at least `role`.

@@ -11,7 +11,7 @@ use kube::api::DynamicObject;
 use kube::discovery::Scope;
 
 use super::clusters::Label;
-use super::data;
+use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::resources::{ListPage, ListQuery, ResourceError, ResourceReader};
@@ -78,8 +78,9 @@ pub struct ListArgs {
 pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs) -> async_graphql::Result<ResourceConnection> {
     let reader = data::<ResourceReader>(ctx)?;
     let limits = data::<ApiLimits>(ctx)?;
+    let caller = caller(ctx)?;
     let target = reader
-        .resolve(cluster_id, &args.group, args.version.as_deref(), &args.kind)
+        .resolve(caller, cluster_id, &args.group, args.version.as_deref(), &args.kind)
         .await
         .map_err(ApiError::from)?;
     let (resource, caps) = &target;
@@ -104,7 +105,7 @@ pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs)
         return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
     }
     let list = reader
-        .list(cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
+        .list(caller, cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
         .await
         .map_err(ApiError::from)?;
     let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
@@ -132,9 +133,10 @@ pub async fn get_resource(
     name: &str,
 ) -> async_graphql::Result<Resource> {
     let reader = data::<ResourceReader>(ctx)?;
-    let target = reader.resolve(cluster_id, group, version, kind).await.map_err(ApiError::from)?;
+    let caller = caller(ctx)?;
+    let target = reader.resolve(caller, cluster_id, group, version, kind).await.map_err(ApiError::from)?;
     let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
-    let object = reader.get(cluster_id, &target, namespace, name).await.map_err(ApiError::from)?;
+    let object = reader.get(caller, cluster_id, &target, namespace, name).await.map_err(ApiError::from)?;
     let object = object.ok_or_else(|| {
         let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
         ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.0.kind))
@@ -274,7 +276,7 @@ impl Resource {
         }
         let reader = data::<ResourceReader>(ctx)?;
         let list = reader
-            .events(&self.cluster_id, namespace.as_deref(), &uid, page.size, page.after.clone())
+            .events(caller(ctx)?, &self.cluster_id, namespace.as_deref(), &uid, page.size, page.after.clone())
             .await
             .map_err(ApiError::from)?;
         Ok(connection(list, &scope, page.after.is_some(), EventNode))
@@ -328,7 +330,7 @@ pub struct ApiResourceInfo {
 
 pub async fn api_resources(ctx: &Context<'_>, cluster_id: &str) -> async_graphql::Result<Vec<ApiResourceInfo>> {
     let reader = data::<ResourceReader>(ctx)?;
-    let (_, client) = reader.client(cluster_id).await.map_err(ApiError::from)?;
+    let (_, client) = reader.client(caller(ctx)?, cluster_id).await.map_err(ApiError::from)?;
     let served = reader.discovery().resources(cluster_id, &client).await.map_err(|e| {
         ApiError::from(ResourceError::Access(crate::clients::connections::AccessError::Connect {
             cluster: cluster_id.to_owned(),
@@ -378,13 +380,13 @@ impl ResourceQuery {
         #[graphql(desc = "At most this many bytes (default and maximum 1 MiB).")] limit_bytes: Option<i64>,
         #[graphql(default = false)] timestamps: bool,
     ) -> async_graphql::Result<PodLogOutput> {
-        super::principal(ctx)?;
+        let caller = caller(ctx)?;
         if tail_lines.is_some_and(|n| n < 0) || since_seconds.is_some_and(|n| n < 1) || limit_bytes.is_some_and(|n| n < 1) {
             return Err(ApiError::new(ErrorCode::BadUserInput, "tailLines must be >= 0, sinceSeconds and limitBytes >= 1").into());
         }
         let reader = data::<ResourceReader>(ctx)?;
         let request = crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
-        let log = reader.pod_logs(&cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
+        let log = reader.pod_logs(caller, &cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
         Ok(PodLogOutput { text: log.text, truncated: log.truncated })
     }
 }

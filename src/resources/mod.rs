@@ -13,6 +13,7 @@ use kube::Client;
 
 use self::discovery::DiscoveryCache;
 use crate::clients::ConnectError;
+use crate::access::Caller;
 use crate::clients::connections::{AccessError, ClusterConnections};
 
 /// What a list asks the API server for.
@@ -78,9 +79,9 @@ impl ResourceReader {
         &self.discovery
     }
 
-    pub async fn client(&self, cluster_id: &str) -> Result<(String, Client), ResourceError> {
-        let row = self.connections.clusters().get(cluster_id).await.map_err(AccessError::from)?;
-        let client = self.connections.client(&row.id).await?;
+    /// The caller's client for a cluster of its tenant, and the cluster's name.
+    pub async fn client(&self, caller: &Caller, cluster_id: &str) -> Result<(String, Client), ResourceError> {
+        let (row, client) = self.connections.client_for(caller, cluster_id).await?;
         Ok((row.name.clone(), client))
     }
 
@@ -97,12 +98,13 @@ impl ResourceReader {
     /// Resolves a kind through the cluster's discovery, refreshing it once when the kind is new.
     pub async fn resolve(
         &self,
+        caller: &Caller,
         cluster_id: &str,
         group: &str,
         version: Option<&str>,
         kind: &str,
     ) -> Result<(ApiResource, ApiCapabilities), ResourceError> {
-        let (name, client) = self.client(cluster_id).await?;
+        let (name, client) = self.client(caller, cluster_id).await?;
         self.discovery
             .resolve(cluster_id, &client, group, version, kind)
             .await
@@ -129,6 +131,7 @@ impl ResourceReader {
     /// less to transfer and parse when the caller reads nothing else.
     pub async fn list(
         &self,
+        caller: &Caller,
         cluster_id: &str,
         (resource, caps): &(ApiResource, ApiCapabilities),
         query: &ListQuery,
@@ -139,7 +142,7 @@ impl ResourceReader {
         if !caps.supports_operation("list") {
             return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
         }
-        let (name, client) = self.client(cluster_id).await?;
+        let (name, client) = self.client(caller, cluster_id).await?;
         let api = Self::dynamic_api(client, resource, caps, query.namespace.as_deref());
         let params = list_params(query, limit, continue_token);
         if metadata_only {
@@ -167,6 +170,7 @@ impl ResourceReader {
     /// One object, or `None` when it does not exist.
     pub async fn get(
         &self,
+        caller: &Caller,
         cluster_id: &str,
         (resource, caps): &(ApiResource, ApiCapabilities),
         namespace: Option<&str>,
@@ -175,7 +179,7 @@ impl ResourceReader {
         if caps.scope == Scope::Namespaced && namespace.is_none() {
             return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
         }
-        let (cluster, client) = self.client(cluster_id).await?;
+        let (cluster, client) = self.client(caller, cluster_id).await?;
         let api = Self::dynamic_api(client, resource, caps, namespace);
         api.get_opt(name).await.map_err(|e| Self::api_error(&cluster, e))
     }
@@ -183,13 +187,14 @@ impl ResourceReader {
     /// Events about one object (by uid), a page at a time.
     pub async fn events(
         &self,
+        caller: &Caller,
         cluster_id: &str,
         namespace: Option<&str>,
         uid: &str,
         limit: u32,
         continue_token: Option<String>,
     ) -> Result<ListPage<Event>, ResourceError> {
-        let (cluster, client) = self.client(cluster_id).await?;
+        let (cluster, client) = self.client(caller, cluster_id).await?;
         let api: Api<Event> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
@@ -205,12 +210,13 @@ impl ResourceReader {
     /// A pod's log, at most `MAX_LOG_BYTES`; `truncated` says when the cap cut it.
     pub async fn pod_logs(
         &self,
+        caller: &Caller,
         cluster_id: &str,
         namespace: &str,
         pod: &str,
         params: PodLogRequest,
     ) -> Result<PodLog, ResourceError> {
-        let (cluster, client) = self.client(cluster_id).await?;
+        let (cluster, client) = self.client(caller, cluster_id).await?;
         let api: Api<Pod> = Api::namespaced(client, namespace);
         let limit = params.limit_bytes.unwrap_or(MAX_LOG_BYTES).clamp(1, MAX_LOG_BYTES);
         let log_params = LogParams {

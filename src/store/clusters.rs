@@ -10,6 +10,7 @@ use super::{Database, StoreError, is_unique_violation, with_conn};
 #[diesel(table_name = clusters, treat_none_as_null = true)]
 pub struct ClusterRow {
     pub id: String,
+    pub tenant: String,
     pub name: String,
     pub mode: String,
     pub kubeconfig_path: Option<String>,
@@ -24,6 +25,7 @@ pub struct ClusterRow {
     pub tls_server_name: Option<String>,
     pub insecure_skip_tls_verify: bool,
     pub default_namespace: Option<String>,
+    pub impersonate_caller: bool,
     pub labels: String,
     pub key_id: String,
     pub created_at: chrono::NaiveDateTime,
@@ -62,14 +64,17 @@ impl Database {
         })
     }
 
-    /// One page of clusters ordered by name, starting after `after_name` (keyset, no OFFSET).
+    /// One page of a tenant's clusters ordered by name, starting after `after_name` (keyset, no
+    /// OFFSET).
     pub async fn clusters_page(
         &self,
+        tenant: &str,
         after_name: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ClusterRow>, StoreError> {
         with_conn!(self, |conn| {
             let mut query = clusters::table
+                .filter(clusters::tenant.eq(tenant.to_owned()))
                 .select(ClusterRow::as_select())
                 .order(clusters::name.asc())
                 .limit(limit)

@@ -4,6 +4,7 @@
 diesel::table! {
     clusters (id) {
         id -> Text,
+        tenant -> Text,
         name -> Text,
         mode -> Text,
         kubeconfig_path -> Nullable<Text>,
@@ -18,6 +19,7 @@ diesel::table! {
         tls_server_name -> Nullable<Text>,
         insecure_skip_tls_verify -> Bool,
         default_namespace -> Nullable<Text>,
+        impersonate_caller -> Bool,
         labels -> Text,
         key_id -> Text,
         created_at -> Timestamp,
@@ -48,5 +50,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        seq -> Nullable<BigInt>,
+        started_at -> Timestamp,
+        request_id -> Text,
+        principal_id -> Nullable<Text>,
+        principal_name -> Nullable<Text>,
+        tenant -> Nullable<Text>,
+        impersonated -> Nullable<Text>,
+        cluster_id -> Nullable<Text>,
+        operation -> Nullable<Text>,
+        field -> Text,
+        verb -> Nullable<Text>,
+        api_group -> Nullable<Text>,
+        api_version -> Nullable<Text>,
+        kind -> Nullable<Text>,
+        namespace -> Nullable<Text>,
+        name -> Nullable<Text>,
+        dry_run -> Bool,
+        outcome -> Text,
+        error_code -> Nullable<Text>,
+        duration_ms -> Nullable<BigInt>,
+        arguments -> Text,
+        prev_hash -> Nullable<Text>,
+        hash -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(api_tokens -> principals (principal_id));
-diesel::allow_tables_to_appear_in_same_query!(clusters, principals, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(clusters, principals, api_tokens, audit_events);

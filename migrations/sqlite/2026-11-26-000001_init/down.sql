@@ -1,3 +1,1 @@
-DROP TABLE api_tokens;
-DROP TABLE principals;
-DROP TABLE clusters;
+DROP TABLE audit_events;
