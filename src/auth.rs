@@ -101,12 +101,25 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 /// token revoked on another replica keeps working here.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
 
+#[derive(Debug)]
+struct Verified {
+    principal: Principal,
+    at: Instant,
+    expires_at: Option<chrono::NaiveDateTime>,
+}
+
+impl Verified {
+    fn fresh(&self) -> bool {
+        self.at.elapsed() < TOKEN_CACHE_TTL && self.expires_at.is_none_or(|at| at > now())
+    }
+}
+
 /// Resolves tokens to principals. Verified tokens are remembered (by digest) for
 /// `TOKEN_CACHE_TTL`, so a busy UI does not cost a database read per request.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     db: Database,
-    verified: Arc<DashMap<String, (Principal, Instant)>>,
+    verified: Arc<DashMap<String, Verified>>,
 }
 
 impl Authenticator {
@@ -123,20 +136,20 @@ impl Authenticator {
         let token = token.ok_or(AuthError::Missing)?;
         let digest = token_digest(token);
         if let Some(entry) = self.verified.get(&digest) {
-            if entry.1.elapsed() < TOKEN_CACHE_TTL {
-                return Ok(entry.0.clone());
+            if entry.fresh() {
+                return Ok(entry.principal.clone());
             }
         }
-        let principal = self.lookup(&digest).await?;
+        let (principal, expires_at) = self.lookup(&digest).await?;
         if self.verified.len() > 10_000 {
-            self.verified.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            self.verified.retain(|_, v| v.fresh());
         }
-        self.verified.insert(digest, (principal.clone(), Instant::now()));
+        self.verified.insert(digest, Verified { principal: principal.clone(), at: Instant::now(), expires_at });
         Ok(principal)
     }
 
-    async fn lookup(&self, digest: &str) -> Result<Principal, AuthError> {
-        let (row, token_id) =
+    async fn lookup(&self, digest: &str) -> Result<(Principal, Option<chrono::NaiveDateTime>), AuthError> {
+        let (row, token_id, expires_at) =
             self.db.principal_by_token(digest, now()).await?.ok_or(AuthError::Invalid)?;
         let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
         let kind = if row.kind == "SERVICE_ACCOUNT" {
@@ -144,7 +157,7 @@ impl Authenticator {
         } else {
             PrincipalKind::User
         };
-        Ok(Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id })
+        Ok((Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id }, expires_at))
     }
 }
 

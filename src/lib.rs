@@ -5,6 +5,7 @@
 //! `crypto` (sealing of credentials).
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod clusters;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod pagination;
+pub mod principals;
 pub mod resources;
 pub mod server;
 pub mod settings;

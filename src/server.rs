@@ -14,7 +14,9 @@ use crate::auth::{Authenticator, Bootstrap, bootstrap_admin};
 use crate::clients::ClientFactory;
 use crate::clients::cache::{ClientCache, SystemClock};
 use crate::clients::connections::ClusterConnections;
+use crate::audit::AuditRecorder;
 use crate::clusters::ClusterService;
+use crate::principals::PrincipalService;
 use crate::resources::ResourceReader;
 use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
@@ -117,12 +119,16 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let mut upkeep = upkeep;
     upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
     let reader = ResourceReader::new(connections.clone(), discovery);
+    let auth = Authenticator::new(db.clone());
     let schema = schema_builder(&settings.limits)
+        .data(PrincipalService::new(db.clone(), auth.clone()))
+        .data(AuditRecorder::new(db.clone()))
+        .data(db.clone())
         .data(clusters.clone())
         .data(connections.clone())
         .data(reader)
         .finish();
-    let state = AppState { schema, auth: Authenticator::new(db.clone()), db: db.clone() };
+    let state = AppState { schema, auth, db: db.clone() };
     let app = router(state, settings.limits.max_body_bytes);
 
     let listener = TcpListener::bind(settings.listen).await?;

@@ -1,6 +1,8 @@
 //! The GraphQL schema: built in one place, resolvers kept thin over the domain services.
 
+mod audit;
 mod clusters;
+mod principals;
 mod resources;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -14,11 +16,17 @@ pub use clusters::Cluster;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(clusters::ClusterQuery, resources::ResourceQuery, ViewerQuery);
+pub struct QueryRoot(
+    clusters::ClusterQuery,
+    resources::ResourceQuery,
+    principals::PrincipalQuery,
+    audit::AuditQuery,
+    ViewerQuery,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(clusters::ClusterMutation);
+pub struct MutationRoot(clusters::ClusterMutation, principals::PrincipalMutation);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
@@ -29,6 +37,7 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// The schema with its limits; the server adds the services as data.
 pub fn schema_builder(limits: &ApiLimits) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
+        .extension(audit::Audit)
         .limit_depth(limits.max_query_depth)
         .limit_complexity(limits.max_query_complexity)
         .data(limits.clone())

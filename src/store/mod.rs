@@ -4,6 +4,7 @@
 //! text on whichever backend is live, so each query is written once. Migrations are embedded per
 //! backend (`migrations/sqlite`, `migrations/postgres`) and run at start-up.
 
+pub mod audit;
 pub mod clusters;
 pub mod principals;
 pub mod schema;

@@ -1,0 +1,284 @@
+//! The audit extension: every root mutation field is recorded before it runs and completed after
+//! it, whatever the outcome. If the record cannot be written, the field does not run.
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve, ResolveInfo,
+};
+use async_graphql::{Context, ErrorExtensions, ID, InputObject, Object, Request, Response, ServerError, ServerResult, Value, Variables};
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+
+use super::{data, require_role};
+use crate::access::Caller;
+use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::pagination::{PageRequest, encode_cursor};
+use crate::settings::ApiLimits;
+use crate::store::Database;
+use crate::store::audit::{AuditFilter, AuditRow};
+
+/// The HTTP verb each mutation sends to a cluster; mutations absent here change only kubegql's
+/// own store.
+fn cluster_verb(field: &str, args: &Json) -> Option<&'static str> {
+    match field {
+        "apply" | "patch" | "scale" | "rollback" | "rolloutRestart" => Some("PATCH"),
+        "deleteResource" => Some("DELETE"),
+        "createResource" => Some("POST"),
+        "replaceResource" => Some("PUT"),
+        _ if args.get("clusterId").is_some() => Some("POST"),
+        _ => None,
+    }
+}
+
+fn text(args: &Json, key: &str) -> Option<String> {
+    args.get(key).and_then(Json::as_str).map(str::to_owned)
+}
+
+/// The fields of a record that can be read from a mutation's arguments.
+fn entry_of(field: &str, operation: Option<String>, args: Json) -> AuditEntry {
+    // Cluster mutations name their cluster `id`; Kubernetes mutations name it `clusterId`.
+    let cluster_id = text(&args, "clusterId").or_else(|| {
+        matches!(field, "updateCluster" | "deleteCluster").then(|| text(&args, "id")).flatten()
+    });
+    AuditEntry {
+        operation,
+        field: field.to_owned(),
+        verb: cluster_verb(field, &args).map(str::to_owned),
+        cluster_id,
+        api_group: text(&args, "group"),
+        api_version: text(&args, "version"),
+        kind: text(&args, "kind"),
+        namespace: text(&args, "namespace"),
+        name: text(&args, "name"),
+        dry_run: args.get("dryRun").and_then(Json::as_bool).unwrap_or(false),
+        arguments: args,
+    }
+}
+
+pub struct Audit;
+
+impl ExtensionFactory for Audit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AuditExtension::default())
+    }
+}
+
+#[derive(Default)]
+struct AuditExtension {
+    variables: Mutex<Variables>,
+    operation: Mutex<Option<String>>,
+}
+
+fn refused() -> ServerError {
+    let err = async_graphql::Error::new("the action was refused: its audit record could not be written")
+        .extend_with(|_, ext| ext.set("code", ErrorCode::Internal.as_str()));
+    err.into_server_error(async_graphql::Pos::default())
+}
+
+#[async_trait::async_trait]
+impl Extension for AuditExtension {
+    async fn prepare_request(&self, ctx: &ExtensionContext<'_>, request: Request, next: NextPrepareRequest<'_>) -> ServerResult<Request> {
+        if let Ok(mut vars) = self.variables.lock() {
+            *vars = request.variables.clone();
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+        if let Ok(mut op) = self.operation.lock() {
+            *op = operation_name.map(str::to_owned);
+        }
+        next.run(ctx, operation_name).await
+    }
+
+    async fn resolve(&self, ctx: &ExtensionContext<'_>, info: ResolveInfo<'_>, next: NextResolve<'_>) -> ServerResult<Option<Value>> {
+        let is_root_mutation = info.path_node.parent.is_none()
+            && ctx.schema_env.registry.mutation_type.as_deref() == Some(info.parent_type);
+        if !is_root_mutation {
+            return next.run(ctx, info).await;
+        }
+        let Some(recorder) = ctx.data_opt::<AuditRecorder>() else {
+            tracing::error!("no audit recorder configured; refusing mutation");
+            return Err(refused());
+        };
+        let variables = self.variables.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut args = serde_json::Map::new();
+        for (name, value) in &info.field.arguments {
+            let resolved = value
+                .node
+                .clone()
+                .into_const_with(|var| Ok::<_, std::convert::Infallible>(variables.get(&var).cloned().unwrap_or(Value::Null)))
+                .ok()
+                .and_then(|v| v.into_json().ok())
+                .unwrap_or(Json::Null);
+            args.insert(name.node.to_string(), resolved);
+        }
+        let operation = self.operation.lock().ok().and_then(|o| o.clone());
+        let entry = entry_of(info.name, operation, Json::Object(args));
+        let caller = ctx.data_opt::<Caller>();
+        let pending = match recorder.begin(caller, entry).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::error!(error = %err, field = info.name, "audit record could not be written; refusing mutation");
+                return Err(refused());
+            }
+        };
+        let result = next.run(ctx, info).await;
+        let (outcome, code) = match &result {
+            Ok(_) => (AuditOutcome::Success, None),
+            Err(err) => {
+                let code = err
+                    .extensions
+                    .as_ref()
+                    .and_then(|ext| ext.get("code"))
+                    .and_then(|v| if let Value::String(s) = v { Some(s.clone()) } else { None });
+                (AuditOutcome::of_error_code(code.as_deref()), code)
+            }
+        };
+        if let Err(err) = recorder.finish(pending, outcome, code.as_deref()).await {
+            // The action ran; its record stays PENDING, which `audit verify` reports.
+            tracing::error!(error = %err, "audit record could not be completed");
+        }
+        result
+    }
+}
+
+/// One recorded action.
+pub struct AuditEvent(AuditRow);
+
+fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(at, Utc)
+}
+
+#[Object]
+impl AuditEvent {
+    async fn seq(&self) -> i64 {
+        self.0.seq.unwrap_or_default()
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        utc(self.0.started_at)
+    }
+    async fn request_id(&self) -> &str {
+        &self.0.request_id
+    }
+    async fn principal_id(&self) -> Option<ID> {
+        self.0.principal_id.clone().map(ID)
+    }
+    async fn principal_name(&self) -> Option<&str> {
+        self.0.principal_name.as_deref()
+    }
+    async fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+    /// The identity impersonated on the cluster, when one was asked for.
+    async fn impersonated(&self) -> Option<&str> {
+        self.0.impersonated.as_deref()
+    }
+    async fn cluster_id(&self) -> Option<ID> {
+        self.0.cluster_id.clone().map(ID)
+    }
+    async fn operation(&self) -> Option<&str> {
+        self.0.operation.as_deref()
+    }
+    /// The mutation field.
+    async fn field(&self) -> &str {
+        &self.0.field
+    }
+    /// The HTTP verb sent to the cluster (`POST`, `PUT`, `PATCH`, `DELETE`), if any.
+    async fn verb(&self) -> Option<&str> {
+        self.0.verb.as_deref()
+    }
+    async fn group(&self) -> Option<&str> {
+        self.0.api_group.as_deref()
+    }
+    async fn version(&self) -> Option<&str> {
+        self.0.api_version.as_deref()
+    }
+    async fn kind(&self) -> Option<&str> {
+        self.0.kind.as_deref()
+    }
+    async fn namespace(&self) -> Option<&str> {
+        self.0.namespace.as_deref()
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn dry_run(&self) -> bool {
+        self.0.dry_run
+    }
+    async fn outcome(&self) -> &str {
+        &self.0.outcome
+    }
+    async fn error_code(&self) -> Option<&str> {
+        self.0.error_code.as_deref()
+    }
+    async fn duration_ms(&self) -> Option<i64> {
+        self.0.duration_ms
+    }
+    /// The arguments, with secrets masked.
+    async fn arguments(&self) -> async_graphql::Json<Json> {
+        async_graphql::Json(serde_json::from_str(&self.0.arguments).unwrap_or(Json::Null))
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditFilterInput {
+    pub cluster_id: Option<ID>,
+    pub principal_id: Option<ID>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub outcome: Option<AuditOutcome>,
+}
+
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// Recorded actions, newest first. ADMIN sees its tenant's; OPERATOR sees its own.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilterInput>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AuditEvent>> {
+        let who = require_role(ctx, Role::Operator)?;
+        let filter = filter.unwrap_or_default();
+        let mut scope_filter = AuditFilter {
+            tenant: Some(who.tenant.clone()),
+            principal_id: filter.principal_id.map(|id| id.0),
+            cluster_id: filter.cluster_id.map(|id| id.0),
+            outcome: filter.outcome.map(|o| o.as_str().to_owned()),
+            since: filter.since.map(|t| t.naive_utc()),
+            until: filter.until.map(|t| t.naive_utc()),
+        };
+        if who.role != Role::Admin {
+            scope_filter.principal_id = Some(who.id.clone());
+        }
+        let scope = format!(
+            "audit:{:?}:{:?}:{:?}:{:?}:{:?}:{:?}",
+            scope_filter.tenant, scope_filter.principal_id, scope_filter.cluster_id, scope_filter.outcome, scope_filter.since, scope_filter.until
+        );
+        let page = PageRequest::parse(first, after.as_deref(), &scope, data::<ApiLimits>(ctx)?)?;
+        let before = page
+            .after
+            .as_deref()
+            .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad_input("after", "after is not a cursor issued by this list")))
+            .transpose()?;
+        let db = data::<Database>(ctx)?;
+        let mut rows = db.audit_page(&scope_filter, before, i64::from(page.size) + 1).await.map_err(ApiError::from)?;
+        let has_next = rows.len() > page.size as usize;
+        rows.truncate(page.size as usize);
+        let mut conn = Connection::new(page.after.is_some(), has_next);
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|row| Edge::new(encode_cursor(&scope, &row.seq.unwrap_or_default().to_string()), AuditEvent(row))),
+        );
+        Ok(conn)
+    }
+}
