@@ -120,6 +120,38 @@ impl TestServer {
         response.json().await.expect("JSON body")
     }
 
+    /// POSTs a GraphQL request with another token and extra headers; returns the JSON body.
+    pub async fn gql_as(&self, token: &str, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Creates a principal in the admin's tenant and returns (id, token).
+    pub async fn principal(&self, name: &str, role: &str) -> (String, String) {
+        let data = self
+            .gql_ok(
+                "mutation($name: String!, $role: Role!) { createPrincipal(input: { name: $name, role: $role }) { id } }",
+                json!({ "name": name, "role": role }),
+            )
+            .await;
+        let id = data["createPrincipal"]["id"].as_str().unwrap().to_owned();
+        let data = self
+            .gql_ok(
+                "mutation($id: ID!) { createApiToken(principalId: $id, name: \"test\") { token } }",
+                json!({ "id": id }),
+            )
+            .await;
+        (id, data["createApiToken"]["token"].as_str().unwrap().to_owned())
+    }
+
     /// Like `gql`, but asserts success and returns `data`.
     pub async fn gql_ok(&self, query: &str, variables: Value) -> Value {
         let body = self.gql(query, variables).await;
