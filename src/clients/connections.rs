@@ -173,35 +173,42 @@ impl ClusterConnections {
     /// Starts the upkeep tasks; they stop when the returned handles are aborted or dropped with
     /// the runtime.
     pub fn spawn_upkeep(&self, settings: &UpkeepSettings) -> Vec<tokio::task::JoinHandle<()>> {
-        let health = {
-            let this = self.clone();
-            let every = Duration::from_secs(settings.health_check_interval_secs.max(1));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    this.clusters.clients().purge_expired();
-                    this.health_check_once().await;
+        let this = self.clone();
+        let health = every(settings.health_check_interval_secs, move || {
+            let this = this.clone();
+            async move {
+                this.clusters.clients().purge_expired();
+                this.health_check_once().await;
+            }
+        });
+        let clusters = self.clusters.clone();
+        let refresh = every(settings.cluster_refresh_secs, move || {
+            let clusters = clusters.clone();
+            async move {
+                if let Err(err) = clusters.directory().refresh().await {
+                    tracing::warn!(error = %err, "refreshing the cluster directory failed");
                 }
-            })
-        };
-        let refresh = {
-            let clusters = self.clusters.clone();
-            let every = Duration::from_secs(settings.cluster_refresh_secs.max(1));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    if let Err(err) = clusters.directory().refresh().await {
-                        tracing::warn!(error = %err, "refreshing the cluster directory failed");
-                    }
-                }
-            })
-        };
+            }
+        });
         vec![health, refresh]
     }
+}
+
+/// Runs `work` every `secs` seconds (at least one), starting one interval from now; a slow run
+/// delays the next instead of piling up.
+fn every<F, Fut>(secs: u64, mut work: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let period = Duration::from_secs(secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            work().await;
+        }
+    })
 }
