@@ -19,7 +19,7 @@ const ROUNDS: usize = 30;
 
 fn env() -> HashMap<String, String> {
     let dir = std::env::var("KUBEGQL_CLUSTER_STATE")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/.state").to_owned());
+        .unwrap_or_else(|_| format!("{}/tests/cluster/.state", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into())));
     let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
     text.lines()
         .filter_map(|l| l.split_once('='))

@@ -18,10 +18,16 @@ pub struct ControlPlane {
     pub echo_port: u16,
 }
 
+/// The checkout the tests run in. Read at run time: the build directory is shared between
+/// checkouts, so a path fixed at compile time could name another one.
+pub fn project_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
 fn state_dir() -> PathBuf {
     match std::env::var_os("KUBEGQL_CLUSTER_STATE") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/.state"),
+        None => project_dir().join("tests/cluster/.state"),
     }
 }
 
