@@ -30,7 +30,12 @@ pub const MASK: &str = "***";
 /// objects in manifests have their `data` and `stringData` masked too.
 pub fn mask_arguments(value: Value) -> Value {
     match value {
-        Value::Object(map) => {
+        Value::Object(mut map) => {
+            // A manifest may carry Secrets; the record keeps what it named and its digest.
+            if let Some(Value::String(text)) = map.get("manifest") {
+                let summary = manifest_summary(text);
+                map.insert("manifest".into(), summary);
+            }
             let is_secret_object = map.get("kind").and_then(Value::as_str) == Some("Secret");
             Value::Object(
                 map.into_iter()
@@ -50,6 +55,22 @@ pub fn mask_arguments(value: Value) -> Value {
         Value::Array(items) => Value::Array(items.into_iter().map(mask_arguments).collect()),
         other => other,
     }
+}
+
+fn manifest_summary(text: &str) -> Value {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let objects: Vec<String> = crate::resources::write::parse_manifest(text)
+        .map(|docs| {
+            docs.iter()
+                .map(|d| match d.namespace() {
+                    Some(ns) => format!("{}/{}/{}", d.kind(), ns, d.name()),
+                    None => format!("{}/{}", d.kind(), d.name()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({ "sha256": digest, "bytes": text.len(), "objects": objects })
 }
 
 /// What is known of an action before it runs.
@@ -245,6 +266,15 @@ mod tests {
         assert_eq!(masked["input"]["name"], "prod");
         assert_eq!(masked["input"]["clientKey"], Value::Null, "absent values stay absent");
         assert_eq!(masked["input"]["bearerToken"], MASK);
+    }
+
+    #[test]
+    fn manifests_are_summarised_not_stored() {
+        let manifest = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: ns}\nstringData: {password: hunter2}\n";
+        let masked = mask_arguments(json!({ "manifest": manifest }));
+        assert!(!masked.to_string().contains("hunter2"));
+        assert_eq!(masked["manifest"]["objects"], json!(["Secret/ns/creds"]));
+        assert_eq!(masked["manifest"]["bytes"], manifest.len());
     }
 
     #[test]

@@ -13,11 +13,14 @@ use axum::extract::{DefaultBodyLimit, RawQuery, Request, State, WebSocketUpgrade
 use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::access::{Caller, Impersonation};
+use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
+use crate::resources::ResourceService;
+use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::auth::{AuthError, Authenticator, bearer_token};
 use crate::error::{ErrorCode, ensure_codes};
 use crate::graphql::AppSchema;
@@ -28,6 +31,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub auth: Authenticator,
     pub db: Database,
+    pub resources: ResourceService,
+    pub audit: AuditRecorder,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -35,6 +40,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/graphiql", get(graphiql))
+        .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -290,6 +296,116 @@ async fn graphql_ws(
                 })
                 .serve()
         })
+}
+
+/// Query parameters of `POST /api/v1/clusters/{id}/apply`, named as the GraphQL arguments.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ApplyQuery {
+    namespace: Option<String>,
+    field_manager: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    dry_run: bool,
+    field_validation: Option<FieldValidation>,
+    on_error: Option<OnError>,
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::ClusterUnreachable => StatusCode::BAD_GATEWAY,
+        ErrorCode::CursorExpired => StatusCode::GONE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `kubectl apply --server-side` over plain HTTP: `curl --data-binary @app.yaml`. The same code
+/// path, authentication and audit record as the `apply` mutation; the JSON answer has the
+/// mutation's shape.
+async fn apply_endpoint(
+    State(state): State<AppState>,
+    axum::extract::Path(cluster_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let id = caller.request_id.clone();
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let text = match body {
+        Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => text,
+            Err(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the manifest is not UTF-8 text"),
+        },
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let options = ApplyOptions {
+        namespace: query.namespace,
+        field_manager: query.field_manager.unwrap_or_else(|| crate::graphql::DEFAULT_FIELD_MANAGER.to_owned()),
+        force: query.force,
+        dry_run: query.dry_run,
+        field_validation: query.field_validation.unwrap_or_default(),
+        on_error: query.on_error.unwrap_or_default(),
+    };
+    let entry = AuditEntry {
+        operation: Some("POST /api/v1/clusters/{id}/apply".into()),
+        field: "apply".into(),
+        cluster_id: Some(cluster_id.clone()),
+        verb: Some("PATCH".into()),
+        namespace: options.namespace.clone(),
+        dry_run: options.dry_run,
+        arguments: json!({
+            "clusterId": cluster_id, "manifest": text, "namespace": options.namespace,
+            "fieldManager": options.field_manager, "force": options.force, "dryRun": options.dry_run,
+        }),
+        ..Default::default()
+    };
+    let pending = match state.audit.begin(Some(&caller), entry).await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "audit record could not be written; refusing /apply");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the action was refused: its audit record could not be written",
+            );
+        }
+    };
+    let outcome = if caller.principal.role == crate::auth::Role::Viewer {
+        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
+    } else {
+        state.resources.apply(&caller, &cluster_id, &text, &options).await.map_err(crate::error::ApiError::from)
+    };
+    let (audit_outcome, code) = match &outcome {
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
+    };
+    if let Err(err) = state.audit.finish(pending, audit_outcome, code).await {
+        tracing::error!(error = %err, "audit record could not be completed");
+    }
+    let response = match outcome {
+        Ok(documents) => {
+            let failed = documents.iter().filter(|d| d.error.is_some()).count();
+            let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
+            Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents })).into_response()
+        }
+        Err(err) => error_response(status_of(err.code), err.code, err.message),
+    };
+    with_request_id(response, &id)
 }
 
 async fn graphiql() -> Html<String> {

@@ -17,7 +17,7 @@ use crate::clients::connections::ClusterConnections;
 use crate::audit::AuditRecorder;
 use crate::clusters::ClusterService;
 use crate::principals::PrincipalService;
-use crate::resources::ResourceReader;
+use crate::resources::ResourceService;
 use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
 use crate::graphql::schema_builder;
@@ -118,17 +118,18 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let discovery = Arc::new(DiscoveryCache::new());
     let mut upkeep = upkeep;
     upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
-    let reader = ResourceReader::new(connections.clone(), discovery);
+    let resources = ResourceService::new(connections.clone(), discovery);
+    let audit = AuditRecorder::new(db.clone());
     let auth = Authenticator::new(db.clone());
     let schema = schema_builder(&settings.limits)
         .data(PrincipalService::new(db.clone(), auth.clone()))
-        .data(AuditRecorder::new(db.clone()))
+        .data(audit.clone())
         .data(db.clone())
         .data(clusters.clone())
         .data(connections.clone())
-        .data(reader)
+        .data(resources.clone())
         .finish();
-    let state = AppState { schema, auth, db: db.clone() };
+    let state = AppState { schema, auth, db: db.clone(), resources, audit };
     let app = router(state, settings.limits.max_body_bytes);
 
     let listener = TcpListener::bind(settings.listen).await?;

@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::settings::ApiLimits;
 
 pub use clusters::Cluster;
+pub use resources::DEFAULT_FIELD_MANAGER;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -26,7 +27,7 @@ pub struct QueryRoot(
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(clusters::ClusterMutation, principals::PrincipalMutation);
+pub struct MutationRoot(clusters::ClusterMutation, resources::ResourceMutation, principals::PrincipalMutation);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]

@@ -14,7 +14,7 @@ use super::clusters::Label;
 use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
-use crate::resources::{ListPage, ListQuery, ResourceError, ResourceReader};
+use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService};
 use crate::settings::ApiLimits;
 
 impl From<ResourceError> for ApiError {
@@ -76,7 +76,7 @@ pub struct ListArgs {
 }
 
 pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs) -> async_graphql::Result<ResourceConnection> {
-    let reader = data::<ResourceReader>(ctx)?;
+    let reader = data::<ResourceService>(ctx)?;
     let limits = data::<ApiLimits>(ctx)?;
     let caller = caller(ctx)?;
     let target = reader
@@ -132,7 +132,7 @@ pub async fn get_resource(
     namespace: Option<&str>,
     name: &str,
 ) -> async_graphql::Result<Resource> {
-    let reader = data::<ResourceReader>(ctx)?;
+    let reader = data::<ResourceService>(ctx)?;
     let caller = caller(ctx)?;
     let target = reader.resolve(caller, cluster_id, group, version, kind).await.map_err(ApiError::from)?;
     let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
@@ -274,7 +274,7 @@ impl Resource {
         if page.after.as_deref() == Some("") {
             return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
         }
-        let reader = data::<ResourceReader>(ctx)?;
+        let reader = data::<ResourceService>(ctx)?;
         let list = reader
             .events(caller(ctx)?, &self.cluster_id, namespace.as_deref(), &uid, page.size, page.after.clone())
             .await
@@ -329,7 +329,7 @@ pub struct ApiResourceInfo {
 }
 
 pub async fn api_resources(ctx: &Context<'_>, cluster_id: &str) -> async_graphql::Result<Vec<ApiResourceInfo>> {
-    let reader = data::<ResourceReader>(ctx)?;
+    let reader = data::<ResourceService>(ctx)?;
     let (_, client) = reader.client(caller(ctx)?, cluster_id).await.map_err(ApiError::from)?;
     let served = reader.discovery().resources(cluster_id, &client).await.map_err(|e| {
         ApiError::from(ResourceError::Access(crate::clients::connections::AccessError::Connect {
@@ -384,9 +384,299 @@ impl ResourceQuery {
         if tail_lines.is_some_and(|n| n < 0) || since_seconds.is_some_and(|n| n < 1) || limit_bytes.is_some_and(|n| n < 1) {
             return Err(ApiError::new(ErrorCode::BadUserInput, "tailLines must be >= 0, sinceSeconds and limitBytes >= 1").into());
         }
-        let reader = data::<ResourceReader>(ctx)?;
+        let reader = data::<ResourceService>(ctx)?;
         let request = crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
         let log = reader.pod_logs(caller, &cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
         Ok(PodLogOutput { text: log.text, truncated: log.truncated })
+    }
+}
+
+use crate::resources::write::{ApplyAction, ApplyOptions, DocumentResult, FieldValidation, OnError, PatchType};
+
+/// A failure of one document.
+#[derive(SimpleObject)]
+pub struct DocumentErrorOutput {
+    pub code: String,
+    pub message: String,
+}
+
+/// What happened to one document of an applied manifest.
+pub struct AppliedDocument {
+    result: DocumentResult,
+    cluster_id: String,
+}
+
+#[Object]
+impl AppliedDocument {
+    /// Position in the manifest (items of a List count one each), from 0.
+    async fn index(&self) -> i32 {
+        self.result.index as i32
+    }
+    async fn api_version(&self) -> &str {
+        &self.result.api_version
+    }
+    async fn kind(&self) -> &str {
+        &self.result.kind
+    }
+    async fn namespace(&self) -> Option<&str> {
+        self.result.namespace.as_deref()
+    }
+    async fn name(&self) -> &str {
+        &self.result.name
+    }
+    /// CREATED, CONFIGURED or UNCHANGED; absent when the document failed or was not reached.
+    async fn action(&self) -> Option<ApplyAction> {
+        self.result.action
+    }
+    /// The API server's warnings for this document.
+    async fn warnings(&self) -> &[String] {
+        &self.result.warnings
+    }
+    async fn error(&self) -> Option<DocumentErrorOutput> {
+        self.result.error.as_ref().map(|e| DocumentErrorOutput { code: e.code.clone(), message: e.message.clone() })
+    }
+    /// The object as stored (or, in a dry run, as it would be stored).
+    async fn object(&self) -> Option<Resource> {
+        let object = self.result.object.clone()?;
+        Some(Resource::new(object, &self.result.api_version, &self.result.kind, &self.cluster_id))
+    }
+}
+
+/// The outcome of an apply.
+pub struct ApplyOutput {
+    dry_run: bool,
+    documents: Vec<AppliedDocument>,
+}
+
+#[Object]
+impl ApplyOutput {
+    async fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+    async fn documents(&self) -> &[AppliedDocument] {
+        &self.documents
+    }
+    async fn succeeded(&self) -> i32 {
+        self.documents.iter().filter(|d| d.result.action.is_some()).count() as i32
+    }
+    async fn failed(&self) -> i32 {
+        self.documents.iter().filter(|d| d.result.error.is_some()).count() as i32
+    }
+}
+
+/// An object after a patch.
+pub struct ChangedResource {
+    object: Resource,
+    warnings: Vec<String>,
+}
+
+#[Object]
+impl ChangedResource {
+    async fn object(&self) -> &Resource {
+        &self.object
+    }
+    async fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// The outcome of a delete.
+pub struct DeletedResource {
+    object: Option<Resource>,
+    warnings: Vec<String>,
+}
+
+#[Object]
+impl DeletedResource {
+    /// The object as the API server last reported it: with a deletion timestamp while
+    /// finalizers hold it; absent when it is already gone.
+    async fn object(&self) -> Option<&Resource> {
+        self.object.as_ref()
+    }
+    async fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// The scale of a workload after `scale`.
+#[derive(SimpleObject)]
+pub struct ScaleOutput {
+    pub replicas: i32,
+    /// Replicas the controller reports now (the change may still be rolling out).
+    pub status_replicas: Option<i32>,
+    pub selector: Option<String>,
+    pub scale: Json<serde_json::Value>,
+}
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePropagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+/// The field manager kubegql applies and patches as, unless told otherwise.
+pub const DEFAULT_FIELD_MANAGER: &str = "kubegql";
+
+fn check_field_manager(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_input("fieldManager", "fieldManager must be 1 to 128 visible characters"));
+    }
+    Ok(())
+}
+
+pub async fn apply_manifest(
+    ctx: &Context<'_>,
+    cluster_id: &str,
+    manifest: &str,
+    options: ApplyOptions,
+) -> async_graphql::Result<ApplyOutput> {
+    check_field_manager(&options.field_manager)?;
+    let caller = caller(ctx)?;
+    let results = data::<ResourceService>(ctx)?
+        .apply(caller, cluster_id, manifest, &options)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(ApplyOutput {
+        dry_run: options.dry_run,
+        documents: results.into_iter().map(|result| AppliedDocument { result, cluster_id: cluster_id.to_owned() }).collect(),
+    })
+}
+
+#[derive(Default)]
+pub struct ResourceMutation;
+
+#[Object]
+impl ResourceMutation {
+    /// Server-side apply of a YAML or JSON manifest (`kubectl apply --server-side`), one or many
+    /// documents, `List`s included. The whole manifest is checked before anything is applied;
+    /// Namespaces and CRDs go first. OPERATOR or ADMIN.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        manifest: String,
+        #[graphql(desc = "Namespace for namespaced objects that name none (default: the cluster's).")] namespace: Option<String>,
+        #[graphql(desc = "Default `kubegql`.")] field_manager: Option<String>,
+        #[graphql(desc = "Take fields owned by other managers (`--force-conflicts`). Default false.")] force: Option<bool>,
+        #[graphql(desc = "The API server's dry run: nothing is stored. Default false.")] dry_run: Option<bool>,
+        #[graphql(desc = "Default STRICT, as kubectl.")] field_validation: Option<FieldValidation>,
+        #[graphql(desc = "CONTINUE (the default, as kubectl) or STOP at the first failing document.")] on_error: Option<OnError>,
+    ) -> async_graphql::Result<ApplyOutput> {
+        super::require_role(ctx, crate::auth::Role::Operator)?;
+        let options = ApplyOptions {
+            namespace,
+            field_manager: field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned()),
+            force: force.unwrap_or(false),
+            dry_run: dry_run.unwrap_or(false),
+            field_validation: field_validation.unwrap_or_default(),
+            on_error: on_error.unwrap_or_default(),
+        };
+        apply_manifest(ctx, &cluster_id, &manifest, options).await
+    }
+
+    /// `kubectl patch --type strategic|merge|json`. Strategic merge is refused for custom
+    /// resources. OPERATOR or ADMIN.
+    #[allow(clippy::too_many_arguments)]
+    async fn patch(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        group: Option<String>,
+        version: Option<String>,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        #[graphql(name = "type")] patch_type: PatchType,
+        patch: Json<serde_json::Value>,
+        #[graphql(desc = "Default false.")] dry_run: Option<bool>,
+        #[graphql(desc = "Default `kubegql`.")] field_manager: Option<String>,
+    ) -> async_graphql::Result<ChangedResource> {
+        super::require_role(ctx, crate::auth::Role::Operator)?;
+        let dry_run = dry_run.unwrap_or(false);
+        let field_manager = field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned());
+        check_field_manager(&field_manager)?;
+        let caller = caller(ctx)?;
+        let service = data::<ResourceService>(ctx)?;
+        let group = group.unwrap_or_default();
+        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
+        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+        let (object, warnings) = service
+            .patch(caller, &cluster_id, &target, namespace.as_deref(), &name, patch_type, patch.0, dry_run, &field_manager)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ChangedResource { object: Resource::new(object, &target.0.api_version, &target.0.kind, &cluster_id), warnings })
+    }
+
+    /// `kubectl delete`. OPERATOR or ADMIN.
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_resource(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        group: Option<String>,
+        version: Option<String>,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        propagation_policy: Option<DeletePropagation>,
+        grace_period_seconds: Option<i32>,
+        #[graphql(desc = "Default false.")] dry_run: Option<bool>,
+    ) -> async_graphql::Result<DeletedResource> {
+        super::require_role(ctx, crate::auth::Role::Operator)?;
+        let dry_run = dry_run.unwrap_or(false);
+        let grace = grace_period_seconds
+            .map(|g| u32::try_from(g).map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative")))
+            .transpose()?;
+        let caller = caller(ctx)?;
+        let service = data::<ResourceService>(ctx)?;
+        let group = group.unwrap_or_default();
+        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
+        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+        let propagation = propagation_policy.map(|p| match p {
+            DeletePropagation::Orphan => kube::api::PropagationPolicy::Orphan,
+            DeletePropagation::Background => kube::api::PropagationPolicy::Background,
+            DeletePropagation::Foreground => kube::api::PropagationPolicy::Foreground,
+        });
+        let (object, warnings) = service
+            .delete(caller, &cluster_id, &target, namespace.as_deref(), &name, propagation, grace, dry_run)
+            .await
+            .map_err(ApiError::from)?;
+        let object = object.map(|o| Resource::new(o, &target.0.api_version, &target.0.kind, &cluster_id));
+        Ok(DeletedResource { object, warnings })
+    }
+
+    /// `kubectl scale`: Deployments, StatefulSets, ReplicaSets and any kind with a scale
+    /// subresource. OPERATOR or ADMIN.
+    #[allow(clippy::too_many_arguments)]
+    async fn scale(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        #[graphql(desc = "Default apps.")] group: Option<String>,
+        version: Option<String>,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        replicas: i32,
+        #[graphql(desc = "Default false.")] dry_run: Option<bool>,
+    ) -> async_graphql::Result<ScaleOutput> {
+        super::require_role(ctx, crate::auth::Role::Operator)?;
+        let dry_run = dry_run.unwrap_or(false);
+        let caller = caller(ctx)?;
+        let service = data::<ResourceService>(ctx)?;
+        let group = group.unwrap_or_else(|| "apps".to_owned());
+        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
+        let scale = service
+            .scale(caller, &cluster_id, &target, namespace.as_deref(), &name, replicas, dry_run)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ScaleOutput {
+            replicas: scale.pointer("/spec/replicas").and_then(|v| v.as_i64()).unwrap_or_default() as i32,
+            status_replicas: scale.pointer("/status/replicas").and_then(|v| v.as_i64()).map(|v| v as i32),
+            selector: scale.pointer("/status/selector").and_then(|v| v.as_str()).map(str::to_owned),
+            scale: Json(scale),
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! (group, version, kind) to an `ApiResource`, and `DynamicObject` carries the object.
 
 pub mod discovery;
+pub mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub enum ResourceError {
 
 /// Reads resources of the clusters that `ClusterConnections` reaches.
 #[derive(Clone)]
-pub struct ResourceReader {
+pub struct ResourceService {
     connections: ClusterConnections,
     discovery: Arc<DiscoveryCache>,
 }
@@ -70,9 +71,13 @@ pub struct ResourceReader {
 /// The most bytes of log text one request returns.
 pub const MAX_LOG_BYTES: i64 = 1024 * 1024;
 
-impl ResourceReader {
+impl ResourceService {
     pub fn new(connections: ClusterConnections, discovery: Arc<DiscoveryCache>) -> Self {
         Self { connections, discovery }
+    }
+
+    pub fn connections(&self) -> &ClusterConnections {
+        &self.connections
     }
 
     pub fn discovery(&self) -> &DiscoveryCache {
@@ -85,7 +90,7 @@ impl ResourceReader {
         Ok((row.name.clone(), client))
     }
 
-    fn api_error(cluster: &str, err: kube::Error) -> ResourceError {
+    pub(crate) fn api_error(cluster: &str, err: kube::Error) -> ResourceError {
         if let kube::Error::Api(status) = &err {
             if status.code == 410 {
                 return ResourceError::Expired;
@@ -271,7 +276,7 @@ mod tests {
 
     #[test]
     fn an_expired_continue_token_asks_to_start_again() {
-        let err = ResourceReader::api_error("prod", api_error(410, "Expired"));
+        let err = ResourceService::api_error("prod", api_error(410, "Expired"));
         assert!(matches!(err, ResourceError::Expired));
         let api: ApiError = err.into();
         assert_eq!(api.code, ErrorCode::CursorExpired);
@@ -289,7 +294,7 @@ mod tests {
             (401, ErrorCode::ClusterUnreachable),
             (500, ErrorCode::Internal),
         ] {
-            let api: ApiError = ResourceReader::api_error("prod", api_error(status, "X")).into();
+            let api: ApiError = ResourceService::api_error("prod", api_error(status, "X")).into();
             assert_eq!(api.code, code, "HTTP {status}");
             assert!(api.message.contains("prod"), "names the cluster: {}", api.message);
         }
