@@ -65,6 +65,7 @@ async fn main() {
         limits: ApiLimits::default(),
         clients: Default::default(),
         upkeep: Default::default(),
+        watch: Default::default(),
     };
     let server = start(&settings).await.unwrap();
     let http = reqwest::Client::new();

@@ -39,6 +39,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/stream", post(graphql_sse))
         .route("/graphiql", get(graphiql))
         .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
         .route("/healthz", get(|| async { "ok" }))
@@ -225,6 +226,37 @@ async fn graphql_get(
     }
     let id = caller.request_id.clone();
     with_request_id(respond(BatchResponse::Single(state.schema.execute(request.data(caller)).await)), &id)
+}
+
+/// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
+/// as `next` events, then `complete`. Subscriptions stream for as long as the client stays.
+async fn graphql_sse(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, format!("the body is not a GraphQL request: {err}"));
+        }
+    };
+    let id = caller.request_id.clone();
+    let results = state.schema.execute_stream(request.data(caller)).map(|mut response| {
+        ensure_codes(&mut response);
+        let event = Event::default().event("next").json_data(&response).unwrap_or_else(|_| Event::default().event("next"));
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });
+    let sse = Sse::new(results.chain(complete)).keep_alive(KeepAlive::default());
+    with_request_id(sse.into_response(), &id)
 }
 
 /// An impersonation block in a WebSocket `connection_init` payload:

@@ -19,3 +19,4 @@ pub mod resources;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod watch;

@@ -18,6 +18,7 @@ use crate::audit::AuditRecorder;
 use crate::clusters::ClusterService;
 use crate::principals::PrincipalService;
 use crate::resources::ResourceService;
+use crate::watch::WatchHub;
 use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
 use crate::graphql::schema_builder;
@@ -67,6 +68,7 @@ pub struct RunningServer {
     pub generated_admin_token: Option<SecretString>,
     pub clusters: ClusterService,
     pub connections: ClusterConnections,
+    pub watch_hub: Arc<WatchHub>,
     pub db: Database,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -120,6 +122,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
     let resources = ResourceService::new(connections.clone(), discovery);
     let audit = AuditRecorder::new(db.clone());
+    let watch_hub = WatchHub::new(settings.watch.clone());
     let auth = Authenticator::new(db.clone());
     let schema = schema_builder(&settings.limits)
         .data(PrincipalService::new(db.clone(), auth.clone()))
@@ -128,6 +131,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         .data(clusters.clone())
         .data(connections.clone())
         .data(resources.clone())
+        .data(Arc::clone(&watch_hub))
         .finish();
     let state = AppState { schema, auth, db: db.clone(), resources, audit };
     let app = router(state, settings.limits.max_body_bytes);
@@ -147,6 +151,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         generated_admin_token,
         clusters,
         connections,
+        watch_hub,
         db,
         shutdown: Some(shutdown),
         task,

@@ -61,6 +61,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub upkeep: crate::clients::connections::UpkeepSettings,
+
+    #[command(flatten)]
+    pub watch: crate::watch::WatchSettings,
 }
 
 /// Limits that protect the server from expensive or abusive requests.

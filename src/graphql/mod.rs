@@ -4,6 +4,7 @@ mod audit;
 mod clusters;
 mod principals;
 mod resources;
+mod watch;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
@@ -31,7 +32,7 @@ pub struct MutationRoot(clusters::ClusterMutation, resources::ResourceMutation, 
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(clusters::ClusterSubscription);
+pub struct SubscriptionRoot(clusters::ClusterSubscription, watch::WatchSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -1,4 +1,5 @@
-# Shared helpers for tests/cluster/{up,down}; sourced, not executed.
+# Shared helpers for tests/cluster/{up,down,restart-apiserver}; sourced, not
+# executed.
 # shellcheck shell=bash
 
 cluster_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -8,6 +9,9 @@ mkdir -p "$state_dir"
 state_dir="$(cd "$state_dir" && pwd -P)"
 pid_dir="$state_dir/pids"
 log_dir="$state_dir/logs"
+# args/NAME: the exact argv (after the binary, NUL-separated) that NAME was
+# last started with, so a component can be restarted identically.
+args_dir="$state_dir/args"
 
 # Start order; down stops in reverse.
 components=(echo etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
@@ -39,6 +43,34 @@ pid_of() {
   # A zombie is not alive.
   [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
   echo "$pid"
+}
+
+# launch NAME ARGS...: run .bin/NAME ARGS detached (own session, stdin
+# /dev/null), appending its output to logs/NAME.log; record its pid in
+# pids/NAME.pid and its ARGS in args/NAME. Does not check that it stays up.
+launch() {
+  local name="$1"; shift
+  mkdir -p "$pid_dir" "$log_dir" "$args_dir"
+  printf '%s\0' "$@" > "$args_dir/$name.tmp"
+  mv "$args_dir/$name.tmp" "$args_dir/$name"
+  # 9>&-: the long-running process must not inherit the state lock.
+  setsid "$bin_dir/$name" "$@" >>"$log_dir/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! > "$pid_dir/$name.pid.tmp"
+  mv "$pid_dir/$name.pid.tmp" "$pid_dir/$name.pid"
+}
+
+# read_args NAME [PID]: print NAME's recorded argv, NUL-separated, from
+# args/NAME; failing that, from /proc/PID/cmdline of the running process
+# (a cluster started before args/ existed). Returns 1 if neither is there.
+read_args() {
+  local name="$1" pid="${2:-}"
+  if [[ -s "$args_dir/$name" ]]; then
+    cat "$args_dir/$name"
+  elif [[ -n "$pid" && -r "/proc/$pid/cmdline" ]]; then
+    tail -z -n +2 "/proc/$pid/cmdline"
+  else
+    return 1
+  fi
 }
 
 log_tail() {

@@ -77,6 +77,7 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
         upkeep: UpkeepSettings::default(),
+        watch: kubegql::watch::WatchSettings::default(),
     }
 }
 

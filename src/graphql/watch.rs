@@ -1,0 +1,115 @@
+//! Live resource events as a GraphQL subscription (over both WebSocket protocols and SSE).
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object, Subscription};
+use futures_util::{Stream, StreamExt};
+use kube::discovery::Scope;
+
+use super::resources::Resource;
+use super::{caller, data};
+use crate::error::{ApiError, ErrorCode};
+use crate::resources::{ListQuery, ResourceService};
+use crate::watch::coalesce::{WatchEvent, WatchEventType};
+use crate::watch::{SubscribeOptions, WatchError, WatchHub, WatchKey};
+
+impl From<WatchError> for ApiError {
+    fn from(err: WatchError) -> Self {
+        match err {
+            WatchError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg),
+            WatchError::TooMany(msg) => ApiError::new(ErrorCode::RateLimited, msg),
+        }
+    }
+}
+
+/// One change to a watched object.
+pub struct ResourceEvent {
+    event: WatchEvent,
+    api_version: String,
+    kind: String,
+    cluster_id: String,
+}
+
+#[Object]
+impl ResourceEvent {
+    async fn r#type(&self) -> WatchEventType {
+        self.event.kind
+    }
+    /// The object after the change (for DELETED, its last state); absent for RESYNC.
+    async fn resource(&self) -> Option<Resource> {
+        let object = self.event.object.as_ref()?;
+        Some(Resource::new((**object).clone(), &self.api_version, &self.kind, &self.cluster_id))
+    }
+    async fn resource_version(&self) -> Option<&str> {
+        self.event.object.as_ref()?.metadata.resource_version.as_deref()
+    }
+}
+
+#[derive(Default)]
+pub struct WatchSubscription;
+
+#[Subscription]
+impl WatchSubscription {
+    /// Changes to the objects of a kind, live. One upstream watch serves every subscriber of the
+    /// same query. Events above `maxEventsPerSecond` are coalesced per object (the latest state
+    /// wins; a DELETED is never dropped), so the client always converges on the cluster's state.
+    /// A RESYNC means the subscriber fell too far behind: its view is rebuilt (with the current
+    /// objects as ADDED when `sendInitialState` is set).
+    #[allow(clippy::too_many_arguments)]
+    async fn resource_events(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        group: Option<String>,
+        version: Option<String>,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+        field_selector: Option<String>,
+        #[graphql(desc = "Only these types (RESYNC always comes).")] event_types: Option<Vec<WatchEventType>>,
+        #[graphql(desc = "Start with the current objects as ADDED. Default false.")] send_initial_state: Option<bool>,
+        #[graphql(desc = "Default and maximum are server settings.")] max_events_per_second: Option<i32>,
+    ) -> async_graphql::Result<impl Stream<Item = ResourceEvent> + use<>> {
+        let caller = caller(ctx)?;
+        let hub = data::<Arc<WatchHub>>(ctx)?;
+        let rate = hub.rate_for(max_events_per_second).map_err(ApiError::from)?;
+        let service = data::<ResourceService>(ctx)?;
+        let group = group.unwrap_or_default();
+        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
+        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+        if !target.1.supports_operation("watch") {
+            return Err(ApiError::new(ErrorCode::BadUserInput, format!("{} cannot be watched", target.0.kind)).into());
+        }
+        // One small list checks the selectors and the identity's permission before subscribing.
+        let query = ListQuery { namespace: namespace.clone(), label_selector: label_selector.clone(), field_selector: field_selector.clone() };
+        service.list(caller, &cluster_id, &target, &query, 1, None, true).await.map_err(ApiError::from)?;
+        let (row, client) = service.connections().client_for(caller, &cluster_id).await.map_err(ApiError::from)?;
+        let identity = caller.cluster_identity(row.impersonate_caller).ok().flatten().map(|i| i.canonical());
+        let key = WatchKey {
+            cluster_id: row.id.clone(),
+            identity,
+            group: target.0.group.clone(),
+            version: target.0.version.clone(),
+            kind: target.0.kind.clone(),
+            namespace,
+            label_selector,
+            field_selector,
+        };
+        let options = SubscribeOptions {
+            event_types,
+            send_initial_state: send_initial_state.unwrap_or(false),
+            events_per_second: Some(rate),
+        };
+        let stream = hub
+            .subscribe(key, &caller.principal.id, client, target.0.clone(), options)
+            .await
+            .map_err(ApiError::from)?;
+        let (api_version, kind, cluster_id) = (target.0.api_version.clone(), target.0.kind.clone(), row.id.clone());
+        Ok(stream.map(move |event| ResourceEvent {
+            event,
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            cluster_id: cluster_id.clone(),
+        }))
+    }
+}

@@ -1,0 +1,422 @@
+//! `WatchHub`: live resource events for subscriptions. One upstream Kubernetes watch per
+//! (cluster, identity, kind, namespace, selectors), however many subscribers share it; it starts
+//! with the first subscriber and stops a grace period after the last one leaves.
+//!
+//! The upstream keeps the current state of what it watches. After a relist (a 410, or the API
+//! server coming back) it compares the new list with that state and emits the differences, so
+//! subscribers lose no DELETE and see no duplicate. Each subscriber receives through its own
+//! bounded `Coalescer`, paced by its own rate limit and its principal's budget.
+
+pub mod coalesce;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::{Stream, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use tokio::sync::{RwLock, broadcast};
+
+use self::coalesce::{Coalescer, ObjectKey, WatchEvent, WatchEventType, object_key};
+
+/// Limits of live subscriptions.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WatchSettings {
+    /// Events per second a subscription gets when it does not ask for a rate.
+    #[arg(long, env = "KUBEGQL_WATCH_DEFAULT_EVENTS_PER_SECOND", default_value_t = 20)]
+    pub default_events_per_second: u32,
+    /// The highest rate a subscription may ask for.
+    #[arg(long, env = "KUBEGQL_WATCH_MAX_EVENTS_PER_SECOND", default_value_t = 200)]
+    pub max_events_per_second: u32,
+    /// Concurrent subscriptions one principal may hold.
+    #[arg(long, env = "KUBEGQL_WATCH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", default_value_t = 32)]
+    pub max_subscriptions_per_principal: usize,
+    /// Events per second all of one principal's subscriptions together may receive.
+    #[arg(long, env = "KUBEGQL_WATCH_PRINCIPAL_EVENTS_PER_SECOND", default_value_t = 1000)]
+    pub principal_events_per_second: u32,
+    /// Objects that may wait for one subscriber before it gets a RESYNC instead.
+    #[arg(long, env = "KUBEGQL_WATCH_QUEUE_OBJECTS", default_value_t = 10_000)]
+    pub queue_objects: usize,
+    /// How long an upstream watch outlives its last subscriber (a reconnecting client reuses it).
+    #[arg(long, env = "KUBEGQL_WATCH_GRACE_SECS", default_value_t = 10)]
+    pub grace_secs: u64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            default_events_per_second: 20,
+            max_events_per_second: 200,
+            max_subscriptions_per_principal: 32,
+            principal_events_per_second: 1000,
+            queue_objects: 10_000,
+            grace_secs: 10,
+        }
+    }
+}
+
+/// What one upstream watch watches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchKey {
+    pub cluster_id: String,
+    pub identity: Option<String>,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+}
+
+type Store = HashMap<ObjectKey, Arc<DynamicObject>>;
+
+struct Upstream {
+    events: broadcast::Sender<WatchEvent>,
+    store: Arc<RwLock<Store>>,
+    subscribers: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooMany(String),
+}
+
+/// Live subscriptions' shared upstream watches.
+pub struct WatchHub {
+    upstreams: Arc<std::sync::Mutex<HashMap<WatchKey, Upstream>>>,
+    starts: AtomicU64,
+    per_principal: DashMap<String, usize>,
+    budgets: DashMap<String, Arc<DefaultDirectRateLimiter>>,
+    settings: WatchSettings,
+}
+
+impl std::fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHub").field("upstreams", &self.upstream_count()).finish()
+    }
+}
+
+/// Holds a subscriber's place: dropping it releases the upstream and the principal's slot.
+pub struct Membership {
+    hub: Arc<WatchHub>,
+    key: WatchKey,
+    principal: String,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.release(&self.key, &self.principal);
+    }
+}
+
+/// How a subscriber wants its events.
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    pub event_types: Option<Vec<WatchEventType>>,
+    pub send_initial_state: bool,
+    pub events_per_second: Option<u32>,
+}
+
+fn quota(per_second: u32) -> Quota {
+    let n = NonZeroU32::new(per_second.max(1)).expect("at least one");
+    Quota::per_second(n).allow_burst(n)
+}
+
+impl WatchHub {
+    pub fn new(settings: WatchSettings) -> Arc<Self> {
+        Arc::new(Self {
+            upstreams: Default::default(),
+            starts: AtomicU64::new(0),
+            per_principal: DashMap::new(),
+            budgets: DashMap::new(),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &WatchSettings {
+        &self.settings
+    }
+
+    /// Upstream watches running now.
+    pub fn upstream_count(&self) -> usize {
+        self.upstreams.lock().map(|u| u.len()).unwrap_or_default()
+    }
+
+    /// Upstream watches started since the hub was made.
+    pub fn upstream_starts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed)
+    }
+
+    /// Checks a requested rate against the server's bounds.
+    pub fn rate_for(&self, asked: Option<i32>) -> Result<u32, WatchError> {
+        match asked {
+            None => Ok(self.settings.default_events_per_second),
+            Some(n) if n < 1 => Err(WatchError::Invalid(format!("maxEventsPerSecond must be at least 1, got {n}"))),
+            Some(n) if n as u32 > self.settings.max_events_per_second => Err(WatchError::Invalid(format!(
+                "maxEventsPerSecond must be at most {}, got {n}",
+                self.settings.max_events_per_second
+            ))),
+            Some(n) => Ok(n as u32),
+        }
+    }
+
+    /// Joins (or starts) the upstream for `key` and returns the subscriber's event stream.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        key: WatchKey,
+        principal: &str,
+        client: kube::Client,
+        resource: ApiResource,
+        options: SubscribeOptions,
+    ) -> Result<impl Stream<Item = WatchEvent> + Send + use<>, WatchError> {
+        let rate = self.rate_for(options.events_per_second.map(|n| n as i32))?;
+        {
+            let mut count = self.per_principal.entry(principal.to_owned()).or_insert(0);
+            if *count >= self.settings.max_subscriptions_per_principal {
+                return Err(WatchError::TooMany(format!(
+                    "at most {} concurrent subscriptions per principal",
+                    self.settings.max_subscriptions_per_principal
+                )));
+            }
+            *count += 1;
+        }
+        let (events, store) = {
+            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+            let upstream = upstreams.entry(key.clone()).or_insert_with(|| {
+                self.starts.fetch_add(1, Ordering::Relaxed);
+                start_upstream(&key, client, resource)
+            });
+            upstream.subscribers += 1;
+            (upstream.events.clone(), Arc::clone(&upstream.store))
+        };
+        let membership = Membership { hub: Arc::clone(self), key, principal: principal.to_owned() };
+        let budget = Arc::clone(
+            &self
+                .budgets
+                .entry(principal.to_owned())
+                .or_insert_with(|| Arc::new(RateLimiter::direct(quota(self.settings.principal_events_per_second)))),
+        );
+        // Subscribe while holding the store's read lock: the upstream changes the store and
+        // sends under its write lock, so the snapshot and the stream neither overlap nor gap.
+        let (receiver, snapshot) = {
+            let state = store.read().await;
+            let receiver = events.subscribe();
+            let snapshot: Vec<Arc<DynamicObject>> =
+                if options.send_initial_state { state.values().cloned().collect() } else { Vec::new() };
+            (receiver, snapshot)
+        };
+        let mut coalescer = Coalescer::new(self.settings.queue_objects);
+        let wanted = options.event_types.clone();
+        let accept = move |kind: WatchEventType| kind == WatchEventType::Resync || wanted.as_ref().is_none_or(|w| w.contains(&kind));
+        for object in snapshot {
+            if accept(WatchEventType::Added) {
+                coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(object) });
+            }
+        }
+        let state = SubscriberState {
+            receiver,
+            coalescer,
+            limiter: RateLimiter::direct(quota(rate)),
+            budget,
+            store,
+            resend_state: options.send_initial_state,
+            accept: Box::new(accept),
+            _membership: membership,
+            closed: false,
+        };
+        Ok(futures_util::stream::unfold(state, |mut state| async move {
+            let event = state.next().await?;
+            Some((event, state))
+        }))
+    }
+
+    fn release(self: &Arc<Self>, key: &WatchKey, principal: &str) {
+        if let Some(mut count) = self.per_principal.get_mut(principal) {
+            *count = count.saturating_sub(1);
+        }
+        let last = {
+            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+            match upstreams.get_mut(key) {
+                Some(upstream) => {
+                    upstream.subscribers = upstream.subscribers.saturating_sub(1);
+                    upstream.subscribers == 0
+                }
+                None => false,
+            }
+        };
+        if last {
+            let upstreams = Arc::clone(&self.upstreams);
+            let key = key.clone();
+            let grace = Duration::from_secs(self.settings.grace_secs);
+            let stop = move || {
+                let mut upstreams = upstreams.lock().unwrap_or_else(|e| e.into_inner());
+                if upstreams.get(&key).is_some_and(|u| u.subscribers == 0) {
+                    if let Some(upstream) = upstreams.remove(&key) {
+                        upstream.task.abort();
+                    }
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) if !grace.is_zero() => {
+                    handle.spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        stop();
+                    });
+                }
+                _ => stop(),
+            }
+        }
+    }
+}
+
+struct SubscriberState {
+    receiver: broadcast::Receiver<WatchEvent>,
+    coalescer: Coalescer,
+    limiter: DefaultDirectRateLimiter,
+    budget: Arc<DefaultDirectRateLimiter>,
+    store: Arc<RwLock<Store>>,
+    resend_state: bool,
+    accept: Box<dyn Fn(WatchEventType) -> bool + Send + Sync>,
+    _membership: Membership,
+    closed: bool,
+}
+
+impl SubscriberState {
+    fn take(&mut self, received: Result<WatchEvent, broadcast::error::RecvError>) {
+        match received {
+            Ok(event) => {
+                if (self.accept)(event.kind) {
+                    self.coalescer.push(event);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => self.coalescer.resync(),
+            Err(broadcast::error::RecvError::Closed) => self.closed = true,
+        }
+    }
+
+    /// The next event for the subscriber, paced by its rate and its principal's budget.
+    async fn next(&mut self) -> Option<WatchEvent> {
+        loop {
+            // Take everything already waiting, so coalescing sees it before pacing.
+            loop {
+                match self.receiver.try_recv() {
+                    Ok(event) => self.take(Ok(event)),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => self.take(Err(broadcast::error::RecvError::Lagged(n))),
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        self.closed = true;
+                        break;
+                    }
+                }
+            }
+            if self.coalescer.is_empty() {
+                if self.closed {
+                    return None;
+                }
+                let received = self.receiver.recv().await;
+                self.take(received);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = async { self.limiter.until_ready().await; self.budget.until_ready().await } => {
+                    let event = self.coalescer.pop()?;
+                    if event.kind == WatchEventType::Resync && self.resend_state {
+                        // Rebuild the view: everything current follows the RESYNC as ADDED.
+                        let state = self.store.read().await;
+                        for object in state.values() {
+                            if (self.accept)(WatchEventType::Added) {
+                                self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(Arc::clone(object)) });
+                            }
+                        }
+                    }
+                    return Some(event);
+                }
+                received = self.receiver.recv(), if !self.closed => self.take(received),
+            }
+        }
+    }
+}
+
+fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
+    let (events, _) = broadcast::channel(4096);
+    let store: Arc<RwLock<Store>> = Arc::default();
+    let api: Api<DynamicObject> = match &key.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let mut config = watcher::Config::default();
+    if let Some(labels) = &key.label_selector {
+        config = config.labels(labels);
+    }
+    if let Some(fields) = &key.field_selector {
+        config = config.fields(fields);
+    }
+    let task = {
+        let (events, store) = (events.clone(), Arc::clone(&store));
+        let what = format!("{}/{} {:?}", key.cluster_id, key.kind, key.namespace);
+        tokio::spawn(async move {
+            let mut stream = watcher(api, config).default_backoff().boxed();
+            let mut relist: Option<Store> = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(watcher::Event::Init) => relist = Some(Store::new()),
+                    Ok(watcher::Event::InitApply(object)) => {
+                        if let Some(buffer) = relist.as_mut() {
+                            buffer.insert(object_key(&object), Arc::new(object));
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let fresh = relist.take().unwrap_or_default();
+                        let mut state = store.write().await;
+                        for (key, old) in state.iter() {
+                            if !fresh.contains_key(key) {
+                                let _ = events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::clone(old)) });
+                            }
+                        }
+                        for (key, new) in &fresh {
+                            let kind = match state.get(key) {
+                                None => Some(WatchEventType::Added),
+                                Some(old) if old.metadata.resource_version != new.metadata.resource_version => Some(WatchEventType::Modified),
+                                Some(_) => None,
+                            };
+                            if let Some(kind) = kind {
+                                let _ = events.send(WatchEvent { kind, object: Some(Arc::clone(new)) });
+                            }
+                        }
+                        *state = fresh;
+                    }
+                    Ok(watcher::Event::Apply(object)) => {
+                        let object = Arc::new(object);
+                        let mut state = store.write().await;
+                        let previous = state.insert(object_key(&object), Arc::clone(&object));
+                        let kind = match previous {
+                            None => WatchEventType::Added,
+                            Some(old) if old.metadata.resource_version == object.metadata.resource_version => continue,
+                            Some(_) => WatchEventType::Modified,
+                        };
+                        let _ = events.send(WatchEvent { kind, object: Some(object) });
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        let mut state = store.write().await;
+                        state.remove(&object_key(&object));
+                        let _ = events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::new(object)) });
+                    }
+                    Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
+                }
+            }
+        })
+    };
+    Upstream { events, store, subscribers: 0, task }
+}

@@ -1,0 +1,279 @@
+//! Live resource events against the real control plane: shared upstream watches, rate limiting
+//! with coalescing, SSE and both WebSocket protocols, and bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::control_plane::{ControlPlane, unique_namespace};
+use common::{Backend, TestDb, TestServer, settings_for};
+use futures_util::{SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const EVENTS: &str = "subscription($id: ID!, $ns: String, $rate: Int, $initial: Boolean, $types: [WatchEventType!], $labels: String, $kind: String!) {
+  resourceEvents(clusterId: $id, kind: $kind, namespace: $ns, maxEventsPerSecond: $rate, sendInitialState: $initial, eventTypes: $types, labelSelector: $labels) {
+    type resourceVersion resource { metadata { name } json } } }";
+
+async fn setup(settings_change: impl FnOnce(&mut kubegql::settings::ServeSettings)) -> (ControlPlane, TestDb, TestServer, String, kube::Client, String) {
+    let cp = ControlPlane::get();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings_change(&mut settings);
+    let server = TestServer::start_with(settings).await;
+    let input = json!({ "name": "watch", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
+    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("watch");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap()).await.unwrap();
+    (cp, db, server, id, client, ns)
+}
+
+/// A subscription over SSE: its `next` payloads arrive on the channel.
+async fn sse(server: &TestServer, token: &str, variables: Value) -> Result<mpsc::UnboundedReceiver<Value>, (u16, Value)> {
+    let response = server
+        .client
+        .post(server.url("/graphql/stream"))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .json(&json!({ "query": EVENTS, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 200 {
+        let status = response.status().as_u16();
+        return Err((status, response.json().await.unwrap_or(Value::Null)));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = response.bytes_stream();
+    tokio::spawn(async move {
+        let mut buffer = String::new();
+        // Stop reading (and so close the connection) once the test drops the receiver.
+        while let Some(Ok(chunk)) = tokio::select! { chunk = body.next() => chunk, _ = tx.closed() => None } {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut event = "";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = e.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if event == "next" {
+                    if tx.send(serde_json::from_str(&data).unwrap_or(Value::Null)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// A subscription over a WebSocket protocol: its payloads arrive on the channel.
+async fn websocket(server: &TestServer, protocol: &str, variables: Value) -> mpsc::UnboundedReceiver<Value> {
+    let mut request = format!("ws://{}/graphql/ws", server.server.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } });
+    socket.send(Message::Text(init.to_string().into())).await.unwrap();
+    let start = if protocol == "graphql-ws" { "start" } else { "subscribe" };
+    let subscribe = json!({ "id": "1", "type": start, "payload": { "query": EVENTS, "variables": variables } });
+    socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = tokio::select! { m = socket.next() => m, _ = tx.closed() => None } {
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if matches!(value["type"].as_str(), Some("next" | "data")) && tx.send(value["payload"].clone()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// (type, name) of the next event, within a time limit.
+async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> (String, String, Value) {
+    let payload = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("an event in time").expect("stream open");
+    assert!(payload.get("errors").is_none(), "{payload}");
+    let event = &payload["data"]["resourceEvents"];
+    (
+        event["type"].as_str().unwrap().to_owned(),
+        event["resource"]["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        event.clone(),
+    )
+}
+
+fn configmap(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "watch": "yes" } }, "data": { "v": value } })).unwrap()
+}
+
+async fn change(configmaps: &Api<ConfigMap>, name: &str, value: &str) {
+    let patch = json!({ "data": { "v": value } });
+    configmaps.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_share_one_upstream_and_see_every_change() {
+    let (_cp, _db, server, id, client, ns) = setup(|s| s.watch.grace_secs = 1).await;
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes" });
+    let mut first = sse(&server, &server.token, vars.clone()).await.unwrap();
+    let mut second = websocket(&server, "graphql-transport-ws", vars.clone()).await;
+    let hub = &server.server.watch_hub;
+    for _ in 0..100 {
+        if hub.upstream_count() == 1 && hub.upstream_starts() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((hub.upstream_count(), hub.upstream_starts()), (1, 1), "one upstream watch for both");
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    configmaps.create(&PostParams::default(), &configmap("shared", "1")).await.unwrap();
+    change(&configmaps, "shared", "2").await;
+    configmaps.delete("shared", &DeleteParams::default()).await.unwrap();
+    for rx in [&mut first, &mut second] {
+        let (kind, name, _) = next(rx).await;
+        assert_eq!((kind.as_str(), name.as_str()), ("ADDED", "shared"));
+        let (kind, _, event) = next(rx).await;
+        assert_eq!(kind, "MODIFIED");
+        assert_eq!(event["resource"]["json"]["data"]["v"], "2");
+        let (kind, name, _) = next(rx).await;
+        assert_eq!((kind.as_str(), name.as_str()), ("DELETED", "shared"));
+    }
+    // The upstream stops a grace period after the last subscriber leaves.
+    drop(first);
+    drop(second);
+    let mut stopped = false;
+    for _ in 0..100 {
+        if hub.upstream_count() == 0 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the upstream stopped after its subscribers left");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_is_rate_limited_and_still_converges() {
+    let (_cp, _db, server, id, client, ns) = setup(|_| {}).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for i in 0..20 {
+        configmaps.create(&PostParams::default(), &configmap(&format!("burst-{i:02}"), "0")).await.unwrap();
+    }
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes", "rate": 5, "initial": true });
+    let mut rx = sse(&server, &server.token, vars).await.unwrap();
+    let started = Instant::now();
+    // 2,000 updates: 100 to each of 20 ConfigMaps, 20 at a time (so their order varies; the
+    // truth is what the cluster holds afterwards).
+    futures_util::stream::iter(0..2000)
+        .map(|n| {
+            let configmaps = configmaps.clone();
+            async move { change(&configmaps, &format!("burst-{:02}", n % 20), &(n / 20 + 1).to_string()).await }
+        })
+        .buffer_unordered(20)
+        .collect::<Vec<_>>()
+        .await;
+    let truth: BTreeMap<String, String> = configmaps
+        .list(&ListParams::default().labels("watch=yes"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|cm| (cm.metadata.name.unwrap(), cm.data.unwrap()["v"].clone()))
+        .collect();
+
+    let mut view: BTreeMap<String, String> = BTreeMap::new();
+    let mut received = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while view != truth && Instant::now() < deadline {
+        let Ok(Some(payload)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await else { break };
+        received += 1;
+        let event = &payload["data"]["resourceEvents"];
+        let name = event["resource"]["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        match event["type"].as_str().unwrap() {
+            "DELETED" => {
+                view.remove(&name);
+            }
+            "RESYNC" => view.clear(),
+            _ => {
+                view.insert(name, event["resource"]["json"]["data"]["v"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(view, truth, "the subscriber converged on the cluster's state");
+    // 5 per second, plus the limiter's burst of 5.
+    let allowed = (5.0 * elapsed).ceil() as usize + 5;
+    assert!(received <= allowed, "{received} events in {elapsed:.1}s is above the rate (at most {allowed})");
+    assert!(received < 2020, "coalesced: {received} events for 2,020 changes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_and_both_websocket_protocols_deliver_the_same_events() {
+    let (_cp, _db, server, id, client, ns) = setup(|_| {}).await;
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes", "types": ["ADDED", "DELETED"] });
+    let mut over_sse = sse(&server, &server.token, vars.clone()).await.unwrap();
+    let mut modern = websocket(&server, "graphql-transport-ws", vars.clone()).await;
+    let mut legacy = websocket(&server, "graphql-ws", vars.clone()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    configmaps.create(&PostParams::default(), &configmap("same", "1")).await.unwrap();
+    change(&configmaps, "same", "2").await;
+    configmaps.delete("same", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    for rx in [&mut over_sse, &mut modern, &mut legacy] {
+        let added = next(rx).await;
+        let deleted = next(rx).await;
+        seen.push((added.0, added.2["resourceVersion"].clone(), deleted.0, deleted.2["resourceVersion"].clone()));
+    }
+    assert_eq!(seen[0].0, "ADDED");
+    assert_eq!(seen[0].2, "DELETED", "MODIFIED was filtered out on the server");
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_subscriptions_get_clear_errors() {
+    let (_cp, _db, server, id, _client, ns) = setup(|s| s.watch.max_subscriptions_per_principal = 2).await;
+    let error_of = |rx: Result<mpsc::UnboundedReceiver<Value>, (u16, Value)>| async move {
+        let mut rx = rx.expect("the stream opens; errors come inside it");
+        let payload = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        payload["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>").to_owned()
+    };
+    let base = json!({ "id": id, "ns": ns, "kind": "ConfigMap" });
+    let mut unknown = base.clone();
+    unknown["kind"] = json!("Gizmo");
+    assert_eq!(error_of(sse(&server, &server.token, unknown).await).await, "NOT_FOUND");
+    let mut selector = base.clone();
+    selector["labels"] = json!("a in (");
+    assert_eq!(error_of(sse(&server, &server.token, selector).await).await, "BAD_USER_INPUT");
+    let mut fast = base.clone();
+    fast["rate"] = json!(100_000);
+    assert_eq!(error_of(sse(&server, &server.token, fast).await).await, "BAD_USER_INPUT");
+    match sse(&server, "kgq_not-a-token", base.clone()).await {
+        Err((status, body)) => {
+            assert_eq!(status, 401);
+            assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+        }
+        Ok(_) => panic!("a subscription without a valid token was accepted"),
+    }
+    // Past the per-principal cap: RATE_LIMITED.
+    let _one = sse(&server, &server.token, base.clone()).await.unwrap();
+    let _two = sse(&server, &server.token, base.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(error_of(sse(&server, &server.token, base.clone()).await).await, "RATE_LIMITED");
+}

@@ -1,0 +1,94 @@
+//! A subscription survives the API server going away and coming back, and converges. In a test
+//! binary of its own, since it restarts the shared API server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::control_plane::{ControlPlane, project_dir, unique_namespace};
+use common::{Backend, TestDb, TestServer};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subscription_continues_across_an_api_server_restart() {
+    let cp = ControlPlane::get();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let input = json!({ "name": "restart", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
+    let id = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await["createCluster"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("restart");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap()).await.unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = |name: &str| -> ConfigMap { serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "r": "y" } } })).unwrap() };
+
+    let query = "subscription($id: ID!, $ns: String) { resourceEvents(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, labelSelector: \"r=y\") { type resource { metadata { name } } } }";
+    let response = server
+        .client
+        .post(server.url("/graphql/stream"))
+        .bearer_auth(&server.token)
+        .json(&json!({ "query": query, "variables": { "id": id, "ns": ns } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    tokio::spawn(async move {
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    let value: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                    let event = &value["data"]["resourceEvents"];
+                    if let Some(kind) = event["type"].as_str() {
+                        let name = event["resource"]["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                        if tx.send((kind.to_owned(), name)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    configmaps.create(&PostParams::default(), &cm("before")).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    assert_eq!(first, ("ADDED".to_owned(), "before".to_owned()));
+
+    // Stop the API server for 3 seconds and start it again.
+    let script = project_dir().join("tests/cluster/restart-apiserver");
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(script).args(["--down-for", "3"]).output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let client = cp.client("admin").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    configmaps.create(&PostParams::default(), &cm("after")).await.unwrap();
+    configmaps.delete("before", &DeleteParams::default()).await.unwrap();
+
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await else { continue };
+        *seen.entry(event).or_default() += 1;
+        if seen.contains_key(&("ADDED".into(), "after".into())) && seen.contains_key(&("DELETED".into(), "before".into())) {
+            break;
+        }
+    }
+    assert_eq!(seen.get(&("ADDED".into(), "after".into())), Some(&1), "{seen:?}");
+    assert_eq!(seen.get(&("DELETED".into(), "before".into())), Some(&1), "{seen:?}");
+    assert_eq!(seen.get(&("ADDED".into(), "before".into())), None, "no duplicate after the relist: {seen:?}");
+    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+}
