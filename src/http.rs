@@ -33,6 +33,7 @@ pub struct AppState {
     pub db: Database,
     pub resources: ResourceService,
     pub audit: AuditRecorder,
+    pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -44,6 +45,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             refuse_declared_oversize(request, next, max_body_bytes)
@@ -448,6 +450,29 @@ async fn graphiql() -> Html<String> {
             .title("kubegql")
             .finish(),
     )
+}
+
+/// Prometheus text format. Counts only: nothing here names a cluster, a principal or a secret.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let hub = &state.watch_hub;
+    let cache = state.resources.connections().clusters().clients();
+    let stats = &cache.stats;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric("kubegql_watch_upstreams", "gauge", "Upstream Kubernetes watches running.", hub.upstream_count() as u64);
+    metric("kubegql_watch_upstream_starts_total", "counter", "Upstream Kubernetes watches started.", hub.upstream_starts());
+    metric("kubegql_watch_subscriptions", "gauge", "Live resource subscriptions.", hub.subscription_count() as u64);
+    metric("kubegql_client_cache_entries", "gauge", "Cached Kubernetes clients.", cache.len() as u64);
+    metric("kubegql_client_cache_hits_total", "counter", "Client cache hits.", stats.hits.load(Relaxed));
+    metric("kubegql_client_cache_misses_total", "counter", "Client cache misses.", stats.misses.load(Relaxed));
+    metric("kubegql_client_cache_builds_total", "counter", "Kubernetes clients built.", stats.builds.load(Relaxed));
+    metric("kubegql_client_cache_evictions_total", "counter", "Cached clients evicted.", stats.evictions.load(Relaxed));
+    metric("kubegql_db_queries_total", "counter", "Database queries run.", state.db.query_count());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

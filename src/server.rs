@@ -133,7 +133,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         .data(resources.clone())
         .data(Arc::clone(&watch_hub))
         .finish();
-    let state = AppState { schema, auth, db: db.clone(), resources, audit };
+    let state = AppState { schema, auth, db: db.clone(), resources, audit, watch_hub: Arc::clone(&watch_hub) };
     let app = router(state, settings.limits.max_body_bytes);
 
     let listener = TcpListener::bind(settings.listen).await?;

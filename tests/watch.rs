@@ -140,6 +140,8 @@ async fn subscribers_share_one_upstream_and_see_every_change() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((hub.upstream_count(), hub.upstream_starts()), (1, 1), "one upstream watch for both");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kubegql_watch_upstreams 1\n") && metrics.contains("kubegql_watch_subscriptions 2\n"), "{metrics}");
 
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     configmaps.create(&PostParams::default(), &configmap("shared", "1")).await.unwrap();

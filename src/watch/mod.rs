@@ -153,6 +153,11 @@ impl WatchHub {
         self.upstreams.lock().map(|u| u.len()).unwrap_or_default()
     }
 
+    /// Subscriptions open now.
+    pub fn subscription_count(&self) -> usize {
+        self.per_principal.iter().map(|e| *e.value()).sum()
+    }
+
     /// Upstream watches started since the hub was made.
     pub fn upstream_starts(&self) -> u64 {
         self.starts.load(Ordering::Relaxed)
