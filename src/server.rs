@@ -195,16 +195,21 @@ async fn shutdown_signal() {
 }
 
 /// Prints what a person needs to start using the server: the URLs and, once, the admin token.
+/// A closed stdout (the banner piped into `head`, say) is not a reason to stop serving.
 pub fn print_banner(server: &RunningServer) {
+    use std::io::Write;
     let base = format!("http://{}", server.addr);
-    println!("kubegql listening on {base}");
-    println!("  GraphQL:   {base}/graphql  (WebSocket: ws://{}/graphql/ws)", server.addr);
-    println!("  GraphiQL:  {base}/graphiql");
+    let mut text = format!(
+        "kubegql listening on {base}\n  GraphQL:   {base}/graphql  (WebSocket: ws://{}/graphql/ws)\n  GraphiQL:  {base}/graphiql\n",
+        server.addr
+    );
     if let Some(token) = &server.generated_admin_token {
-        println!();
-        println!("  Admin API token (shown only now, store it safely):");
-        println!("    {}", token.expose_secret());
-        println!("  Send it as the header  Authorization: Bearer <token>");
-        println!("  (in GraphiQL: the Headers pane, {{\"Authorization\": \"Bearer <token>\"}})");
+        text.push_str(&format!(
+            "\n  Admin API token (shown only now, store it safely):\n    {}\n  Send it as the header  Authorization: Bearer <token>\n  (in GraphiQL: the Headers pane, {{\"Authorization\": \"Bearer <token>\"}})\n",
+            token.expose_secret()
+        ));
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }

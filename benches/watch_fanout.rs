@@ -1,0 +1,201 @@
+//! Watch fan-out: N subscribers (1, 100, 1,000) over SSE on one kind while a ConfigMap changes
+//! 10 times a second, against a kubegql server process and the test control plane. Reports the
+//! upstream watches the server holds, delivery latency from just before the write to the API
+//! server to the client's receipt (p50/p99), the server's CPU and its peak resident memory; and,
+//! side by side, the same latency through a direct kube-rs watch.
+//!
+//! Needs the control plane: `tests/cluster/up`, then `cargo bench --bench watch_fanout`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "kubegql-bench-watch";
+const RATE: u64 = 10;
+const SECONDS: u64 = 10;
+
+fn env() -> HashMap<String, String> {
+    let dir = std::env::var("KUBEGQL_CLUSTER_STATE").unwrap_or_else(|_| {
+        format!("{}/tests/cluster/.state", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()))
+    });
+    let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned())).collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// (user+system CPU seconds, peak RSS in MiB) of a process.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or_default()
+        / 1024.0;
+    (cpu, hwm)
+}
+
+type Sent = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// Changes the ConfigMap `RATE` times a second for `SECONDS`, recording when each value was sent.
+async fn drive(configmaps: &Api<ConfigMap>, sent: &Sent, start_seq: u64) -> u64 {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+    let count = RATE * SECONDS;
+    for i in 0..count {
+        tick.tick().await;
+        let seq = start_seq + i;
+        sent.lock().unwrap().insert(seq, Instant::now());
+        let patch = json!({ "data": { "seq": seq.to_string() } });
+        configmaps.patch("ticker", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+    start_seq + count
+}
+
+#[tokio::main]
+async fn main() {
+    let vars = env();
+    let kubeconfig = Kubeconfig::read_from(&vars["KUBE_TEST_KUBECONFIG"]).unwrap();
+    let options = KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap()).unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(NAMESPACE).await.unwrap().is_none() {
+        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } })).unwrap()).await.unwrap();
+    }
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    if configmaps.get_opt("ticker").await.unwrap().is_none() {
+        let cm = serde_json::from_value(json!({ "metadata": { "name": "ticker", "labels": { "bench": "watch" } }, "data": { "seq": "0" } })).unwrap();
+        configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = "kgq_bench-watch-admin-token-000000";
+    let mut server = Command::new(env!("CARGO_BIN_EXE_kubegql"))
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", token)
+        .env("KUBEGQL_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env("KUBEGQL_WATCH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", "5000")
+        .env("KUBEGQL_WATCH_PRINCIPAL_EVENTS_PER_SECOND", "1000000")
+        .env("KUBEGQL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base = banner.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
+    let created: Value = http
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
+            "variables": { "i": { "name": "bench", "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"], "bearerToken": vars["KUBE_TEST_ADMIN_TOKEN"], "caData": ca } } }))
+        .send().await.unwrap().json().await.unwrap();
+    let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
+
+    println!("watch fan-out: {RATE} changes/s for {SECONDS}s to one ConfigMap, subscribers over SSE");
+    println!("{:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}", "subscribers", "upstreams", "delivered", "p50 ms", "p99 ms", "server CPU%", "peak RSS MiB");
+    let mut seq = 1u64;
+    for n in [1usize, 100, 1000] {
+        let sent: Sent = Arc::default();
+        let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (http, base, id, sent, latencies) = (http.clone(), base.clone(), id.clone(), sent.clone(), latencies.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = json!({ "query": "subscription($id: ID!) { resourceEvents(clusterId: $id, kind: \"ConfigMap\", namespace: \"kubegql-bench-watch\", labelSelector: \"bench=watch\", eventTypes: [MODIFIED], maxEventsPerSecond: 50) { resource { json } } }", "variables": { "id": id } });
+                let response = http.post(format!("{base}/graphql/stream")).bearer_auth(token).json(&body).send().await.unwrap();
+                let mut stream = response.bytes_stream();
+                let mut buffer = String::new();
+                while let Some(Ok(chunk)) = stream.next().await {
+                    let now = Instant::now();
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buffer.find("\n\n") {
+                        let block: String = buffer.drain(..end + 2).collect();
+                        let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+                        let value: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                        let seq = value["data"]["resourceEvents"]["resource"]["json"]["data"]["seq"].as_str().and_then(|s| s.parse::<u64>().ok());
+                        if let Some(at) = seq.and_then(|s| sent.lock().unwrap().get(&s).copied()) {
+                            latencies.lock().unwrap().push(now.duration_since(at).as_secs_f64() * 1000.0);
+                        }
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(3 + n as u64 / 200)).await;
+        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let upstreams = metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_upstreams ")).unwrap_or("?").to_owned();
+        let subs = metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_subscriptions ")).unwrap_or("?").to_owned();
+        assert_eq!(subs, n.to_string(), "all subscriptions open");
+        let (cpu_before, _) = usage(server.id());
+        let started = Instant::now();
+        seq = drive(&configmaps, &sent, seq).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let wall = started.elapsed().as_secs_f64();
+        let (cpu_after, peak) = usage(server.id());
+        for task in tasks {
+            task.abort();
+        }
+        let mut l = latencies.lock().unwrap().clone();
+        l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let expected = n as u64 * RATE * SECONDS;
+        println!(
+            "{:>12} {:>10} {:>10} {:>10.1} {:>10.1} {:>12.0} {:>12.0}",
+            n,
+            upstreams,
+            format!("{}/{}", l.len(), expected),
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            (cpu_after - cpu_before) / wall * 100.0,
+            peak
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The same changes through one direct kube-rs watch, for comparison.
+    let sent: Sent = Arc::default();
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let watch = {
+        let (sent, latencies, configmaps) = (sent.clone(), latencies.clone(), configmaps.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(configmaps, watcher::Config::default().labels("bench=watch")).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                let now = Instant::now();
+                if let watcher::Event::Apply(cm) = event {
+                    let seq = cm.data.and_then(|d| d.get("seq").and_then(|s| s.parse::<u64>().ok()));
+                    if let Some(at) = seq.and_then(|s| sent.lock().unwrap().get(&s).copied()) {
+                        latencies.lock().unwrap().push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drive(&configmaps, &sent, seq).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    watch.abort();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!("{:>12} {:>10} {:>10} {:>10.1} {:>10.1}   (direct kube-rs watcher, in process)", "direct", 1, format!("{}/{}", l.len(), RATE * SECONDS), percentile(&l, 0.5), percentile(&l, 0.99));
+    let _ = server.kill();
+    let _ = server.wait();
+}
