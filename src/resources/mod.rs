@@ -181,9 +181,7 @@ impl ResourceService {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<DynamicObject>, ResourceError> {
-        if caps.scope == Scope::Namespaced && namespace.is_none() {
-            return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
-        }
+        require_namespace(resource, caps, namespace)?;
         let (cluster, client) = self.client(caller, cluster_id).await?;
         let api = Self::dynamic_api(client, resource, caps, namespace);
         api.get_opt(name).await.map_err(|e| Self::api_error(&cluster, e))
@@ -253,6 +251,14 @@ pub struct PodLogRequest {
 pub struct PodLog {
     pub text: String,
     pub truncated: bool,
+}
+
+/// A namespaced kind needs a namespace to name one object.
+pub(crate) fn require_namespace(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Result<(), ResourceError> {
+    if caps.scope == Scope::Namespaced && namespace.is_none() {
+        return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
+    }
+    Ok(())
 }
 
 fn list_params(query: &ListQuery, limit: u32, continue_token: Option<String>) -> ListParams {

@@ -15,7 +15,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::Client;
 use serde_json::Value;
 
-use super::{ResourceError, ResourceService};
+use super::{ResourceError, ResourceService, require_namespace};
 use crate::access::Caller;
 
 /// A manifest larger than this is refused (the HTTP layer's body limit applies first).
@@ -520,9 +520,7 @@ impl ResourceService {
         dry_run: bool,
         field_manager: &str,
     ) -> Result<(DynamicObject, Vec<String>), ResourceError> {
-        if caps.scope == Scope::Namespaced && namespace.is_none() {
-            return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
-        }
+        require_namespace(resource, caps, namespace)?;
         let patch = match kind {
             PatchType::Strategic => Patch::Strategic(body),
             PatchType::Merge => Patch::Merge(body),
@@ -568,9 +566,7 @@ impl ResourceService {
         grace_period_seconds: Option<u32>,
         dry_run: bool,
     ) -> Result<(Option<DynamicObject>, Vec<String>), ResourceError> {
-        if caps.scope == Scope::Namespaced && namespace.is_none() {
-            return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
-        }
+        require_namespace(resource, caps, namespace)?;
         let (cluster, client) = self.client(caller, cluster_id).await?;
         let params = DeleteParams { dry_run, grace_period_seconds, propagation_policy: propagation, ..Default::default() };
         let request = Request::new(url_path(resource, caps, namespace))
@@ -603,9 +599,7 @@ impl ResourceService {
         if replicas < 0 {
             return Err(ResourceError::Invalid("replicas must not be negative".into()));
         }
-        if caps.scope == Scope::Namespaced && namespace.is_none() {
-            return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
-        }
+        require_namespace(resource, caps, namespace)?;
         let (cluster, client) = self.client(caller, cluster_id).await?;
         let params = PatchParams { dry_run, ..Default::default() };
         let patch: Patch<Value> = Patch::Merge(serde_json::json!({ "spec": { "replicas": replicas } }));
