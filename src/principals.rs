@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{Authenticator, PrincipalKind, Role, generate_token, token_digest};
 use crate::store::principals::{ApiTokenRow, PrincipalRow};
+use crate::store::notify::Change;
 use crate::store::{Database, StoreError, now};
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,9 @@ impl PrincipalService {
         self.get(tenant, &token.principal_id).await.map_err(|_| not_found())?;
         self.db.revoke_api_token(token_id, now()).await?;
         self.auth.forget_all();
+        if let Err(err) = self.db.announce(&Change::Tokens).await {
+            tracing::warn!(error = %err, "could not notify other replicas of a token revocation");
+        }
         Ok(self.db.api_token(token_id).await?.ok_or_else(not_found)?)
     }
 }

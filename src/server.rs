@@ -112,6 +112,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         Arc::new(SystemClock),
     ));
     let clusters = ClusterService::new(db.clone(), cipher, client_cache);
+    // Listen for other replicas' changes before the bulk load, so none falls between the two.
+    let notices = crate::store::notify::listen(&db, &settings.store.database_url).await;
     // Prefetch every cluster record so requests for known clusters never wait on the database.
     let known = clusters.directory().refresh().await?;
     tracing::info!(clusters = known, "cluster directory loaded");
@@ -124,6 +126,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let audit = AuditRecorder::new(db.clone());
     let watch_hub = WatchHub::new(settings.watch.clone());
     let auth = Authenticator::new(db.clone());
+    if let Some(notices) = notices {
+        upkeep.push(follow_other_replicas(notices, clusters.clone(), auth.clone()));
+    }
     let schema = schema_builder(&settings.limits)
         .data(PrincipalService::new(db.clone(), auth.clone()))
         .data(audit.clone())
@@ -156,6 +161,34 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         shutdown: Some(shutdown),
         task,
         upkeep,
+    })
+}
+
+/// Applies other replicas' changes to this process's caches as their notices arrive.
+fn follow_other_replicas(
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<crate::store::notify::Change>,
+    clusters: ClusterService,
+    auth: Authenticator,
+) -> JoinHandle<()> {
+    use crate::store::notify::Change;
+    tokio::spawn(async move {
+        while let Some(change) = notices.recv().await {
+            match change {
+                Change::Cluster(id) => {
+                    if let Err(err) = clusters.apply_remote_change(&id).await {
+                        tracing::warn!(error = %err, cluster = %id, "could not apply another replica's change");
+                    }
+                }
+                Change::Tokens => auth.forget_all(),
+                Change::Everything => {
+                    auth.forget_all();
+                    if let Err(err) = clusters.directory().refresh().await {
+                        tracing::warn!(error = %err, "could not refresh the cluster directory");
+                    }
+                    clusters.clients().invalidate_all();
+                }
+            }
+        }
     })
 }
 

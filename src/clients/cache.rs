@@ -153,6 +153,13 @@ impl<V: Clone> ClientCache<V> {
         });
     }
 
+    /// Drops every entry.
+    pub fn invalidate_all(&self) {
+        let dropped = self.slots.len() as u64;
+        self.slots.clear();
+        self.stats.evictions.fetch_add(dropped, Ordering::Relaxed);
+    }
+
     /// Drops expired entries (so a cluster no one asks for does not hold a client forever).
     pub fn purge_expired(&self) {
         let now = self.clock.now();

@@ -50,6 +50,20 @@ impl ClusterDirectory {
         Arc::clone(&entry)
     }
 
+    /// Reads one record again (after another replica changed it); returns whether it exists.
+    pub async fn reload(&self, id: &str) -> Result<bool, StoreError> {
+        match self.db.cluster(id).await? {
+            Some(row) => {
+                self.put_if_newer(row);
+                Ok(true)
+            }
+            None => {
+                self.remove(id);
+                Ok(false)
+            }
+        }
+    }
+
     pub fn remove(&self, id: &str) {
         self.rows.remove(id);
     }

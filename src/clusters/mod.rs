@@ -18,6 +18,7 @@ use self::directory::ClusterDirectory;
 use crate::clients::cache::ClientCache;
 use crate::crypto::{CipherError, CredentialCipher, SealContext};
 use crate::store::clusters::ClusterRow;
+use crate::store::notify::Change;
 use crate::store::{Database, StoreError, now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
@@ -183,9 +184,24 @@ impl ClusterService {
         self.changes.subscribe()
     }
 
-    fn announce(&self, kind: ClusterChangeKind, row: &ClusterRow) {
+    /// Tells this process's subscribers, and (on PostgreSQL) the other replicas.
+    async fn announce(&self, kind: ClusterChangeKind, row: &ClusterRow) {
         // No subscriber is not an error.
         let _ = self.changes.send(ClusterChange { kind, id: row.id.clone(), name: row.name.clone() });
+        if let Err(err) = self.db.announce(&Change::Cluster(row.id.clone())).await {
+            // The other replicas' periodic refresh still catches up.
+            tracing::warn!(error = %err, cluster = %row.id, "could not notify other replicas of a cluster change");
+        }
+    }
+
+    /// Another replica changed this cluster: read it again and drop its clients.
+    pub async fn apply_remote_change(&self, id: &str) -> Result<(), ClusterError> {
+        let exists = self.directory.reload(id).await?;
+        self.clients.invalidate_cluster(id);
+        let kind = if exists { ClusterChangeKind::Updated } else { ClusterChangeKind::Deleted };
+        let name = self.directory.get(id).await?.map(|r| r.name.clone()).unwrap_or_default();
+        let _ = self.changes.send(ClusterChange { kind, id: id.to_owned(), name });
+        Ok(())
     }
 
     /// A cluster record of any tenant, from memory when it is known. For kubegql's own use:
@@ -216,7 +232,7 @@ impl ClusterService {
         self.db.insert_cluster(&row).await?;
         self.directory.put_if_newer(row.clone());
         tracing::info!(cluster = %row.id, name = %row.name, mode = %row.mode, "cluster created");
-        self.announce(ClusterChangeKind::Created, &row);
+        self.announce(ClusterChangeKind::Created, &row).await;
         Ok(row)
     }
 
@@ -232,7 +248,7 @@ impl ClusterService {
         self.directory.put_if_newer(row.clone());
         self.clients.invalidate_cluster(&row.id);
         tracing::info!(cluster = %row.id, name = %row.name, "cluster updated");
-        self.announce(ClusterChangeKind::Updated, &row);
+        self.announce(ClusterChangeKind::Updated, &row).await;
         Ok(row)
     }
 
@@ -244,7 +260,7 @@ impl ClusterService {
             return Err(ClusterError::NotFound(current.id.clone()));
         }
         tracing::info!(cluster = %current.id, name = %current.name, "cluster deleted");
-        self.announce(ClusterChangeKind::Deleted, &current);
+        self.announce(ClusterChangeKind::Deleted, &current).await;
         Ok(current)
     }
 

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod clusters;
+pub mod notify;
 pub mod principals;
 pub mod schema;
 
@@ -83,6 +84,8 @@ pub enum Pools {
 pub struct Database {
     pub(crate) pools: Pools,
     queries: Arc<AtomicU64>,
+    /// This process's name in change notices to other replicas.
+    origin: Arc<str>,
 }
 
 impl std::fmt::Debug for Database {
@@ -164,7 +167,7 @@ impl Database {
     }
 
     fn new(pools: Pools) -> Database {
-        Database { pools, queries: Arc::new(AtomicU64::new(0)) }
+        Database { pools, queries: Arc::new(AtomicU64::new(0)), origin: uuid::Uuid::new_v4().to_string().into() }
     }
 
     pub fn backend(&self) -> Backend {
@@ -172,6 +175,10 @@ impl Database {
             Pools::Sqlite(_) => Backend::Sqlite,
             Pools::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub(crate) fn count_query(&self) {
