@@ -300,15 +300,20 @@ impl Sent {
     }
 }
 
-/// The parts of an object that change on every write without changing what it is.
-fn comparable(object: &DynamicObject) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or_default();
-    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        for volatile in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
-            meta.remove(volatile);
-        }
+/// The values at the paths a manifest sets (maps followed key by key, anything else taken
+/// whole): what an apply can change. Status, defaults and fields other managers own are left out,
+/// so a controller updating the object at the same moment does not make an apply look like a
+/// change.
+fn at_manifest_paths(applied: &Value, actual: &Value) -> Value {
+    match applied {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, wanted)| (key.clone(), at_manifest_paths(wanted, actual.get(key).unwrap_or(&Value::Null))))
+                .collect(),
+        ),
+        _ => actual.clone(),
     }
-    value
 }
 
 fn url_path(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> String {
@@ -470,12 +475,20 @@ impl ResourceService {
         match send(client, patch).await.and_then(Sent::into_object) {
             Ok((stored, warnings)) => {
                 result.warnings = warnings;
-                // Unchanged means the object is the same apart from bookkeeping (managed fields,
-                // resourceVersion): the API server may rewrite managedFields on a no-op apply.
+                // Unchanged means every value the manifest sets was already there: compared at the
+                // manifest's own paths, so bookkeeping (managedFields, resourceVersion) and what
+                // controllers write meanwhile (status) do not count.
                 result.action = Some(match &existing {
                     None => ApplyAction::Created,
-                    Some(before) if comparable(before) == comparable(&stored) => ApplyAction::Unchanged,
-                    Some(_) => ApplyAction::Configured,
+                    Some(before) => {
+                        let before = serde_json::to_value(before).unwrap_or_default();
+                        let after = serde_json::to_value(&stored).unwrap_or_default();
+                        if at_manifest_paths(&object, &before) == at_manifest_paths(&object, &after) {
+                            ApplyAction::Unchanged
+                        } else {
+                            ApplyAction::Configured
+                        }
+                    }
                 });
                 if doc.kind() == "CustomResourceDefinition" && !options.dry_run {
                     self.await_crd(client, doc.name()).await;
@@ -680,6 +693,21 @@ mod tests {
         let mut kinds = vec!["Deployment", "ConfigMap", "CustomResourceDefinition", "Namespace", "Widget"];
         kinds.sort_by_key(|k| apply_rank(k));
         assert_eq!(kinds, vec!["Namespace", "CustomResourceDefinition", "ConfigMap", "Deployment", "Widget"]);
+    }
+
+    #[test]
+    fn changes_are_judged_at_the_manifests_paths() {
+        let applied = serde_json::json!({ "metadata": { "name": "a", "labels": { "x": "1" } }, "spec": { "replicas": 2, "ports": [1] } });
+        let before = serde_json::json!({ "metadata": { "name": "a", "labels": { "x": "1", "other": "y" }, "resourceVersion": "1" },
+                                         "spec": { "replicas": 2, "ports": [1], "defaulted": true }, "status": { "ready": 0 } });
+        let mut controller_wrote = before.clone();
+        controller_wrote["status"]["ready"] = serde_json::json!(2);
+        controller_wrote["metadata"]["resourceVersion"] = serde_json::json!("2");
+        controller_wrote["metadata"]["annotations"] = serde_json::json!({ "revision": "1" });
+        assert_eq!(at_manifest_paths(&applied, &before), at_manifest_paths(&applied, &controller_wrote));
+        let mut changed = before.clone();
+        changed["spec"]["ports"] = serde_json::json!([1, 2]);
+        assert_ne!(at_manifest_paths(&applied, &before), at_manifest_paths(&applied, &changed));
     }
 
     #[test]
