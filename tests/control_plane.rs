@@ -12,9 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn create_namespace(client: &kube::Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
+    common::control_plane::ready_namespace(client, name).await;
 }
 
 async fn delete_namespace(client: &kube::Client, name: &str) {

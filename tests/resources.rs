@@ -26,10 +26,7 @@ async fn server_with_cluster(cp: &ControlPlane) -> (TestDb, TestServer, String) 
 }
 
 async fn namespace(client: &kube::Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap())
-        .await
-        .unwrap();
+    common::control_plane::ready_namespace(client, name).await;
 }
 
 async fn drop_namespace(client: &kube::Client, name: &str) {

@@ -77,3 +77,21 @@ impl ControlPlane {
 pub fn unique_namespace(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
+
+/// Creates a namespace and waits until its `default` ServiceAccount exists: until the
+/// controller-manager has made it, the API server refuses pods there.
+pub async fn ready_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use kube::api::{Api, PostParams};
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    for _ in 0..240 {
+        if accounts.get_opt("default").await.ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the default ServiceAccount of {name} did not appear within 60 s");
+}
