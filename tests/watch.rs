@@ -279,3 +279,45 @@ async fn bad_subscriptions_get_clear_errors() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(error_of(sse(&server, &server.token, base.clone()).await).await, "RATE_LIMITED");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_too_slow_for_churn_gets_a_resync_and_then_the_state() {
+    let (_cp, _db, server, id, client, ns) = setup(|s| s.watch.queue_objects = 3).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    configmaps.create(&PostParams::default(), &configmap("stays", "1")).await.unwrap();
+    for i in 0..4 {
+        configmaps.create(&PostParams::default(), &configmap(&format!("base-{i}"), "1")).await.unwrap();
+    }
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes", "rate": 2, "initial": true });
+    let mut rx = sse(&server, &server.token, vars).await.unwrap();
+    // A state larger than the 3 spare places still arrives whole, without a RESYNC.
+    let mut initial = Vec::new();
+    for _ in 0..5 {
+        let (kind, name, _) = next(&mut rx).await;
+        assert_eq!(kind, "ADDED", "{initial:?}");
+        initial.push(name);
+    }
+    initial.sort();
+    assert_eq!(initial, vec!["base-0", "base-1", "base-2", "base-3", "stays"]);
+    // Churn: 10 objects made and removed while the subscriber may take two events a second. Their
+    // DELETEs would have to wait one each; past 3 spare places the subscriber is resynced instead.
+    for i in 0..10 {
+        configmaps.create(&PostParams::default(), &configmap(&format!("churn-{i}"), "x")).await.unwrap();
+        configmaps.delete(&format!("churn-{i}"), &DeleteParams::default()).await.unwrap();
+    }
+    change(&configmaps, "stays", "2").await;
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let (kind, name, event) = next(&mut rx).await;
+        let value = event["resource"]["json"]["data"]["v"].as_str().unwrap_or("").to_owned();
+        events.push((kind.clone(), name.clone()));
+        if kind == "ADDED" && name == "stays" && value == "2" {
+            break;
+        }
+    }
+    let resync = events.iter().position(|(k, _)| k == "RESYNC").unwrap_or_else(|| panic!("no RESYNC in {events:?}"));
+    assert_eq!(events.last().unwrap(), &("ADDED".to_owned(), "stays".to_owned()), "the state follows the RESYNC: {events:?}");
+    assert!(resync < events.len() - 1);
+    assert!(events.len() < 15, "the churn was not delivered event by event: {events:?}");
+}

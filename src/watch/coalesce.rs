@@ -44,6 +44,11 @@ impl Coalescer {
         Self { order: VecDeque::new(), pending: HashMap::new(), capacity: capacity.max(1), resync: false }
     }
 
+    /// Objects that may wait before a RESYNC replaces them.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.resync && self.pending.is_empty()
     }

@@ -12,7 +12,7 @@ pub mod coalesce;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -41,7 +41,9 @@ pub struct WatchSettings {
     /// Events per second all of one principal's subscriptions together may receive.
     #[arg(long, env = "KUBEGQL_WATCH_PRINCIPAL_EVENTS_PER_SECOND", default_value_t = 1000)]
     pub principal_events_per_second: u32,
-    /// Objects that may wait for one subscriber before it gets a RESYNC instead.
+    /// Objects beyond those the watch holds that may wait for one subscriber (deleted ones, under
+    /// churn) before it gets a RESYNC instead. The queue holds one entry per object, so it never
+    /// grows with the number of events.
     #[arg(long, env = "KUBEGQL_WATCH_QUEUE_OBJECTS", default_value_t = 10_000)]
     pub queue_objects: usize,
     /// How long an upstream watch outlives its last subscriber (a reconnecting client reuses it).
@@ -80,6 +82,8 @@ type Store = HashMap<ObjectKey, Arc<DynamicObject>>;
 struct Upstream {
     events: broadcast::Sender<WatchEvent>,
     store: Arc<RwLock<Store>>,
+    /// How many objects the store holds, readable without its lock.
+    held: Arc<AtomicUsize>,
     subscribers: usize,
     task: tokio::task::JoinHandle<()>,
 }
@@ -196,14 +200,14 @@ impl WatchHub {
             }
             *count += 1;
         }
-        let (events, store) = {
+        let (events, store, held) = {
             let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
             let upstream = upstreams.entry(key.clone()).or_insert_with(|| {
                 self.starts.fetch_add(1, Ordering::Relaxed);
                 start_upstream(&key, client, resource)
             });
             upstream.subscribers += 1;
-            (upstream.events.clone(), Arc::clone(&upstream.store))
+            (upstream.events.clone(), Arc::clone(&upstream.store), Arc::clone(&upstream.held))
         };
         let membership = Membership { hub: Arc::clone(self), key, principal: principal.to_owned() };
         let budget = Arc::clone(
@@ -221,7 +225,7 @@ impl WatchHub {
                 if options.send_initial_state { state.values().cloned().collect() } else { Vec::new() };
             (receiver, snapshot)
         };
-        let mut coalescer = Coalescer::new(self.settings.queue_objects);
+        let mut coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
         let wanted = options.event_types.clone();
         let accept = move |kind: WatchEventType| kind == WatchEventType::Resync || wanted.as_ref().is_none_or(|w| w.contains(&kind));
         for object in snapshot {
@@ -235,6 +239,8 @@ impl WatchHub {
             limiter: RateLimiter::direct(quota(rate)),
             budget,
             store,
+            held,
+            spare: self.settings.queue_objects,
             resend_state: options.send_initial_state,
             accept: Box::new(accept),
             _membership: membership,
@@ -291,6 +297,8 @@ struct SubscriberState {
     limiter: DefaultDirectRateLimiter,
     budget: Arc<DefaultDirectRateLimiter>,
     store: Arc<RwLock<Store>>,
+    held: Arc<AtomicUsize>,
+    spare: usize,
     resend_state: bool,
     accept: Box<dyn Fn(WatchEventType) -> bool + Send + Sync>,
     _membership: Membership,
@@ -299,6 +307,8 @@ struct SubscriberState {
 
 impl SubscriberState {
     fn take(&mut self, received: Result<WatchEvent, broadcast::error::RecvError>) {
+        // Every object the watch holds may wait, plus `spare` more (deleted ones).
+        self.coalescer.set_capacity(self.held.load(Ordering::Relaxed) + self.spare);
         match received {
             Ok(event) => {
                 if (self.accept)(event.kind) {
@@ -340,6 +350,7 @@ impl SubscriberState {
                     if event.kind == WatchEventType::Resync && self.resend_state {
                         // Rebuild the view: everything current follows the RESYNC as ADDED.
                         let state = self.store.read().await;
+                        self.coalescer.set_capacity(state.len() + self.spare);
                         for object in state.values() {
                             if (self.accept)(WatchEventType::Added) {
                                 self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(Arc::clone(object)) });
@@ -357,6 +368,7 @@ impl SubscriberState {
 fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
     let (events, _) = broadcast::channel(4096);
     let store: Arc<RwLock<Store>> = Arc::default();
+    let held = Arc::new(AtomicUsize::new(0));
     let api: Api<DynamicObject> = match &key.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
@@ -369,7 +381,7 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
         config = config.fields(fields);
     }
     let task = {
-        let (events, store) = (events.clone(), Arc::clone(&store));
+        let (events, store, held) = (events.clone(), Arc::clone(&store), Arc::clone(&held));
         let what = format!("{}/{} {:?}", key.cluster_id, key.kind, key.namespace);
         tokio::spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
@@ -401,11 +413,13 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
                             }
                         }
                         *state = fresh;
+                        held.store(state.len(), Ordering::Relaxed);
                     }
                     Ok(watcher::Event::Apply(object)) => {
                         let object = Arc::new(object);
                         let mut state = store.write().await;
                         let previous = state.insert(object_key(&object), Arc::clone(&object));
+                        held.store(state.len(), Ordering::Relaxed);
                         let kind = match previous {
                             None => WatchEventType::Added,
                             Some(old) if old.metadata.resource_version == object.metadata.resource_version => continue,
@@ -416,6 +430,7 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
                     Ok(watcher::Event::Delete(object)) => {
                         let mut state = store.write().await;
                         state.remove(&object_key(&object));
+                        held.store(state.len(), Ordering::Relaxed);
                         let _ = events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::new(object)) });
                     }
                     Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
@@ -423,5 +438,5 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
             }
         })
     };
-    Upstream { events, store, subscribers: 0, task }
+    Upstream { events, store, held, subscribers: 0, task }
 }
