@@ -36,48 +36,9 @@ async fn setup(settings_change: impl FnOnce(&mut kubegql::settings::ServeSetting
     (cp, db, server, id, client, ns)
 }
 
-/// A subscription over SSE: its `next` payloads arrive on the channel.
+/// A subscription over SSE to the events query.
 async fn sse(server: &TestServer, token: &str, variables: Value) -> Result<mpsc::UnboundedReceiver<Value>, (u16, Value)> {
-    let response = server
-        .client
-        .post(server.url("/graphql/stream"))
-        .bearer_auth(token)
-        .header("accept", "text/event-stream")
-        .json(&json!({ "query": EVENTS, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
-    if response.status() != 200 {
-        let status = response.status().as_u16();
-        return Err((status, response.json().await.unwrap_or(Value::Null)));
-    }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut body = response.bytes_stream();
-    tokio::spawn(async move {
-        let mut buffer = String::new();
-        // Stop reading (and so close the connection) once the test drops the receiver.
-        while let Some(Ok(chunk)) = tokio::select! { chunk = body.next() => chunk, _ = tx.closed() => None } {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let mut event = "";
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(e) = line.strip_prefix("event:") {
-                        event = e.trim();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.trim_start());
-                    }
-                }
-                if event == "next" {
-                    if tx.send(serde_json::from_str(&data).unwrap_or(Value::Null)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok(rx)
+    server.subscribe_sse(token, EVENTS, variables).await
 }
 
 /// A subscription over a WebSocket protocol: its payloads arrive on the channel.

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::control_plane::{ControlPlane, project_dir, unique_namespace};
 use common::{Backend, TestDb, TestServer};
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_subscription_continues_across_an_api_server_restart() {
@@ -31,32 +30,15 @@ async fn the_subscription_continues_across_an_api_server_restart() {
     let cm = |name: &str| -> ConfigMap { serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "r": "y" } } })).unwrap() };
 
     let query = "subscription($id: ID!, $ns: String) { resourceEvents(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, labelSelector: \"r=y\") { type resource { metadata { name } } } }";
-    let response = server
-        .client
-        .post(server.url("/graphql/stream"))
-        .bearer_auth(&server.token)
-        .json(&json!({ "query": query, "variables": { "id": id, "ns": ns } }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let mut payloads = server.subscribe_sse(&server.token, query, json!({ "id": id, "ns": ns })).await.expect("subscribed");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     tokio::spawn(async move {
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
-                    let value: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                    let event = &value["data"]["resourceEvents"];
-                    if let Some(kind) = event["type"].as_str() {
-                        let name = event["resource"]["metadata"]["name"].as_str().unwrap_or("").to_owned();
-                        if tx.send((kind.to_owned(), name)).is_err() {
-                            return;
-                        }
-                    }
+        while let Some(value) = payloads.recv().await {
+            let event = &value["data"]["resourceEvents"];
+            if let Some(kind) = event["type"].as_str() {
+                let name = event["resource"]["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                if tx.send((kind.to_owned(), name)).is_err() {
+                    return;
                 }
             }
         }

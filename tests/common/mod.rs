@@ -153,6 +153,56 @@ impl TestServer {
         (id, data["createApiToken"]["token"].as_str().unwrap().to_owned())
     }
 
+    /// Subscribes over Server-Sent Events (`POST /graphql/stream`): each `next` payload arrives on
+    /// the channel; dropping the receiver closes the connection. A refused request gives its
+    /// HTTP status and body.
+    pub async fn subscribe_sse(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Value>, (u16, Value)> {
+        use futures_util::StreamExt;
+        let response = self
+            .client
+            .post(self.url("/graphql/stream"))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request");
+        if response.status() != 200 {
+            let status = response.status().as_u16();
+            return Err((status, response.json().await.unwrap_or(Value::Null)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = response.bytes_stream();
+        tokio::spawn(async move {
+            let mut buffer = String::new();
+            // Stop reading (and so close the connection) once the receiver is dropped.
+            while let Some(Ok(chunk)) = tokio::select! { chunk = body.next() => chunk, _ = tx.closed() => None } {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let mut event = "";
+                    let mut data = String::new();
+                    for line in block.lines() {
+                        if let Some(e) = line.strip_prefix("event:") {
+                            event = e.trim();
+                        } else if let Some(d) = line.strip_prefix("data:") {
+                            data.push_str(d.trim_start());
+                        }
+                    }
+                    if event == "next" && tx.send(serde_json::from_str(&data).unwrap_or(Value::Null)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// Like `gql`, but asserts success and returns `data`.
     pub async fn gql_ok(&self, query: &str, variables: Value) -> Value {
         let body = self.gql(query, variables).await;
