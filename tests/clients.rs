@@ -314,3 +314,37 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
     let s = server.gql_ok("query($id: ID!) { cluster(id: $id) { status { reachable errorKind } } }", json!({ "id": id })).await;
     assert_eq!(s["cluster"]["status"]["reachable"], false, "{s}");
 }
+
+/// A projected service-account token rotates: the same cached client picks up the new file
+/// (kube-rs re-reads it within about a minute), without kubegql rebuilding anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_cluster_mode_follows_a_rotated_token_file() {
+    let cp = ControlPlane::get();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "expired-token-before-rotation").unwrap();
+    let url: url_parts::Parts = url_parts::parse(&cp.api_url);
+    let mut settings = settings_for(&db);
+    settings.clients.in_cluster_host = Some(url.host);
+    settings.clients.in_cluster_port = url.port;
+    settings.clients.in_cluster_token_file = token_file.clone();
+    settings.clients.in_cluster_ca_file = cp.ca_file.clone();
+    let server = TestServer::start_with(settings).await;
+    let id = create(&server, json!({ "name": "rotating-pod", "mode": "IN_CLUSTER" })).await;
+    assert_eq!(status(&server, &id).await["errorKind"], "UNAUTHORIZED");
+
+    std::fs::write(&token_file, &cp.admin_token).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = Value::Null;
+    while std::time::Instant::now() < deadline {
+        last = status(&server, &id).await;
+        if last["errorKind"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_reachable(&last);
+    let builds = server.server.clusters.clients().stats.builds.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(builds, 1, "the same client, with the token re-read");
+}
