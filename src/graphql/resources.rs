@@ -8,7 +8,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::DynamicObject;
-use kube::discovery::Scope;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
 use super::clusters::Label;
 use super::{caller, data};
@@ -79,17 +79,11 @@ pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs)
     let reader = data::<ResourceService>(ctx)?;
     let limits = data::<ApiLimits>(ctx)?;
     let caller = caller(ctx)?;
-    let target = reader
-        .resolve(caller, cluster_id, &args.group, args.version.as_deref(), &args.kind)
-        .await
-        .map_err(ApiError::from)?;
-    let (resource, caps) = &target;
     let mut query = args.query;
-    // As kubectl does, a namespace given for a cluster-scoped kind is ignored.
-    if caps.scope == Scope::Cluster {
-        query.namespace = None;
-    }
-    let namespace = query.namespace.clone();
+    let (target, namespace) =
+        resolve_kind(ctx, cluster_id, &args.group, args.version.as_deref(), &args.kind, query.namespace.take()).await?;
+    query.namespace = namespace.clone();
+    let resource = &target.0;
     let scope = scope_of(&[
         cluster_id,
         &resource.group,
@@ -123,6 +117,21 @@ fn reads_metadata_only(ctx: &Context<'_>) -> bool {
         .all(|node| node.selection_set().all(|field| METADATA_FIELDS.contains(&field.name())))
 }
 
+/// A kind resolved for the caller through the cluster's discovery, and the namespace scoped to
+/// it: as kubectl does, a namespace given for a cluster-scoped kind is ignored.
+pub(super) async fn resolve_kind(
+    ctx: &Context<'_>,
+    cluster_id: &str,
+    group: &str,
+    version: Option<&str>,
+    kind: &str,
+    namespace: Option<String>,
+) -> Result<((ApiResource, ApiCapabilities), Option<String>), ApiError> {
+    let target = data::<ResourceService>(ctx)?.resolve(caller(ctx)?, cluster_id, group, version, kind).await?;
+    let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+    Ok((target, namespace))
+}
+
 pub async fn get_resource(
     ctx: &Context<'_>,
     cluster_id: &str,
@@ -132,11 +141,12 @@ pub async fn get_resource(
     namespace: Option<&str>,
     name: &str,
 ) -> async_graphql::Result<Resource> {
-    let reader = data::<ResourceService>(ctx)?;
-    let caller = caller(ctx)?;
-    let target = reader.resolve(caller, cluster_id, group, version, kind).await.map_err(ApiError::from)?;
-    let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
-    let object = reader.get(caller, cluster_id, &target, namespace, name).await.map_err(ApiError::from)?;
+    let (target, namespace) = resolve_kind(ctx, cluster_id, group, version, kind, namespace.map(str::to_owned)).await?;
+    let namespace = namespace.as_deref();
+    let object = data::<ResourceService>(ctx)?
+        .get(caller(ctx)?, cluster_id, &target, namespace, name)
+        .await
+        .map_err(ApiError::from)?;
     let object = object.ok_or_else(|| {
         let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
         ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.0.kind))
@@ -597,13 +607,10 @@ impl ResourceMutation {
         let dry_run = dry_run.unwrap_or(false);
         let field_manager = field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned());
         check_field_manager(&field_manager)?;
-        let caller = caller(ctx)?;
-        let service = data::<ResourceService>(ctx)?;
-        let group = group.unwrap_or_default();
-        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
-        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
-        let (object, warnings) = service
-            .patch(caller, &cluster_id, &target, namespace.as_deref(), &name, patch_type, patch.0, dry_run, &field_manager)
+        let (target, namespace) =
+            resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
+        let (object, warnings) = data::<ResourceService>(ctx)?
+            .patch(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, patch_type, patch.0, dry_run, &field_manager)
             .await
             .map_err(ApiError::from)?;
         Ok(ChangedResource { object: Resource::new(object, &target.0.api_version, &target.0.kind, &cluster_id), warnings })
@@ -629,18 +636,15 @@ impl ResourceMutation {
         let grace = grace_period_seconds
             .map(|g| u32::try_from(g).map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative")))
             .transpose()?;
-        let caller = caller(ctx)?;
-        let service = data::<ResourceService>(ctx)?;
-        let group = group.unwrap_or_default();
-        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
-        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+        let (target, namespace) =
+            resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
         let propagation = propagation_policy.map(|p| match p {
             DeletePropagation::Orphan => kube::api::PropagationPolicy::Orphan,
             DeletePropagation::Background => kube::api::PropagationPolicy::Background,
             DeletePropagation::Foreground => kube::api::PropagationPolicy::Foreground,
         });
-        let (object, warnings) = service
-            .delete(caller, &cluster_id, &target, namespace.as_deref(), &name, propagation, grace, dry_run)
+        let (object, warnings) = data::<ResourceService>(ctx)?
+            .delete(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, propagation, grace, dry_run)
             .await
             .map_err(ApiError::from)?;
         let object = object.map(|o| Resource::new(o, &target.0.api_version, &target.0.kind, &cluster_id));
@@ -664,12 +668,10 @@ impl ResourceMutation {
     ) -> async_graphql::Result<ScaleOutput> {
         super::require_role(ctx, crate::auth::Role::Operator)?;
         let dry_run = dry_run.unwrap_or(false);
-        let caller = caller(ctx)?;
-        let service = data::<ResourceService>(ctx)?;
         let group = group.unwrap_or_else(|| "apps".to_owned());
-        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
-        let scale = service
-            .scale(caller, &cluster_id, &target, namespace.as_deref(), &name, replicas, dry_run)
+        let (target, namespace) = resolve_kind(ctx, &cluster_id, &group, version.as_deref(), &kind, namespace).await?;
+        let scale = data::<ResourceService>(ctx)?
+            .scale(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, replicas, dry_run)
             .await
             .map_err(ApiError::from)?;
         Ok(ScaleOutput {

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Subscription};
 use futures_util::{Stream, StreamExt};
-use kube::discovery::Scope;
 
-use super::resources::Resource;
+use super::resources::{Resource, resolve_kind};
 use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::{ListQuery, ResourceService};
@@ -74,9 +73,8 @@ impl WatchSubscription {
         let hub = data::<Arc<WatchHub>>(ctx)?;
         let rate = hub.rate_for(max_events_per_second).map_err(ApiError::from)?;
         let service = data::<ResourceService>(ctx)?;
-        let group = group.unwrap_or_default();
-        let target = service.resolve(caller, &cluster_id, &group, version.as_deref(), &kind).await.map_err(ApiError::from)?;
-        let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
+        let (target, namespace) =
+            resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
         if !target.1.supports_operation("watch") {
             return Err(ApiError::new(ErrorCode::BadUserInput, format!("{} cannot be watched", target.0.kind)).into());
         }
