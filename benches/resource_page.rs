@@ -3,12 +3,13 @@
 //!
 //! Needs the test control plane: `tests/cluster/up`, then `cargo bench --bench resource_page`.
 
-use std::collections::HashMap;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubegql::server::start;
 use kubegql::settings::{ApiLimits, KeySettings, ServeSettings, StoreSettings};
 use serde_json::json;
@@ -17,16 +18,6 @@ const NAMESPACE: &str = "kubegql-bench";
 const OBJECTS: usize = 500;
 const ROUNDS: usize = 30;
 
-fn env() -> HashMap<String, String> {
-    let dir = std::env::var("KUBEGQL_CLUSTER_STATE")
-        .unwrap_or_else(|_| format!("{}/tests/cluster/.state", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into())));
-    let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
-        .collect()
-}
-
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -34,16 +25,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let vars = env();
-    let kubeconfig = Kubeconfig::read_from(&vars["KUBE_TEST_KUBECONFIG"]).unwrap();
-    let options = KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap()).unwrap();
-
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(NAMESPACE).await.unwrap().is_none() {
-        let ns = serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } })).unwrap();
-        namespaces.create(&PostParams::default(), &ns).await.unwrap();
-    }
+    let vars = support::control_plane_env();
+    let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let existing = configmaps.list(&ListParams::default().labels("bench=page")).await.unwrap().items.len();
     for i in existing..OBJECTS {

@@ -6,6 +6,9 @@
 //!
 //! Needs the control plane: `tests/cluster/up`, then `cargo bench --bench watch_fanout`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -13,23 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "kubegql-bench-watch";
 const RATE: u64 = 10;
 const SECONDS: u64 = 10;
-
-fn env() -> HashMap<String, String> {
-    let dir = std::env::var("KUBEGQL_CLUSTER_STATE").unwrap_or_else(|_| {
-        format!("{}/tests/cluster/.state", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()))
-    });
-    let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
-    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned())).collect()
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -72,14 +66,8 @@ async fn drive(configmaps: &Api<ConfigMap>, sent: &Sent, start_seq: u64) -> u64 
 
 #[tokio::main]
 async fn main() {
-    let vars = env();
-    let kubeconfig = Kubeconfig::read_from(&vars["KUBE_TEST_KUBECONFIG"]).unwrap();
-    let options = KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap()).unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(NAMESPACE).await.unwrap().is_none() {
-        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } })).unwrap()).await.unwrap();
-    }
+    let vars = support::control_plane_env();
+    let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     if configmaps.get_opt("ticker").await.unwrap().is_none() {
         let cm = serde_json::from_value(json!({ "metadata": { "name": "ticker", "labels": { "bench": "watch" } }, "data": { "seq": "0" } })).unwrap();
