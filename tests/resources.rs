@@ -210,6 +210,33 @@ async fn a_custom_resource_goes_through_the_same_fields() {
     assert_eq!(res["spec"], json!({ "size": 3 }));
     assert_eq!(res["json"]["kind"], "Widget");
     assert!(res["yaml"].as_str().unwrap().contains("size: 3"));
+
+    // Whole objects read from a list page (the API server's bytes) and from a single read agree,
+    // and leave managedFields out unless asked for, as `kubectl get -o json` does.
+    let both = server
+        .gql(
+            "query($id: ID!, $group: String!, $ns: String) { cluster(id: $id) {
+                resources(group: $group, kind: \"Widget\", namespace: $ns) {
+                    nodes { json full: json(managedFields: true) yaml fullYaml: yaml(managedFields: true) } }
+                resource(group: $group, kind: \"Widget\", namespace: $ns, name: \"w1\") { json full: json(managedFields: true) } } }",
+            json!({ "id": id, "group": group, "ns": ns }),
+        )
+        .await;
+    assert!(both.get("errors").is_none(), "{both}");
+    let (listed, single) = (&both["data"]["cluster"]["resources"]["nodes"][0], &both["data"]["cluster"]["resource"]);
+    assert_eq!(listed["json"], single["json"], "list item and single read give the same object");
+    assert_eq!(listed["full"], single["full"]);
+    assert_eq!(listed["json"]["metadata"].get("managedFields"), None, "{}", listed["json"]);
+    assert_eq!(listed["json"]["metadata"]["name"], "w1");
+    assert_eq!(listed["json"]["apiVersion"], format!("{group}/v1"), "list items get their type back");
+    let managed = listed["full"]["metadata"]["managedFields"].as_array().expect("asked for managedFields");
+    assert!(!managed.is_empty() && managed[0]["manager"].is_string(), "{managed:?}");
+    let mut without = listed["full"].clone();
+    without["metadata"].as_object_mut().unwrap().remove("managedFields");
+    assert_eq!(without, listed["json"], "nothing else differs");
+    assert!(!listed["yaml"].as_str().unwrap().contains("managedFields"));
+    assert!(listed["fullYaml"].as_str().unwrap().contains("managedFields:"));
+
     let kinds = one["data"]["cluster"]["apiResources"].as_array().unwrap();
     let widget_kind = kinds.iter().find(|k| k["group"] == group.as_str()).expect("the CRD is discovered");
     assert_eq!(widget_kind["plural"], "widgets");

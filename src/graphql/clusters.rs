@@ -30,6 +30,7 @@ const CLUSTERS_SCOPE: &str = "clusters";
 pub struct Cluster(pub Arc<ClusterRow>);
 
 #[derive(SimpleObject, Clone)]
+#[graphql(serial)]
 pub struct Label {
     pub key: String,
     pub value: String,

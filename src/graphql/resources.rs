@@ -1,16 +1,16 @@
 //! Kubernetes objects in the schema: one `Resource` type for every kind (built-in or CRD), lists
 //! as Relay connections cut by the API server, events, and pod logs.
 
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use k8s_openapi::api::core::v1::Event;
-use kube::api::DynamicObject;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
-use super::clusters::Label;
+pub use super::object::Resource;
+use super::object::{Meta, ObjectMeta, Origin, WholeObject, to_chrono};
 use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
@@ -102,8 +102,8 @@ pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs)
         .list(caller, cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
         .await
         .map_err(ApiError::from)?;
-    let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
-    Ok(connection(list, &scope, page.after.is_some(), |obj| Resource::new(obj, &api_version, &kind, cluster_id)))
+    let origin = Origin::new(&resource.api_version, &resource.kind, cluster_id);
+    Ok(connection(list, &scope, page.after.is_some(), |raw| Resource::raw(raw, Arc::clone(&origin))))
 }
 
 /// True when the list's nodes read nothing beyond their type and metadata: then the API server
@@ -154,131 +154,44 @@ pub async fn get_resource(
     Ok(Resource::new(object, &target.0.api_version, &target.0.kind, cluster_id))
 }
 
-/// A Kubernetes object of any kind.
-pub struct Resource {
-    object: DynamicObject,
-    api_version: String,
-    kind: String,
-    cluster_id: String,
-}
-
-impl Resource {
-    pub fn new(mut object: DynamicObject, api_version: &str, kind: &str, cluster_id: &str) -> Self {
-        // List items come without their type; put it back so `json` and `yaml` are whole objects.
-        let types = object.types.get_or_insert_with(Default::default);
-        if types.api_version.is_empty() {
-            types.api_version = api_version.to_owned();
-        }
-        if types.kind.is_empty() {
-            types.kind = kind.to_owned();
-        }
-        Self { api_version: api_version.to_owned(), kind: kind.to_owned(), object, cluster_id: cluster_id.to_owned() }
-    }
-}
-
-fn labels(map: &Option<BTreeMap<String, String>>) -> Vec<Label> {
-    map.iter().flatten().map(|(k, v)| Label { key: k.clone(), value: v.clone() }).collect()
-}
-
-/// An owner of an object, as in `metadata.ownerReferences`.
-#[derive(SimpleObject)]
-pub struct OwnerReference {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub uid: String,
-    pub controller: Option<bool>,
-}
-
-/// The common metadata of every object.
-pub struct ObjectMeta<'a>(&'a kube::api::ObjectMeta);
-
-#[Object]
-impl ObjectMeta<'_> {
-    async fn name(&self) -> Option<&str> {
-        self.0.name.as_deref()
-    }
-    async fn namespace(&self) -> Option<&str> {
-        self.0.namespace.as_deref()
-    }
-    async fn uid(&self) -> Option<&str> {
-        self.0.uid.as_deref()
-    }
-    async fn resource_version(&self) -> Option<&str> {
-        self.0.resource_version.as_deref()
-    }
-    async fn generation(&self) -> Option<i64> {
-        self.0.generation
-    }
-    async fn labels(&self) -> Vec<Label> {
-        labels(&self.0.labels)
-    }
-    async fn annotations(&self) -> Vec<Label> {
-        labels(&self.0.annotations)
-    }
-    async fn creation_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.creation_timestamp.as_ref().map(|t| to_chrono(&t.0))
-    }
-    async fn deletion_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.deletion_timestamp.as_ref().map(|t| to_chrono(&t.0))
-    }
-    async fn finalizers(&self) -> Vec<String> {
-        self.0.finalizers.clone().unwrap_or_default()
-    }
-    async fn owner_references(&self) -> Vec<OwnerReference> {
-        self.0
-            .owner_references
-            .iter()
-            .flatten()
-            .map(|o| OwnerReference {
-                api_version: o.api_version.clone(),
-                kind: o.kind.clone(),
-                name: o.name.clone(),
-                uid: o.uid.clone(),
-                controller: o.controller,
-            })
-            .collect()
-    }
-}
-
-fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32).unwrap_or_default()
-}
-
-#[Object]
+// Serial, as `ObjectMeta`: only `events` waits on the network, and one object's fields gain
+// nothing from running concurrently (the objects of a page still do).
+#[Object(serial)]
 impl Resource {
     async fn api_version(&self) -> &str {
-        &self.api_version
+        &self.origin().api_version
     }
     async fn kind(&self) -> &str {
-        &self.kind
+        &self.origin().kind
     }
-    async fn metadata(&self) -> ObjectMeta<'_> {
-        ObjectMeta(&self.object.metadata)
+    async fn metadata(&self) -> Result<ObjectMeta<'_>, ApiError> {
+        Ok(ObjectMeta(self.meta()?))
     }
     /// `.spec`, as JSON (null for kinds without one).
-    async fn spec(&self) -> Json<serde_json::Value> {
-        Json(self.object.data.get("spec").cloned().unwrap_or_default())
+    async fn spec(&self) -> Result<Json<serde_json::Value>, ApiError> {
+        self.part("spec").map(Json).map_err(ApiError::internal)
     }
     /// `.status`, as JSON.
-    async fn status(&self) -> Json<serde_json::Value> {
-        Json(self.object.data.get("status").cloned().unwrap_or_default())
+    async fn status(&self) -> Result<Json<serde_json::Value>, ApiError> {
+        self.part("status").map(Json).map_err(ApiError::internal)
     }
-    /// The whole object as JSON.
-    async fn json(&self) -> Json<&DynamicObject> {
-        // Serialised straight into the response value, with no intermediate JSON tree.
-        Json(&self.object)
+    /// The whole object as JSON, as `kubectl get -o json` shows it: without
+    /// `metadata.managedFields` unless `managedFields` is true.
+    async fn json(&self, #[graphql(default = false)] managed_fields: bool) -> WholeObject<'_> {
+        WholeObject { resource: self, managed_fields }
     }
-    /// The whole object as YAML, as `kubectl get -o yaml` would show it.
-    async fn yaml(&self) -> async_graphql::Result<String> {
-        let value = serde_json::to_value(&self.object).map_err(ApiError::internal)?;
+    /// The whole object as YAML, as `kubectl get -o yaml` shows it: without
+    /// `metadata.managedFields` unless `managedFields` is true.
+    async fn yaml(&self, #[graphql(default = false)] managed_fields: bool) -> async_graphql::Result<String> {
+        let value = self.whole(managed_fields).map_err(ApiError::internal)?;
         Ok(serde_saphyr::to_string(&value).map_err(ApiError::internal)?)
     }
     /// Events about this object, newest pages first as the API server returns them.
     async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, EventNode, ListInfo>> {
-        let uid = self.object.metadata.uid.clone().unwrap_or_default();
-        let namespace = self.object.metadata.namespace.clone();
-        let scope = scope_of(&[&self.cluster_id, "events", &uid]);
+        let meta = self.meta()?;
+        let uid = meta.uid().unwrap_or_default();
+        let cluster_id = &self.origin().cluster_id;
+        let scope = scope_of(&[cluster_id, "events", uid]);
         let limits = data::<ApiLimits>(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), &scope, limits)?;
         if page.after.as_deref() == Some("") {
@@ -286,15 +199,22 @@ impl Resource {
         }
         let reader = data::<ResourceService>(ctx)?;
         let list = reader
-            .events(caller(ctx)?, &self.cluster_id, namespace.as_deref(), &uid, page.size, page.after.clone())
+            .events(caller(ctx)?, cluster_id, meta.namespace(), uid, page.size, page.after.clone())
             .await
             .map_err(ApiError::from)?;
-        Ok(connection(list, &scope, page.after.is_some(), EventNode))
+        Ok(connection(list, &scope, page.after.is_some(), EventNode::new))
     }
 }
 
 /// A Kubernetes Event (`core/v1`).
-pub struct EventNode(Event);
+pub struct EventNode(Event, Meta);
+
+impl EventNode {
+    fn new(event: Event) -> Self {
+        let meta = Meta::from(&event.metadata);
+        Self(event, meta)
+    }
+}
 
 #[Object(name = "Event")]
 impl EventNode {
@@ -320,7 +240,7 @@ impl EventNode {
         self.0.last_timestamp.as_ref().map(|t| to_chrono(&t.0))
     }
     async fn metadata(&self) -> ObjectMeta<'_> {
-        ObjectMeta(&self.0.metadata)
+        ObjectMeta(&self.1)
     }
 }
 

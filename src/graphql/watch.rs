@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Object, Subscription};
 use futures_util::{Stream, StreamExt};
 
+use super::object::Origin;
 use super::resources::{Resource, resolve_kind};
 use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
@@ -24,9 +25,7 @@ impl From<WatchError> for ApiError {
 /// One change to a watched object.
 pub struct ResourceEvent {
     event: WatchEvent,
-    api_version: String,
-    kind: String,
-    cluster_id: String,
+    origin: Arc<Origin>,
 }
 
 #[Object]
@@ -37,7 +36,7 @@ impl ResourceEvent {
     /// The object after the change (for DELETED, its last state); absent for RESYNC.
     async fn resource(&self) -> Option<Resource> {
         let object = self.event.object.as_ref()?;
-        Some(Resource::new((**object).clone(), &self.api_version, &self.kind, &self.cluster_id))
+        Some(Resource::shared(Arc::clone(object), Arc::clone(&self.origin)))
     }
     async fn resource_version(&self) -> Option<&str> {
         self.event.object.as_ref()?.metadata.resource_version.as_deref()
@@ -102,12 +101,7 @@ impl WatchSubscription {
             .subscribe(key, &caller.principal.id, client, target.0.clone(), options)
             .await
             .map_err(ApiError::from)?;
-        let (api_version, kind, cluster_id) = (target.0.api_version.clone(), target.0.kind.clone(), row.id.clone());
-        Ok(stream.map(move |event| ResourceEvent {
-            event,
-            api_version: api_version.clone(),
-            kind: kind.clone(),
-            cluster_id: cluster_id.clone(),
-        }))
+        let origin = Origin::new(&target.0.api_version, &target.0.kind, &row.id);
+        Ok(stream.map(move |event| ResourceEvent { event, origin: Arc::clone(&origin) }))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DynamicObject, ListParams, LogParams, ObjectList};
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-use kube::Client;
+use kube::{Client, Resource};
 
 use self::discovery::DiscoveryCache;
 use crate::clients::ConnectError;
@@ -23,6 +23,18 @@ pub struct ListQuery {
     pub namespace: Option<String>,
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
+}
+
+/// One object of a list page, as the bytes the API server sent for it.
+pub type RawObject = Box<serde_json::value::RawValue>;
+
+/// A list as the API server sends it, its items left unparsed.
+#[derive(serde::Deserialize)]
+struct RawList {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+    /// `null` in an empty list of custom resources.
+    #[serde(default)]
+    items: Option<Vec<RawObject>>,
 }
 
 /// One page of a Kubernetes list, as the API server cut it.
@@ -131,9 +143,12 @@ impl ResourceService {
         }
     }
 
-    /// One page of a kind, cut by the API server (`limit` + `continue`). With `metadata_only`
-    /// the API server sends only type and metadata (a PartialObjectMetadataList), which is much
-    /// less to transfer and parse when the caller reads nothing else.
+    /// One page of a kind, cut by the API server (`limit` + `continue`), its items kept as the
+    /// bytes the API server sent: a query parses only what it reads of them, and whole objects
+    /// go to the response without being converted into typed values first. With `metadata_only`
+    /// the API server sends type and metadata only (a PartialObjectMetadataList, as `kubectl
+    /// get` asks for tables), which is much less to transfer when the caller reads nothing else.
+    #[allow(clippy::too_many_arguments)]
     pub async fn list(
         &self,
         caller: &Caller,
@@ -143,33 +158,27 @@ impl ResourceService {
         limit: u32,
         continue_token: Option<String>,
         metadata_only: bool,
-    ) -> Result<ListPage<DynamicObject>, ResourceError> {
+    ) -> Result<ListPage<RawObject>, ResourceError> {
         if !caps.supports_operation("list") {
             return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
         }
         let (name, client) = self.client(caller, cluster_id).await?;
-        let api = Self::dynamic_api(client, resource, caps, query.namespace.as_deref());
+        let namespace = match caps.scope {
+            Scope::Namespaced => query.namespace.as_deref(),
+            Scope::Cluster => None,
+        };
+        let url = kube::core::Request::new(DynamicObject::url_path(resource, namespace));
         let params = list_params(query, limit, continue_token);
-        if metadata_only {
-            let list = api.list_metadata(&params).await.map_err(|e| Self::api_error(&name, e))?;
-            let page: ListPage<_> = list.into();
-            return Ok(ListPage {
-                items: page
-                    .items
-                    .into_iter()
-                    .map(|partial| DynamicObject {
-                        types: partial.types,
-                        metadata: partial.metadata,
-                        data: serde_json::Value::Null,
-                    })
-                    .collect(),
-                continue_token: page.continue_token,
-                remaining_item_count: page.remaining_item_count,
-                resource_version: page.resource_version,
-            });
-        }
-        let list = api.list(&params).await.map_err(|e| Self::api_error(&name, e))?;
-        Ok(list.into())
+        let mut request = if metadata_only { url.list_metadata(&params) } else { url.list(&params) }
+            .map_err(|e| ResourceError::Invalid(e.to_string()))?;
+        request.extensions_mut().insert("list");
+        let list: RawList = client.request(request).await.map_err(|e| Self::api_error(&name, e))?;
+        Ok(ListPage {
+            items: list.items.unwrap_or_default(),
+            continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
+            remaining_item_count: list.metadata.remaining_item_count,
+            resource_version: list.metadata.resource_version,
+        })
     }
 
     /// One object, or `None` when it does not exist.

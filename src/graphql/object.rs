@@ -1,0 +1,431 @@
+//! One Kubernetes object of any kind in the schema (`Resource`), and its metadata.
+//!
+//! An object reaches a resolver in one of two forms: parsed by kube-rs (a single read, a write's
+//! result, a watch event shared by its subscribers), or, for the items of a list page, as the
+//! bytes the API server sent. A list item is parsed only as far as the query reads it: metadata
+//! into a small struct that skips `managedFields`, the whole object straight into the response
+//! value, with no typed or intermediate JSON tree on the way.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{ContextSelectionSet, Json, Name, Object, OutputType, Positioned, ServerError, ServerResult, SimpleObject, Value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference as KubeOwnerReference, Time};
+use kube::api::DynamicObject;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::clusters::Label;
+use crate::error::ApiError;
+use crate::resources::RawObject;
+
+/// What every object of one query shares: its type and its cluster.
+#[derive(Debug)]
+pub struct Origin {
+    pub api_version: String,
+    pub kind: String,
+    pub cluster_id: String,
+}
+
+impl Origin {
+    pub fn new(api_version: &str, kind: &str, cluster_id: &str) -> Arc<Self> {
+        Arc::new(Self { api_version: api_version.to_owned(), kind: kind.to_owned(), cluster_id: cluster_id.to_owned() })
+    }
+}
+
+enum Body {
+    Object(Arc<DynamicObject>),
+    Raw(RawObject),
+}
+
+/// A Kubernetes object of any kind.
+pub struct Resource {
+    body: Body,
+    origin: Arc<Origin>,
+    meta: OnceLock<Result<Meta, String>>,
+}
+
+impl Resource {
+    pub fn new(object: DynamicObject, api_version: &str, kind: &str, cluster_id: &str) -> Self {
+        Self::shared(Arc::new(object), Origin::new(api_version, kind, cluster_id))
+    }
+
+    /// An object parsed once and shared, such as a watch event's.
+    pub fn shared(object: Arc<DynamicObject>, origin: Arc<Origin>) -> Self {
+        Self { body: Body::Object(object), origin, meta: OnceLock::new() }
+    }
+
+    /// A list item as the API server sent it.
+    pub fn raw(raw: RawObject, origin: Arc<Origin>) -> Self {
+        Self { body: Body::Raw(raw), origin, meta: OnceLock::new() }
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub(super) fn meta(&self) -> Result<&Meta, ApiError> {
+        let meta = self.meta.get_or_init(|| match &self.body {
+            Body::Object(object) => Ok(Meta::from(&object.metadata)),
+            Body::Raw(raw) => {
+                #[derive(Deserialize)]
+                struct OnlyMetadata {
+                    #[serde(default)]
+                    metadata: Meta,
+                }
+                serde_json::from_str::<OnlyMetadata>(raw.get()).map(|o| o.metadata).map_err(|e| e.to_string())
+            }
+        });
+        meta.as_ref().map_err(|e| ApiError::internal(format!("the object's metadata could not be read: {e}")))
+    }
+
+    /// The whole object as a response value, with `apiVersion` and `kind` first (list items come
+    /// without them; they are put back). `metadata.managedFields` is left out unless asked for,
+    /// as `kubectl get -o yaml` leaves it out; read from a list item it is skipped unparsed.
+    pub(super) fn whole(&self, managed_fields: bool) -> Result<Value, String> {
+        let value = match &self.body {
+            Body::Object(object) => {
+                let mut value = async_graphql::to_value(&**object).map_err(|e| e.to_string())?;
+                if !managed_fields {
+                    if let Value::Object(fields) = &mut value {
+                        if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+                            meta.shift_remove("managedFields");
+                        }
+                    }
+                }
+                value
+            }
+            Body::Raw(raw) => {
+                let skip: &[&str] = if managed_fields { &[] } else { &["metadata", "managedFields"] };
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                let value = ObjectSeed { skip }.deserialize(&mut de).map_err(|e| e.to_string())?;
+                de.end().map_err(|e| e.to_string())?;
+                value
+            }
+        };
+        let Value::Object(fields) = value else { return Ok(value) };
+        let typed = |key: &str| matches!(fields.get(key), Some(Value::String(s)) if !s.is_empty());
+        if typed("apiVersion") && typed("kind") {
+            return Ok(Value::Object(fields));
+        }
+        let mut out = IndexMap::with_capacity(fields.len() + 2);
+        out.insert(Name::new("apiVersion"), Value::String(self.origin.api_version.clone()));
+        out.insert(Name::new("kind"), Value::String(self.origin.kind.clone()));
+        out.extend(fields.into_iter().filter(|(k, _)| k.as_str() != "apiVersion" && k.as_str() != "kind"));
+        Ok(Value::Object(out))
+    }
+
+    /// One top-level field of the object (`spec`, `status`), as JSON.
+    pub(super) fn part(&self, key: &str) -> Result<serde_json::Value, String> {
+        match &self.body {
+            Body::Object(object) => Ok(object.data.get(key).cloned().unwrap_or_default()),
+            Body::Raw(raw) => {
+                let fields: BTreeMap<&str, &serde_json::value::RawValue> =
+                    serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+                fields.get(key).map(|part| serde_json::from_str(part.get()).map_err(|e| e.to_string())).unwrap_or(Ok(serde_json::Value::Null))
+            }
+        }
+    }
+}
+
+/// Parses JSON into a response value, leaving out the field at the path `skip` (a key of this
+/// object, then keys of nested objects) without building it. Keys become names with one
+/// allocation each (the value type's own parser makes two).
+struct ObjectSeed<'p> {
+    skip: &'p [&'p str],
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = IndexMap::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match self.skip {
+                [only] if *only == key.as_str() => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                [first, rest @ ..] if *first == key.as_str() => {
+                    fields.insert(key, map.next_value_seed(ObjectSeed { skip: rest })?);
+                }
+                _ => {
+                    fields.insert(key, map.next_value_seed(ObjectSeed { skip: &[] })?);
+                }
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(ObjectSeed { skip: &[] })? {
+            items.push(item);
+        }
+        Ok(Value::List(items))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Boolean(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Name;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Name, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Name;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name, E> {
+        Ok(Name::new(v))
+    }
+}
+
+/// The `JSON` scalar of a whole object, built when the response asks for it.
+pub struct WholeObject<'a> {
+    pub(super) resource: &'a Resource,
+    pub(super) managed_fields: bool,
+}
+
+impl OutputType for WholeObject<'_> {
+    fn type_name() -> Cow<'static, str> {
+        <Json<serde_json::Value> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Json<serde_json::Value> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, _ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        self.resource
+            .whole(self.managed_fields)
+            .map_err(|e| ServerError::new(format!("the object could not be read: {e}"), Some(field.pos)))
+    }
+}
+
+/// The metadata fields the schema serves. Read from a list item, this skips `managedFields`
+/// and everything outside `metadata` without building them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+    finalizers: Option<Vec<String>>,
+    owner_references: Option<Vec<KubeOwnerReference>>,
+}
+
+impl Meta {
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+}
+
+impl From<&kube::api::ObjectMeta> for Meta {
+    fn from(m: &kube::api::ObjectMeta) -> Self {
+        Meta {
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            generation: m.generation,
+            labels: m.labels.clone(),
+            annotations: m.annotations.clone(),
+            creation_timestamp: m.creation_timestamp.clone(),
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            finalizers: m.finalizers.clone(),
+            owner_references: m.owner_references.clone(),
+        }
+    }
+}
+
+fn labels(map: &Option<BTreeMap<String, String>>) -> Vec<Label> {
+    map.iter().flatten().map(|(k, v)| Label { key: k.clone(), value: v.clone() }).collect()
+}
+
+pub(super) fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32).unwrap_or_default()
+}
+
+/// An owner of an object, as in `metadata.ownerReferences`.
+#[derive(SimpleObject)]
+pub struct OwnerReference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    pub controller: Option<bool>,
+}
+
+/// The common metadata of every object.
+pub struct ObjectMeta<'a>(pub(super) &'a Meta);
+
+// Resolved field after field: every field is a read of parsed memory, and running them as
+// concurrent futures costs more than the fields themselves on pages of hundreds of objects.
+#[Object(serial)]
+impl ObjectMeta<'_> {
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn namespace(&self) -> Option<&str> {
+        self.0.namespace.as_deref()
+    }
+    async fn uid(&self) -> Option<&str> {
+        self.0.uid.as_deref()
+    }
+    async fn resource_version(&self) -> Option<&str> {
+        self.0.resource_version.as_deref()
+    }
+    async fn generation(&self) -> Option<i64> {
+        self.0.generation
+    }
+    async fn labels(&self) -> Vec<Label> {
+        labels(&self.0.labels)
+    }
+    async fn annotations(&self) -> Vec<Label> {
+        labels(&self.0.annotations)
+    }
+    async fn creation_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.creation_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn deletion_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.deletion_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    }
+    async fn finalizers(&self) -> Vec<String> {
+        self.0.finalizers.clone().unwrap_or_default()
+    }
+    async fn owner_references(&self) -> Vec<OwnerReference> {
+        self.0
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| OwnerReference {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                controller: o.controller,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ITEM: &str = r#"{"metadata":{"name":"a","namespace":"ns","uid":"u-1","resourceVersion":"7",
+        "labels":{"app":"web"},"creationTimestamp":"2026-11-27T01:00:00Z",
+        "managedFields":[{"manager":"kubectl","operation":"Apply","fieldsV1":{"f:data":{}}}]},
+        "data":{"k":"v"}}"#;
+
+    fn raw_item() -> Resource {
+        let raw = serde_json::value::RawValue::from_string(ITEM.to_owned()).unwrap();
+        Resource::raw(raw, Origin::new("v1", "ConfigMap", "c"))
+    }
+
+    #[test]
+    fn a_list_item_gets_its_type_back_first_and_keeps_the_api_servers_order() {
+        let Value::Object(fields) = raw_item().whole(true).unwrap() else { panic!("not an object") };
+        let keys: Vec<&str> = fields.keys().map(Name::as_str).collect();
+        assert_eq!(keys, ["apiVersion", "kind", "metadata", "data"]);
+        assert_eq!(fields["kind"], Value::String("ConfigMap".into()));
+        let json = serde_json::to_value(Value::Object(fields)).unwrap();
+        assert_eq!(json["metadata"]["managedFields"][0]["manager"], "kubectl", "the whole object is whole");
+        assert_eq!(json["data"]["k"], "v");
+    }
+
+    #[test]
+    fn metadata_of_a_list_item_reads_the_served_fields() {
+        let item = raw_item();
+        let meta = item.meta().unwrap();
+        assert_eq!(meta.name.as_deref(), Some("a"));
+        assert_eq!(meta.uid(), Some("u-1"));
+        assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
+        assert_eq!(meta.creation_timestamp.as_ref().unwrap().0.as_second(), 1_795_741_200);
+        assert_eq!(item.part("data").unwrap(), serde_json::json!({ "k": "v" }));
+        assert_eq!(item.part("spec").unwrap(), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn an_object_and_its_list_item_form_give_the_same_whole_object() {
+        let object: DynamicObject = serde_json::from_str(ITEM).unwrap();
+        let parsed = Resource::new(object, "v1", "ConfigMap", "c");
+        for managed_fields in [true, false] {
+            let as_json = |r: &Resource| serde_json::to_value(r.whole(managed_fields).unwrap()).unwrap();
+            assert_eq!(as_json(&parsed), as_json(&raw_item()), "managedFields: {managed_fields}");
+        }
+    }
+
+    #[test]
+    fn managed_fields_are_left_out_unless_asked_for() {
+        let json = serde_json::to_value(raw_item().whole(false).unwrap()).unwrap();
+        assert_eq!(json["metadata"].get("managedFields"), None);
+        assert_eq!(json["metadata"]["labels"]["app"], "web", "the rest of metadata stays: {json}");
+        assert_eq!(json["data"]["k"], "v");
+        let keys: Vec<&str> = json["metadata"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert!(keys.contains(&"creationTimestamp") && keys.contains(&"resourceVersion"), "{keys:?}");
+    }
+
+    #[test]
+    fn a_list_item_with_other_values_parses_whole() {
+        let text = r#"{"metadata":{"name":"n","managedFields":[]},"spec":{"replicas":3,"ratio":0.5,"on":true,"none":null,"list":[1,"a",{"b":[]}]}}"#;
+        let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        let item = Resource::raw(raw, Origin::new("apps/v1", "Deployment", "c"));
+        let json = serde_json::to_value(item.whole(false).unwrap()).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(text).unwrap();
+        expected["metadata"].as_object_mut().unwrap().remove("managedFields");
+        expected.as_object_mut().unwrap().insert("apiVersion".into(), "apps/v1".into());
+        expected.as_object_mut().unwrap().insert("kind".into(), "Deployment".into());
+        assert_eq!(json, expected);
+    }
+}
