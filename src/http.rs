@@ -23,12 +23,15 @@ use crate::resources::ResourceService;
 use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::auth::{AuthError, Authenticator, bearer_token};
 use crate::error::{ErrorCode, ensure_codes};
-use crate::graphql::AppSchema;
+use crate::graphql::{AppSchema, reads_only};
 use crate::store::Database;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The schema with the audit extension: every request that may mutate runs on it.
     pub schema: AppSchema,
+    /// The same schema without it, for documents that hold no mutation.
+    pub reads: AppSchema,
     pub auth: Authenticator,
     pub db: Database,
     pub resources: ResourceService,
@@ -192,7 +195,9 @@ async fn graphql_post(
         }
     };
     let id = caller.request_id.clone();
-    with_request_id(respond(state.schema.execute_batch(batch.data(caller)).await), &id)
+    let mut batch = batch.data(caller);
+    let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
+    with_request_id(respond(schema.execute_batch(batch).await), &id)
 }
 
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
@@ -211,7 +216,8 @@ async fn graphql_get(
             return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, err.to_string());
         }
     };
-    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+    let mut request = request;
+    if let Ok(document) = request.parsed_query() {
         let mutates = document
             .operations
             .iter()
@@ -227,7 +233,10 @@ async fn graphql_get(
         }
     }
     let id = caller.request_id.clone();
-    with_request_id(respond(BatchResponse::Single(state.schema.execute(request.data(caller)).await)), &id)
+    // Only queries get here: a document that does not parse goes to the audited schema, which
+    // reports the error.
+    let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
+    with_request_id(respond(BatchResponse::Single(schema.execute(request.data(caller)).await)), &id)
 }
 
 /// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
@@ -251,7 +260,9 @@ async fn graphql_sse(State(state): State<AppState>, headers: HeaderMap, body: Re
         }
     };
     let id = caller.request_id.clone();
-    let results = state.schema.execute_stream(request.data(caller)).map(|mut response| {
+    let mut request = request;
+    let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
+    let results = schema.execute_stream(request.data(caller)).map(|mut response| {
         ensure_codes(&mut response);
         let event = Event::default().event("next").json_data(&response).unwrap_or_else(|_| Event::default().event("next"));
         Ok::<_, std::convert::Infallible>(event)

@@ -21,7 +21,7 @@ use crate::resources::ResourceService;
 use crate::watch::WatchHub;
 use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
-use crate::graphql::schema_builder;
+use crate::graphql::{read_schema_builder, schema_builder};
 use crate::http::{AppState, router};
 use crate::settings::{KeySettings, ServeSettings, StoreSettings};
 use crate::store::{Database, sqlite_file};
@@ -129,16 +129,20 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), auth.clone()));
     }
-    let schema = schema_builder(&settings.limits)
-        .data(PrincipalService::new(db.clone(), auth.clone()))
-        .data(audit.clone())
-        .data(db.clone())
-        .data(clusters.clone())
-        .data(connections.clone())
-        .data(resources.clone())
-        .data(Arc::clone(&watch_hub))
-        .finish();
-    let state = AppState { schema, auth, db: db.clone(), resources, audit, watch_hub: Arc::clone(&watch_hub) };
+    let services = |builder: async_graphql::SchemaBuilder<_, _, _>| {
+        builder
+            .data(PrincipalService::new(db.clone(), auth.clone()))
+            .data(audit.clone())
+            .data(db.clone())
+            .data(clusters.clone())
+            .data(connections.clone())
+            .data(resources.clone())
+            .data(Arc::clone(&watch_hub))
+            .finish()
+    };
+    let schema = services(schema_builder(&settings.limits));
+    let reads = services(read_schema_builder(&settings.limits));
+    let state = AppState { schema, reads, auth, db: db.clone(), resources, audit, watch_hub: Arc::clone(&watch_hub) };
     let app = router(state, settings.limits.max_body_bytes);
 
     let listener = TcpListener::bind(settings.listen).await?;

@@ -180,6 +180,66 @@ async fn no_mutation_escapes_the_audit() {
     }
 }
 
+/// Reads run on a schema without the audit extension; whatever carries a mutation must still be
+/// audited: a batch mixing a query and a mutation, a document holding both with the mutation
+/// chosen by name, and a mutation over SSE. Reads leave no record.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_way_of_sending_a_mutation_is_audited() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let count = || async { server.server.db.count_audit().await.unwrap() };
+    let create = |name: &str| format!("mutation {{ createCluster(input: {{ name: \"{name}\", mode: IN_CLUSTER }}) {{ name }} }}");
+
+    let before = count().await;
+    server.gql_ok("{ clusters { edges { node { id } } } viewer { name } }", json!({})).await;
+    assert_eq!(count().await, before, "a read leaves no record");
+
+    let batch: Value = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .json(&json!([{ "query": "{ viewer { name } }" }, { "query": create("batched") }]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch[1]["data"]["createCluster"]["name"], "batched", "{batch}");
+    assert_eq!(count().await, before + 1, "the batched mutation is recorded");
+
+    let document = format!("query Look {{ viewer {{ name }} }} {}", create("named").replacen("mutation", "mutation Make", 1));
+    let named: Value = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .json(&json!({ "query": document, "operationName": "Make" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(named["data"]["createCluster"]["name"], "named", "{named}");
+    assert_eq!(count().await, before + 2, "the chosen mutation is recorded");
+
+    let sse = server
+        .client
+        .post(server.url("/graphql/stream"))
+        .bearer_auth(&server.token)
+        .json(&json!({ "query": create("streamed") }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sse.contains("streamed"), "{sse}");
+    assert_eq!(count().await, before + 3, "the mutation over SSE is recorded");
+    let fields: Vec<Value> = events(&server).await.iter().take(3).map(|e| e["field"].clone()).collect();
+    assert_eq!(fields, vec![json!("createCluster"); 3]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_trail_refuses_the_action() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -212,6 +272,8 @@ async fn verify_detects_an_edited_or_deleted_record() {
     use diesel::Connection;
     use diesel::connection::SimpleConnection;
     let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
+    // The stopped server's connections may still be closing (a WAL checkpoint): wait for them.
+    conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
     conn.batch_execute("UPDATE audit_events SET arguments = '{}' WHERE seq = 2").unwrap();
     let (ok, report) = verify(&db);
     assert!(!ok && report.contains("record 2 was altered"), "{report}");
@@ -223,6 +285,7 @@ async fn verify_detects_an_edited_or_deleted_record() {
     }
     server.server.stop().await.unwrap();
     let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
+    conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
     conn.batch_execute("DELETE FROM audit_events WHERE seq = 3").unwrap();
     let (ok, report) = verify(&db);
     assert!(!ok && report.contains("record 3 is missing"), "{report}");
