@@ -4,6 +4,7 @@ mod audit;
 mod clusters;
 mod principals;
 mod object;
+mod page;
 mod resources;
 mod watch;
 

@@ -38,7 +38,7 @@ pub struct ListInfo {
     pub resource_version: Option<String>,
 }
 
-pub type ResourceConnection = Connection<String, Resource, ListInfo>;
+pub use super::page::ResourceConnection;
 
 /// A cursor scope binds a continue token to the exact query it belongs to.
 fn scope_of(parts: &[&str]) -> String {
@@ -96,14 +96,18 @@ pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs)
     let page = PageRequest::parse(args.first, args.after.as_deref(), &scope, limits)?;
     if page.after.as_deref() == Some("") {
         // The cursor of a last page: nothing follows it.
-        return Ok(Connection::with_additional_fields(true, false, ListInfo::default()));
+        return Ok(ResourceConnection::empty(true));
     }
     let list = reader
         .list(caller, cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
         .await
         .map_err(ApiError::from)?;
     let origin = Origin::new(&resource.api_version, &resource.kind, cluster_id);
-    Ok(connection(list, &scope, page.after.is_some(), |raw| Resource::raw(raw, Arc::clone(&origin))))
+    let info = ListInfo { remaining_item_count: list.remaining_item_count, resource_version: list.resource_version };
+    let has_next = list.continue_token.is_some();
+    let cursor = encode_cursor(&scope, list.continue_token.as_deref().unwrap_or(""));
+    let items = list.items.into_iter().map(|raw| Resource::raw(raw, Arc::clone(&origin))).collect();
+    Ok(ResourceConnection::new(page.after.is_some(), has_next, cursor, items, info))
 }
 
 /// True when the list's nodes read nothing beyond their type and metadata: then the API server
