@@ -23,6 +23,7 @@ use crate::resources::ResourceService;
 use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::auth::{AuthError, Authenticator, bearer_token};
 use crate::error::{ErrorCode, ensure_codes};
+use crate::graphql::raw::{RawJsonOutput, batch_json, response_json};
 use crate::graphql::{AppSchema, reads_only};
 use crate::store::Database;
 
@@ -165,7 +166,13 @@ fn respond(mut batch: BatchResponse) -> Response {
         BatchResponse::Single(response) => ensure_codes(response),
         BatchResponse::Batch(responses) => responses.iter_mut().for_each(ensure_codes),
     }
-    Json(batch).into_response()
+    match batch_json(&batch) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "a response could not be written");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the response could not be written")
+        }
+    }
 }
 
 async fn graphql_post(
@@ -195,7 +202,7 @@ async fn graphql_post(
         }
     };
     let id = caller.request_id.clone();
-    let mut batch = batch.data(caller);
+    let mut batch = batch.data(caller).data(RawJsonOutput);
     let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
     with_request_id(respond(schema.execute_batch(batch).await), &id)
 }
@@ -236,7 +243,7 @@ async fn graphql_get(
     // Only queries get here: a document that does not parse goes to the audited schema, which
     // reports the error.
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
-    with_request_id(respond(BatchResponse::Single(schema.execute(request.data(caller)).await)), &id)
+    with_request_id(respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await)), &id)
 }
 
 /// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
@@ -262,9 +269,13 @@ async fn graphql_sse(State(state): State<AppState>, headers: HeaderMap, body: Re
     let id = caller.request_id.clone();
     let mut request = request;
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
-    let results = schema.execute_stream(request.data(caller)).map(|mut response| {
+    let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
         ensure_codes(&mut response);
-        let event = Event::default().event("next").json_data(&response).unwrap_or_else(|_| Event::default().event("next"));
+        let body = response_json(&response).ok().and_then(|body| String::from_utf8(body).ok());
+        let event = match body {
+            Some(body) => Event::default().event("next").data(body),
+            None => Event::default().event("next").data(r#"{"errors":[{"message":"the response could not be written","extensions":{"code":"INTERNAL"}}]}"#),
+        };
         Ok::<_, std::convert::Infallible>(event)
     });
     let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });

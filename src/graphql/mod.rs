@@ -5,6 +5,7 @@ mod clusters;
 mod principals;
 mod object;
 mod page;
+pub mod raw;
 mod resources;
 mod watch;
 

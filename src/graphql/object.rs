@@ -20,6 +20,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::clusters::Label;
+use super::raw::{RawJsonOutput, raw_value};
 use crate::error::ApiError;
 use crate::resources::RawObject;
 
@@ -119,6 +120,59 @@ impl Resource {
         Ok(Value::Object(out))
     }
 
+    /// The whole object as JSON text, for a response that passes raw JSON through (see
+    /// `raw.rs`): the list item's own bytes with its type put back and, unless asked for,
+    /// `metadata.managedFields` cut out. `None` when the object is not a list item, or its keys
+    /// need unescaping (Kubernetes' never do); the caller then builds the value instead.
+    pub(super) fn whole_text(&self, managed_fields: bool) -> Option<String> {
+        let Body::Raw(raw) = &self.body else { return None };
+        let Pairs(fields) = serde_json::from_str(raw.get()).ok()?;
+        let typed = |key: &str| fields.iter().any(|(k, v)| *k == key && v.get().starts_with('"') && v.get() != "\"\"");
+        let keep_type = typed("apiVersion") && typed("kind");
+        let mut out = String::with_capacity(raw.get().len() + 64);
+        out.push('{');
+        let mut first = true;
+        let mut key = |out: &mut String, k: &str| {
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(k);
+            out.push_str("\":");
+        };
+        if !keep_type {
+            for (k, v) in [("apiVersion", &self.origin.api_version), ("kind", &self.origin.kind)] {
+                key(&mut out, k);
+                out.push_str(&serde_json::to_string(v).ok()?);
+            }
+        }
+        for (k, v) in &fields {
+            if !keep_type && (*k == "apiVersion" || *k == "kind") {
+                continue;
+            }
+            key(&mut out, k);
+            if *k == "metadata" && !managed_fields && v.get().starts_with('{') {
+                let Pairs(meta) = serde_json::from_str(v.get()).ok()?;
+                out.push('{');
+                let mut first_meta = true;
+                for (mk, mv) in meta.iter().filter(|(mk, _)| *mk != "managedFields") {
+                    if !std::mem::take(&mut first_meta) {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(mk);
+                    out.push_str("\":");
+                    out.push_str(mv.get());
+                }
+                out.push('}');
+            } else {
+                out.push_str(v.get());
+            }
+        }
+        out.push('}');
+        Some(out)
+    }
+
     /// One top-level field of the object (`spec`, `status`), as JSON.
     pub(super) fn part(&self, key: &str) -> Result<serde_json::Value, String> {
         match &self.body {
@@ -199,6 +253,29 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     }
 }
 
+/// The members of a JSON object, borrowed from its text, in order.
+struct Pairs<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> Deserialize<'de> for Pairs<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PairsVisitor;
+        impl<'de> Visitor<'de> for PairsVisitor {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'de>, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(pair) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(PairsVisitor)
+    }
+}
+
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -236,7 +313,12 @@ impl OutputType for WholeObject<'_> {
         <Json<serde_json::Value> as OutputType>::create_type_info(registry)
     }
 
-    async fn resolve(&self, _ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        if ctx.data_opt::<RawJsonOutput>().is_some() {
+            if let Some(text) = self.resource.whole_text(self.managed_fields) {
+                return Ok(raw_value(text));
+            }
+        }
         self.resource
             .whole(self.managed_fields)
             .map_err(|e| ServerError::new(format!("the object could not be read: {e}"), Some(field.pos)))
@@ -404,6 +486,25 @@ mod tests {
             let as_json = |r: &Resource| serde_json::to_value(r.whole(managed_fields).unwrap()).unwrap();
             assert_eq!(as_json(&parsed), as_json(&raw_item()), "managedFields: {managed_fields}");
         }
+    }
+
+    #[test]
+    fn the_text_of_a_list_item_is_the_same_object_as_its_value() {
+        for managed_fields in [true, false] {
+            let item = raw_item();
+            let text = item.whole_text(managed_fields).expect("a list item has text");
+            let from_text: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let from_value = serde_json::to_value(item.whole(managed_fields).unwrap()).unwrap();
+            assert_eq!(from_text, from_value, "managedFields: {managed_fields}");
+            assert!(text.starts_with(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a""#), "{text}");
+        }
+        // A custom resource's list items carry their type; it is kept as it is.
+        let raw = serde_json::value::RawValue::from_string(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#.to_owned()).unwrap();
+        let item = Resource::raw(raw, Origin::new("x.io/v1", "W", "c"));
+        assert_eq!(item.whole_text(false).unwrap(), r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#);
+        // Parsed objects have no text.
+        let parsed = Resource::new(serde_json::from_str(ITEM).unwrap(), "v1", "ConfigMap", "c");
+        assert!(parsed.whole_text(false).is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Name, Object, OutputType, Positioned, ScalarType, ServerResult, Value};
 
 use super::object::{Meta, Resource};
+use super::raw::{RawJsonOutput, raw_value};
 use super::resources::ListInfo;
 
 /// One page of objects.
@@ -239,7 +240,13 @@ fn resource_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Res
                 Value::Object(meta)
             }
             "spec" | "status" => Value::from_json(item.part(f.node.name.node.as_str()).ok()?).ok()?,
-            "json" => item.whole(managed_fields()?).ok()?,
+            "json" => {
+                let managed_fields = managed_fields()?;
+                match ctx.data_opt::<RawJsonOutput>().and_then(|_| item.whole_text(managed_fields)) {
+                    Some(text) => raw_value(text),
+                    None => item.whole(managed_fields).ok()?,
+                }
+            }
             "yaml" => Value::String(serde_saphyr::to_string(&item.whole(managed_fields()?).ok()?).ok()?),
             _ => return None,
         };
