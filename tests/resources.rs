@@ -369,57 +369,62 @@ async fn a_page_resolves_the_same_in_one_pass_as_through_the_executor() {
     // A finalizer keeps it after the delete, with a deletionTimestamp.
     api.delete("held", &DeleteParams::default()).await.unwrap();
 
-    let query = |extra: &str| {
-        format!(
-            "query($id: ID!, $ns: String, $mf: Boolean!) {{ cluster(id: $id) {{ resources(kind: \"ConfigMap\", namespace: $ns, first: 50) {{
-                edges {{ cursor __typename node {{ ...Full }} }}
-                nodes {{ ...Full again: metadata {{ n: name labels {{ value }} }} }}
-                pageInfo {{ hasNextPage endCursor }} remainingItemCount resourceVersion }} }} }}
-             fragment Full on Resource {{
-                __typename apiVersion kind
-                metadata {{ __typename name namespace uid resourceVersion generation labels {{ key __typename }} annotations {{ key value }}
-                    creationTimestamp deletionTimestamp finalizers ownerReferences {{ apiVersion kind name uid controller __typename }} }}
-                ... on Resource {{ metadata {{ labels {{ value }} }} }}
-                spec status json full: json(managedFields: $mf) yaml {extra} }}"
-        )
-    };
-    let vars = json!({ "id": id, "ns": ns, "mf": true });
-    let one_pass = server.gql(&query(""), vars.clone()).await;
-    let executor = server.gql(&query("events { edges { node { reason } } }"), vars).await;
-    assert!(one_pass.get("errors").is_none(), "{one_pass}");
-    assert!(executor.get("errors").is_none(), "{executor}");
-    let mut expected = executor["data"].clone();
-    let page = &mut expected["cluster"]["resources"];
-    for node in page["nodes"].as_array_mut().unwrap() {
-        node.as_object_mut().unwrap().remove("events");
-    }
-    for edge in page["edges"].as_array_mut().unwrap() {
-        edge["node"].as_object_mut().unwrap().remove("events");
-    }
-    assert_eq!(one_pass["data"], expected);
+    // With a field selected twice under one key (merged), and without: over HTTP the first is built
+    // as values, the second written as text; over WebSocket both are values; with `events` both go
+    // through the generic executor.
+    let variants = [("labels { key __typename }", "... on Resource { metadata { labels { value } } }"), ("labels { key __typename value }", "")];
+    for (labels, merged) in variants {
+        let query = |extra: &str| {
+            format!(
+                "query($id: ID!, $ns: String, $mf: Boolean!) {{ cluster(id: $id) {{ resources(kind: \"ConfigMap\", namespace: $ns, first: 50) {{
+                    edges {{ cursor __typename node {{ ...Full }} }}
+                    nodes {{ ...Full again: metadata {{ n: name labels {{ value }} }} }}
+                    pageInfo {{ hasNextPage endCursor }} remainingItemCount resourceVersion }} }} }}
+                 fragment Full on Resource {{
+                    __typename apiVersion kind
+                    metadata {{ __typename name namespace uid resourceVersion generation {labels} annotations {{ key value }}
+                        creationTimestamp deletionTimestamp finalizers ownerReferences {{ apiVersion kind name uid controller __typename }} }}
+                    {merged}
+                    spec status json full: json(managedFields: $mf) yaml {extra} }}"
+            )
+        };
+        let vars = json!({ "id": id, "ns": ns, "mf": true });
+        let one_pass = server.gql(&query(""), vars.clone()).await;
+        let executor = server.gql(&query("events { edges { node { reason } } }"), vars.clone()).await;
+        assert!(one_pass.get("errors").is_none(), "{one_pass}");
+        assert!(executor.get("errors").is_none(), "{executor}");
+        let mut expected = executor["data"].clone();
+        let page = &mut expected["cluster"]["resources"];
+        for node in page["nodes"].as_array_mut().unwrap() {
+            node.as_object_mut().unwrap().remove("events");
+        }
+        for edge in page["edges"].as_array_mut().unwrap() {
+            edge["node"].as_object_mut().unwrap().remove("events");
+        }
+        assert_eq!(one_pass["data"], expected, "merged: {merged:?}");
+        let over_ws = ws_query(&server, &query(""), vars).await;
+        assert_eq!(over_ws["data"], one_pass["data"], "WebSocket and HTTP answers differ (merged: {merged:?})");
 
-    // And the answer is right, not only the same.
-    let nodes = one_pass["data"]["cluster"]["resources"]["nodes"].as_array().unwrap();
-    let held = nodes.iter().find(|n| n["metadata"]["name"] == "held").expect("the held object is listed");
-    assert_eq!(held["__typename"], "Resource");
-    assert_eq!(held["metadata"]["labels"], json!([{ "key": "app", "__typename": "Label", "value": "web" }, { "key": "tier", "__typename": "Label", "value": "front" }]));
-    assert_eq!(held["again"], json!({ "n": "held", "labels": [{ "value": "web" }, { "value": "front" }] }));
-    assert_eq!(held["metadata"]["finalizers"], json!(["kubegql.test/hold"]));
-    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
-    assert_eq!(held["metadata"]["ownerReferences"][0]["name"], "owner");
-    assert_eq!(held["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(held["json"]["data"], json!({ "a": "1" }));
-    assert!(held["json"]["metadata"].get("managedFields").is_none());
-    assert!(held["full"]["metadata"]["managedFields"].is_array(), "managedFields: $mf reaches the one-pass path");
-    assert!(held["yaml"].as_str().unwrap().contains("kubegql.test/hold"));
-    let edges = one_pass["data"]["cluster"]["resources"]["edges"].as_array().unwrap();
-    assert_eq!(edges.len(), nodes.len());
-    assert!(edges.iter().all(|e| e["__typename"] == "ResourceEdge" && e["cursor"] == edges[0]["cursor"]));
-
-    // Over HTTP whole objects go out as the API server's bytes; over WebSocket they are built as
-    // values. Both give the same page.
-    let over_ws = ws_query(&server, &query(""), json!({ "id": id, "ns": ns, "mf": true })).await;
-    assert_eq!(over_ws["data"], one_pass["data"], "WebSocket and HTTP answers differ");
+        // And the answer is right, not only the same.
+        let nodes = one_pass["data"]["cluster"]["resources"]["nodes"].as_array().unwrap();
+        let held = nodes.iter().find(|n| n["metadata"]["name"] == "held").expect("the held object is listed");
+        assert_eq!(held["__typename"], "Resource");
+        let label_set: HashSet<String> = held["metadata"]["labels"].as_array().unwrap().iter().map(|l| format!("{}={}/{}", l["key"], l["value"], l["__typename"])).collect();
+        assert_eq!(label_set, HashSet::from(["\"app\"=\"web\"/\"Label\"".to_owned(), "\"tier\"=\"front\"/\"Label\"".to_owned()]));
+        assert_eq!(held["again"], json!({ "n": "held", "labels": [{ "value": "web" }, { "value": "front" }] }));
+        assert_eq!(held["metadata"]["annotations"], json!([{ "key": "note", "value": "x" }]));
+        assert_eq!(held["metadata"]["finalizers"], json!(["kubegql.test/hold"]));
+        assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+        assert_eq!(held["metadata"]["ownerReferences"][0]["name"], "owner");
+        assert_eq!(held["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(held["json"]["data"], json!({ "a": "1" }));
+        assert!(held["json"]["metadata"].get("managedFields").is_none());
+        assert!(held["full"]["metadata"]["managedFields"].is_array(), "managedFields: $mf reaches the one-pass path");
+        assert!(held["yaml"].as_str().unwrap().contains("kubegql.test/hold"));
+        let edges = one_pass["data"]["cluster"]["resources"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), nodes.len());
+        assert!(edges.iter().all(|e| e["__typename"] == "ResourceEdge" && e["cursor"] == edges[0]["cursor"]));
+    }
 
     let patch = kube::api::Patch::Merge(json!({ "metadata": { "finalizers": null } }));
     api.patch("held", &kube::api::PatchParams::default(), &patch).await.unwrap();

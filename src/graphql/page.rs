@@ -105,6 +105,11 @@ impl OutputType for Edges<'_> {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let page = self.0;
+        if ctx.data_opt::<RawJsonOutput>().is_some() {
+            if let Some(text) = text::edges(ctx, &field.node.selection_set.node, &page.items, &page.cursor) {
+                return Ok(raw_value(text));
+            }
+        }
         let direct = page.items.iter().map(|item| {
             let mut out = IndexMap::new();
             edge_fields(ctx, &field.node.selection_set.node, item, &page.cursor, &mut out).map(|()| Value::Object(out))
@@ -130,6 +135,11 @@ impl OutputType for Nodes<'_> {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        if ctx.data_opt::<RawJsonOutput>().is_some() {
+            if let Some(text) = text::nodes(ctx, &field.node.selection_set.node, self.0) {
+                return Ok(raw_value(text));
+            }
+        }
         let direct = self.0.iter().map(|item| {
             let mut out = IndexMap::new();
             resource_fields(ctx, &field.node.selection_set.node, item, &mut out).map(|()| Value::Object(out))
@@ -315,4 +325,208 @@ fn meta_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, meta: &Meta, o
         insert(out, f, value);
         Some(())
     })
+}
+
+/// The page's JSON written as text in one pass, for responses that pass raw JSON through:
+/// no value tree is built for it at all. `None` when a field is selected twice under one key
+/// (the value path merges those) or anything else the value path handles.
+mod text {
+    use std::fmt::Write;
+
+    use async_graphql::parser::types::{Field, SelectionSet};
+    use async_graphql::{ContextSelectionSet, Positioned};
+
+    use super::{Meta, Resource, bool_argument, each_field};
+
+    /// Room for the fields of one object; more falls back to the value path.
+    const MAX_FIELDS: usize = 24;
+
+    pub(super) fn string(out: &mut String, s: &str) {
+        out.push('"');
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            out.push_str(&s[start..i]);
+            if escape.is_empty() {
+                let _ = write!(out, "\\u{b:04x}");
+            } else {
+                out.push_str(escape);
+            }
+            start = i + 1;
+        }
+        out.push_str(&s[start..]);
+        out.push('"');
+    }
+
+    fn opt_string(out: &mut String, s: Option<&str>) {
+        match s {
+            Some(s) => string(out, s),
+            None => out.push_str("null"),
+        }
+    }
+
+    /// `{ "key": value, ... }` for a selection set, `field` writing each value.
+    fn object<'a>(
+        ctx: &'a ContextSelectionSet<'_>,
+        set: &'a SelectionSet,
+        out: &mut String,
+        mut field: impl FnMut(&mut String, &'a Positioned<Field>) -> Option<()>,
+    ) -> Option<()> {
+        let mut keys: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
+        let mut count = 0;
+        out.push('{');
+        each_field(ctx, set, &mut |f| {
+            let key = f.node.response_key().node.as_str();
+            if count == MAX_FIELDS || keys[..count].contains(&key) {
+                return None;
+            }
+            keys[count] = key;
+            if count > 0 {
+                out.push(',');
+            }
+            count += 1;
+            string(out, key);
+            out.push(':');
+            field(out, f)
+        })?;
+        out.push('}');
+        Some(())
+    }
+
+    fn list<T>(out: &mut String, items: impl IntoIterator<Item = T>, mut item: impl FnMut(&mut String, T) -> Option<()>) -> Option<()> {
+        out.push('[');
+        for (i, t) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            item(out, t)?;
+        }
+        out.push(']');
+        Some(())
+    }
+
+    pub(super) fn edges(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items: &[Resource], cursor: &str) -> Option<String> {
+        let mut out = String::with_capacity(items.len() * 256);
+        list(&mut out, items, |out, item| {
+            object(ctx, set, out, |out, f| {
+                match f.node.name.node.as_str() {
+                    "__typename" => string(out, "ResourceEdge"),
+                    "cursor" => string(out, cursor),
+                    "node" => resource(ctx, &f.node.selection_set.node, item, out)?,
+                    _ => return None,
+                }
+                Some(())
+            })
+        })?;
+        Some(out)
+    }
+
+    pub(super) fn nodes(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items: &[Resource]) -> Option<String> {
+        let mut out = String::with_capacity(items.len() * 256);
+        list(&mut out, items, |out, item| resource(ctx, set, item, out))?;
+        Some(out)
+    }
+
+    fn resource(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Resource, out: &mut String) -> Option<()> {
+        object(ctx, set, out, |out, f| {
+            match f.node.name.node.as_str() {
+                "__typename" => string(out, "Resource"),
+                "apiVersion" => string(out, &item.origin().api_version),
+                "kind" => string(out, &item.origin().kind),
+                "metadata" => meta(ctx, &f.node.selection_set.node, item.meta().ok()?, out)?,
+                "spec" | "status" => out.push_str(&serde_json::to_string(&item.part(f.node.name.node.as_str()).ok()?).ok()?),
+                "json" => out.push_str(&item.whole_text(bool_argument(ctx, f, "managedFields", false)?)?),
+                "yaml" => {
+                    let managed_fields = bool_argument(ctx, f, "managedFields", false)?;
+                    string(out, &serde_saphyr::to_string(&item.whole(managed_fields).ok()?).ok()?);
+                }
+                _ => return None,
+            }
+            Some(())
+        })
+    }
+
+    fn meta(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, meta: &Meta, out: &mut String) -> Option<()> {
+        object(ctx, set, out, |out, f| {
+            let time = |out: &mut String, t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| match t {
+                Some(t) => string(out, &super::super::object::to_chrono(&t.0).to_rfc3339()),
+                None => out.push_str("null"),
+            };
+            match f.node.name.node.as_str() {
+                "__typename" => string(out, "ObjectMeta"),
+                "name" => opt_string(out, meta.name.as_deref()),
+                "namespace" => opt_string(out, meta.namespace.as_deref()),
+                "uid" => opt_string(out, meta.uid.as_deref()),
+                "resourceVersion" => opt_string(out, meta.resource_version.as_deref()),
+                "generation" => match meta.generation {
+                    Some(g) => {
+                        let _ = write!(out, "{g}");
+                    }
+                    None => out.push_str("null"),
+                },
+                name @ ("labels" | "annotations") => {
+                    let map = if name == "labels" { &meta.labels } else { &meta.annotations };
+                    list(out, map.iter().flatten(), |out, (key, value)| {
+                        object(ctx, &f.node.selection_set.node, out, |out, p| {
+                            match p.node.name.node.as_str() {
+                                "__typename" => string(out, "Label"),
+                                "key" => string(out, key),
+                                "value" => string(out, value),
+                                _ => return None,
+                            }
+                            Some(())
+                        })
+                    })?;
+                }
+                "creationTimestamp" => time(out, meta.creation_timestamp.as_ref()),
+                "deletionTimestamp" => time(out, meta.deletion_timestamp.as_ref()),
+                "finalizers" => list(out, meta.finalizers.iter().flatten(), |out, s| {
+                    string(out, s);
+                    Some(())
+                })?,
+                "ownerReferences" => {
+                    list(out, meta.owner_references.iter().flatten(), |out, owner| {
+                        object(ctx, &f.node.selection_set.node, out, |out, p| {
+                            match p.node.name.node.as_str() {
+                                "__typename" => string(out, "OwnerReference"),
+                                "apiVersion" => string(out, &owner.api_version),
+                                "kind" => string(out, &owner.kind),
+                                "name" => string(out, &owner.name),
+                                "uid" => string(out, &owner.uid),
+                                "controller" => out.push_str(match owner.controller {
+                                    Some(true) => "true",
+                                    Some(false) => "false",
+                                    None => "null",
+                                }),
+                                _ => return None,
+                            }
+                            Some(())
+                        })
+                    })?;
+                }
+                _ => return None,
+            }
+            Some(())
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn strings_are_escaped_as_json_escapes_them() {
+            for s in ["plain", "quote \" and \\ back", "line\nbreak\ttab\r", "\u{1}\u{1f} control", "ünïcødé ✓", ""] {
+                let mut out = String::new();
+                super::string(&mut out, s);
+                assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
+            }
+        }
+    }
 }
