@@ -173,6 +173,18 @@ impl Resource {
         Some(out)
     }
 
+    /// The members of a list item's `metadata`, borrowed from its bytes; `None` for a parsed
+    /// object or one whose keys need unescaping.
+    pub(super) fn raw_metadata(&self) -> Option<Vec<(&str, &serde_json::value::RawValue)>> {
+        let Body::Raw(raw) = &self.body else { return None };
+        let Pairs(fields) = serde_json::from_str(raw.get()).ok()?;
+        match fields.iter().find(|(k, _)| *k == "metadata") {
+            Some((_, meta)) if meta.get().starts_with('{') => serde_json::from_str::<Pairs>(meta.get()).ok().map(|p| p.0),
+            Some(_) => None,
+            None => Some(Vec::new()),
+        }
+    }
+
     /// One top-level field of the object (`spec`, `status`), as JSON.
     pub(super) fn part(&self, key: &str) -> Result<serde_json::Value, String> {
         match &self.body {
@@ -254,7 +266,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 }
 
 /// The members of a JSON object, borrowed from its text, in order.
-struct Pairs<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+pub(super) struct Pairs<'a>(pub(super) Vec<(&'a str, &'a serde_json::value::RawValue)>);
 
 impl<'de> Deserialize<'de> for Pairs<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -335,8 +335,11 @@ mod text {
 
     use async_graphql::parser::types::{Field, SelectionSet};
     use async_graphql::{ContextSelectionSet, Positioned};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+    use serde_json::value::RawValue;
 
-    use super::{Meta, Resource, bool_argument, each_field};
+    use super::super::object::{Pairs, to_chrono};
+    use super::{Resource, bool_argument, each_field};
 
     /// Room for the fields of one object; more falls back to the value path.
     const MAX_FIELDS: usize = 24;
@@ -364,13 +367,6 @@ mod text {
         }
         out.push_str(&s[start..]);
         out.push('"');
-    }
-
-    fn opt_string(out: &mut String, s: Option<&str>) {
-        match s {
-            Some(s) => string(out, s),
-            None => out.push_str("null"),
-        }
     }
 
     /// `{ "key": value, ... }` for a selection set, `field` writing each value.
@@ -441,7 +437,7 @@ mod text {
                 "__typename" => string(out, "Resource"),
                 "apiVersion" => string(out, &item.origin().api_version),
                 "kind" => string(out, &item.origin().kind),
-                "metadata" => meta(ctx, &f.node.selection_set.node, item.meta().ok()?, out)?,
+                "metadata" => meta(ctx, &f.node.selection_set.node, &item.raw_metadata()?, out)?,
                 "spec" | "status" => out.push_str(&serde_json::to_string(&item.part(f.node.name.node.as_str()).ok()?).ok()?),
                 "json" => out.push_str(&item.whole_text(bool_argument(ctx, f, "managedFields", false)?)?),
                 "yaml" => {
@@ -454,46 +450,60 @@ mod text {
         })
     }
 
-    fn meta(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, meta: &Meta, out: &mut String) -> Option<()> {
+    /// The metadata of a list item, copied from its bytes where the JSON is the same (strings,
+    /// numbers, the finalizer list) and converted where the schema's form differs (labels as
+    /// key/value pairs, timestamps as RFC 3339 with an offset, as the value path writes them).
+    fn meta(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, fields: &[(&str, &RawValue)], out: &mut String) -> Option<()> {
+        let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.get()).filter(|v| *v != "null");
         object(ctx, set, out, |out, f| {
-            let time = |out: &mut String, t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| match t {
-                Some(t) => string(out, &super::super::object::to_chrono(&t.0).to_rfc3339()),
-                None => out.push_str("null"),
-            };
-            match f.node.name.node.as_str() {
+            let name = f.node.name.node.as_str();
+            match name {
                 "__typename" => string(out, "ObjectMeta"),
-                "name" => opt_string(out, meta.name.as_deref()),
-                "namespace" => opt_string(out, meta.namespace.as_deref()),
-                "uid" => opt_string(out, meta.uid.as_deref()),
-                "resourceVersion" => opt_string(out, meta.resource_version.as_deref()),
-                "generation" => match meta.generation {
-                    Some(g) => {
-                        let _ = write!(out, "{g}");
-                    }
+                "name" | "namespace" | "uid" | "resourceVersion" => match get(name) {
+                    Some(v) if v.starts_with('"') => out.push_str(v),
+                    Some(_) => return None,
                     None => out.push_str("null"),
                 },
-                name @ ("labels" | "annotations") => {
-                    let map = if name == "labels" { &meta.labels } else { &meta.annotations };
-                    list(out, map.iter().flatten(), |out, (key, value)| {
+                "generation" => match get(name) {
+                    Some(v) if v.bytes().all(|b| b.is_ascii_digit() || b == b'-') => out.push_str(v),
+                    Some(_) => return None,
+                    None => out.push_str("null"),
+                },
+                "labels" | "annotations" => {
+                    let pairs = match get(name) {
+                        Some(v) => serde_json::from_str::<Pairs>(v).ok()?.0,
+                        None => Vec::new(),
+                    };
+                    list(out, pairs, |out, (key, value)| {
+                        if !value.get().starts_with('"') {
+                            return None;
+                        }
                         object(ctx, &f.node.selection_set.node, out, |out, p| {
                             match p.node.name.node.as_str() {
                                 "__typename" => string(out, "Label"),
                                 "key" => string(out, key),
-                                "value" => string(out, value),
+                                "value" => out.push_str(value.get()),
                                 _ => return None,
                             }
                             Some(())
                         })
                     })?;
                 }
-                "creationTimestamp" => time(out, meta.creation_timestamp.as_ref()),
-                "deletionTimestamp" => time(out, meta.deletion_timestamp.as_ref()),
-                "finalizers" => list(out, meta.finalizers.iter().flatten(), |out, s| {
-                    string(out, s);
-                    Some(())
-                })?,
+                "creationTimestamp" | "deletionTimestamp" => match get(name) {
+                    Some(v) => timestamp(out, v)?,
+                    None => out.push_str("null"),
+                },
+                "finalizers" => match get(name) {
+                    Some(v) if v.starts_with('[') => out.push_str(v),
+                    Some(_) => return None,
+                    None => out.push_str("[]"),
+                },
                 "ownerReferences" => {
-                    list(out, meta.owner_references.iter().flatten(), |out, owner| {
+                    let owners: Vec<OwnerReference> = match get(name) {
+                        Some(v) => serde_json::from_str(v).ok()?,
+                        None => Vec::new(),
+                    };
+                    list(out, &owners, |out, owner| {
                         object(ctx, &f.node.selection_set.node, out, |out, p| {
                             match p.node.name.node.as_str() {
                                 "__typename" => string(out, "OwnerReference"),
@@ -518,8 +528,47 @@ mod text {
         })
     }
 
+    /// A timestamp as the value path writes it (`DateTime<Utc>::to_rfc3339`). Kubernetes writes
+    /// whole seconds in UTC (`"2026-11-27T01:00:00Z"`), which only needs its zone spelt as an
+    /// offset; anything else is parsed and formatted.
+    fn timestamp(out: &mut String, json: &str) -> Option<()> {
+        let b = json.as_bytes();
+        let whole_seconds_utc = b.len() == 22
+            && b[0] == b'"'
+            && b[20] == b'Z'
+            && b[21] == b'"'
+            && b[1..20].iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b'T',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            });
+        if whole_seconds_utc {
+            out.push_str(&json[..20]);
+            out.push_str("+00:00\"");
+        } else {
+            let time: Time = serde_json::from_str(json).ok()?;
+            string(out, &to_chrono(&time.0).to_rfc3339());
+        }
+        Some(())
+    }
+
     #[cfg(test)]
     mod tests {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+        #[test]
+        fn timestamps_are_written_as_the_value_path_writes_them() {
+            for json in [r#""2026-11-27T01:02:03Z""#, r#""2026-11-27T01:02:03.5Z""#, r#""2026-11-27T03:02:03+02:00""#] {
+                let mut out = String::new();
+                super::timestamp(&mut out, json).unwrap();
+                let time: Time = serde_json::from_str(json).unwrap();
+                let expected = super::to_chrono(&time.0).to_rfc3339();
+                assert_eq!(serde_json::from_str::<String>(&out).unwrap(), expected, "{json}");
+            }
+            assert!(super::timestamp(&mut String::new(), r#""not a time""#).is_none());
+        }
+
         #[test]
         fn strings_are_escaped_as_json_escapes_them() {
             for s in ["plain", "quote \" and \\ back", "line\nbreak\ttab\r", "\u{1}\u{1f} control", "ünïcødé ✓", ""] {
