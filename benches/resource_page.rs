@@ -203,6 +203,7 @@ async fn main() {
     };
     for (label, a, b) in [
         ("list view / direct list_metadata (the same API call)", 0, 3),
+        ("list view / direct typed list", 0, 4),
         ("whole objects / direct typed list", 1, 4),
         ("whole objects with managedFields / direct typed list", 2, 4),
     ] {
