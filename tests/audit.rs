@@ -194,32 +194,12 @@ async fn every_way_of_sending_a_mutation_is_audited() {
     server.gql_ok("{ clusters { edges { node { id } } } viewer { name } }", json!({})).await;
     assert_eq!(count().await, before, "a read leaves no record");
 
-    let batch: Value = server
-        .client
-        .post(server.url("/graphql"))
-        .bearer_auth(&server.token)
-        .json(&json!([{ "query": "{ viewer { name } }" }, { "query": create("batched") }]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch = server.post_json("/graphql", json!([{ "query": "{ viewer { name } }" }, { "query": create("batched") }])).await;
     assert_eq!(batch[1]["data"]["createCluster"]["name"], "batched", "{batch}");
     assert_eq!(count().await, before + 1, "the batched mutation is recorded");
 
     let document = format!("query Look {{ viewer {{ name }} }} {}", create("named").replacen("mutation", "mutation Make", 1));
-    let named: Value = server
-        .client
-        .post(server.url("/graphql"))
-        .bearer_auth(&server.token)
-        .json(&json!({ "query": document, "operationName": "Make" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let named = server.post_json("/graphql", json!({ "query": document, "operationName": "Make" })).await;
     assert_eq!(named["data"]["createCluster"]["name"], "named", "{named}");
     assert_eq!(count().await, before + 2, "the chosen mutation is recorded");
 

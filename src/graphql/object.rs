@@ -91,12 +91,11 @@ impl Resource {
         let value = match &self.body {
             Body::Object(object) => {
                 let mut value = async_graphql::to_value(&**object).map_err(|e| e.to_string())?;
-                if !managed_fields {
-                    if let Value::Object(fields) = &mut value {
-                        if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-                            meta.shift_remove("managedFields");
-                        }
-                    }
+                if !managed_fields
+                    && let Value::Object(fields) = &mut value
+                    && let Some(Value::Object(meta)) = fields.get_mut("metadata")
+                {
+                    meta.shift_remove("managedFields");
                 }
                 value
             }
@@ -326,10 +325,10 @@ impl OutputType for WholeObject<'_> {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        if ctx.data_opt::<RawJsonOutput>().is_some() {
-            if let Some(text) = self.resource.whole_text(self.managed_fields) {
-                return Ok(raw_value(text));
-            }
+        if ctx.data_opt::<RawJsonOutput>().is_some()
+            && let Some(text) = self.resource.whole_text(self.managed_fields)
+        {
+            return Ok(raw_value(text));
         }
         self.resource
             .whole(self.managed_fields)

@@ -105,10 +105,10 @@ impl OutputType for Edges<'_> {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let page = self.0;
-        if ctx.data_opt::<RawJsonOutput>().is_some() {
-            if let Some(text) = text::edges(ctx, &field.node.selection_set.node, &page.items, &page.cursor) {
-                return Ok(raw_value(text));
-            }
+        if ctx.data_opt::<RawJsonOutput>().is_some()
+            && let Some(text) = text::edges(ctx, &field.node.selection_set.node, &page.items, &page.cursor)
+        {
+            return Ok(raw_value(text));
         }
         let direct = page.items.iter().map(|item| {
             let mut out = IndexMap::new();
@@ -135,10 +135,10 @@ impl OutputType for Nodes<'_> {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        if ctx.data_opt::<RawJsonOutput>().is_some() {
-            if let Some(text) = text::nodes(ctx, &field.node.selection_set.node, self.0) {
-                return Ok(raw_value(text));
-            }
+        if ctx.data_opt::<RawJsonOutput>().is_some()
+            && let Some(text) = text::nodes(ctx, &field.node.selection_set.node, self.0)
+        {
+            return Ok(raw_value(text));
         }
         let direct = self.0.iter().map(|item| {
             let mut out = IndexMap::new();
@@ -216,6 +216,17 @@ fn bool_argument(ctx: &ContextSelectionSet<'_>, f: &Positioned<Field>, name: &st
     }
 }
 
+/// An object whose fields are plain reads: `field` gives a field's value by its name.
+fn plain_object(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, field: impl Fn(&str) -> Option<Value>) -> Option<Value> {
+    let mut out = IndexMap::new();
+    each_field(ctx, set, &mut |p| {
+        let value = field(p.node.name.node.as_str())?;
+        insert(&mut out, p, value);
+        Some(())
+    })?;
+    Some(Value::Object(out))
+}
+
 fn text(value: Option<&str>) -> Value {
     value.map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null)
 }
@@ -279,46 +290,32 @@ fn meta_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, meta: &Meta, o
             "generation" => meta.generation.map(|g| Value::Number(g.into())).unwrap_or(Value::Null),
             "labels" | "annotations" => {
                 let map = if f.node.name.node == "labels" { &meta.labels } else { &meta.annotations };
-                let mut pairs = Vec::with_capacity(map.as_ref().map_or(0, |m| m.len()));
-                for (key, value) in map.iter().flatten() {
-                    let mut pair = IndexMap::new();
-                    each_field(ctx, &f.node.selection_set.node, &mut |p| {
-                        let v = match p.node.name.node.as_str() {
-                            "__typename" => Value::String("Label".into()),
-                            "key" => Value::String(key.clone()),
-                            "value" => Value::String(value.clone()),
-                            _ => return None,
-                        };
-                        insert(&mut pair, p, v);
-                        Some(())
-                    })?;
-                    pairs.push(Value::Object(pair));
-                }
-                Value::List(pairs)
+                let pairs = map.iter().flatten().map(|(key, value)| {
+                    plain_object(ctx, &f.node.selection_set.node, |name| match name {
+                        "__typename" => Some(Value::String("Label".into())),
+                        "key" => Some(Value::String(key.clone())),
+                        "value" => Some(Value::String(value.clone())),
+                        _ => None,
+                    })
+                });
+                Value::List(pairs.collect::<Option<_>>()?)
             }
             "creationTimestamp" => time(meta.creation_timestamp.as_ref()),
             "deletionTimestamp" => time(meta.deletion_timestamp.as_ref()),
             "finalizers" => Value::List(meta.finalizers.iter().flatten().map(|s| Value::String(s.clone())).collect()),
             "ownerReferences" => {
-                let mut owners = Vec::new();
-                for owner in meta.owner_references.iter().flatten() {
-                    let mut o = IndexMap::new();
-                    each_field(ctx, &f.node.selection_set.node, &mut |p| {
-                        let v = match p.node.name.node.as_str() {
-                            "__typename" => Value::String("OwnerReference".into()),
-                            "apiVersion" => Value::String(owner.api_version.clone()),
-                            "kind" => Value::String(owner.kind.clone()),
-                            "name" => Value::String(owner.name.clone()),
-                            "uid" => Value::String(owner.uid.clone()),
-                            "controller" => owner.controller.map(Value::Boolean).unwrap_or(Value::Null),
-                            _ => return None,
-                        };
-                        insert(&mut o, p, v);
-                        Some(())
-                    })?;
-                    owners.push(Value::Object(o));
-                }
-                Value::List(owners)
+                let owners = meta.owner_references.iter().flatten().map(|owner| {
+                    plain_object(ctx, &f.node.selection_set.node, |name| match name {
+                        "__typename" => Some(Value::String("OwnerReference".into())),
+                        "apiVersion" => Some(Value::String(owner.api_version.clone())),
+                        "kind" => Some(Value::String(owner.kind.clone())),
+                        "name" => Some(Value::String(owner.name.clone())),
+                        "uid" => Some(Value::String(owner.uid.clone())),
+                        "controller" => Some(owner.controller.map(Value::Boolean).unwrap_or(Value::Null)),
+                        _ => None,
+                    })
+                });
+                Value::List(owners.collect::<Option<_>>()?)
             }
             _ => return None,
         };

@@ -121,6 +121,13 @@ impl TestServer {
         response.json().await.expect("JSON body")
     }
 
+    /// POSTs any JSON body (a batch, a request with an operation name) to `path` with the admin
+    /// token and returns the JSON answer.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        let response = self.client.post(self.url(path)).bearer_auth(&self.token).json(&body).send().await.expect("request");
+        response.json().await.expect("JSON body")
+    }
+
     /// POSTs a GraphQL request with another token and extra headers; returns the JSON body.
     pub async fn gql_as(&self, token: &str, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
         let mut request = self
