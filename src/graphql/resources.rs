@@ -155,7 +155,7 @@ pub async fn get_resource(
         let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
         ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.0.kind))
     })?;
-    Ok(Resource::new(object, &target.0.api_version, &target.0.kind, cluster_id))
+    Ok(Resource::raw(object, Origin::new(&target.0.api_version, &target.0.kind, cluster_id)))
 }
 
 // Serial, as `ObjectMeta`: only `events` waits on the network, and one object's fields gain

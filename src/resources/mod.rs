@@ -131,16 +131,11 @@ impl ResourceService {
             })
     }
 
-    fn dynamic_api(
-        client: Client,
-        resource: &ApiResource,
-        caps: &ApiCapabilities,
-        namespace: Option<&str>,
-    ) -> Api<DynamicObject> {
-        match (caps.scope.clone(), namespace) {
-            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client, ns, resource),
-            _ => Api::all_with(client, resource),
-        }
+    /// Requests for a kind's objects, in a namespace when the kind is namespaced and one is
+    /// given (a namespace given for a cluster-scoped kind is ignored, as kubectl does).
+    fn requests(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> kube::core::Request {
+        let namespace = if caps.scope == Scope::Namespaced { namespace } else { None };
+        kube::core::Request::new(DynamicObject::url_path(resource, namespace))
     }
 
     /// One page of a kind, cut by the API server (`limit` + `continue`), its items kept as the
@@ -163,11 +158,7 @@ impl ResourceService {
             return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
         }
         let (name, client) = self.client(caller, cluster_id).await?;
-        let namespace = match caps.scope {
-            Scope::Namespaced => query.namespace.as_deref(),
-            Scope::Cluster => None,
-        };
-        let url = kube::core::Request::new(DynamicObject::url_path(resource, namespace));
+        let url = Self::requests(resource, caps, query.namespace.as_deref());
         let params = list_params(query, limit, continue_token);
         let mut request = if metadata_only { url.list_metadata(&params) } else { url.list(&params) }
             .map_err(|e| ResourceError::Invalid(e.to_string()))?;
@@ -181,7 +172,7 @@ impl ResourceService {
         })
     }
 
-    /// One object, or `None` when it does not exist.
+    /// One object as the API server's bytes, or `None` when it does not exist.
     pub async fn get(
         &self,
         caller: &Caller,
@@ -189,11 +180,18 @@ impl ResourceService {
         (resource, caps): &(ApiResource, ApiCapabilities),
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Option<DynamicObject>, ResourceError> {
+    ) -> Result<Option<RawObject>, ResourceError> {
         require_namespace(resource, caps, namespace)?;
         let (cluster, client) = self.client(caller, cluster_id).await?;
-        let api = Self::dynamic_api(client, resource, caps, namespace);
-        api.get_opt(name).await.map_err(|e| Self::api_error(&cluster, e))
+        let mut request = Self::requests(resource, caps, namespace)
+            .get(name, &kube::api::GetParams::default())
+            .map_err(|e| ResourceError::Invalid(e.to_string()))?;
+        request.extensions_mut().insert("get");
+        match client.request::<RawObject>(request).await {
+            Ok(object) => Ok(Some(object)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(err) => Err(Self::api_error(&cluster, err)),
+        }
     }
 
     /// Events about one object (by uid), a page at a time.
