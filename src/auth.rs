@@ -135,10 +135,10 @@ impl Authenticator {
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let digest = token_digest(token);
-        if let Some(entry) = self.verified.get(&digest) {
-            if entry.fresh() {
-                return Ok(entry.principal.clone());
-            }
+        if let Some(entry) = self.verified.get(&digest)
+            && entry.fresh()
+        {
+            return Ok(entry.principal.clone());
         }
         let (principal, expires_at) = self.lookup(&digest).await?;
         if self.verified.len() > 10_000 {

@@ -118,6 +118,8 @@ fn request_id(headers: &HeaderMap) -> String {
 /// The `Impersonate-*` headers of a request, as Kubernetes itself reads them (`kubectl --as`,
 /// `--as-group`, `--as-uid`, and `Impersonate-Extra-<key>`). Whether the caller may use them is
 /// decided where a cluster is reached, so that an attempted mutation is still audited.
+// The error is the HTTP answer itself, returned at once by the handler; it is not carried around.
+#[allow(clippy::result_large_err)]
 fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, Response> {
     let text = |name: &str| -> Vec<String> {
         headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
@@ -127,10 +129,10 @@ fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, R
     let uid = text("impersonate-uid").into_iter().next();
     let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
-            if let Ok(value) = value.to_str() {
-                extra.entry(key.to_owned()).or_default().push(value.to_owned());
-            }
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
+            && let Ok(value) = value.to_str()
+        {
+            extra.entry(key.to_owned()).or_default().push(value.to_owned());
         }
     }
     match user {
@@ -305,10 +307,10 @@ fn init_payload_impersonation(payload: &serde_json::Value) -> Result<Option<Impe
 fn init_payload_token(payload: &serde_json::Value) -> Option<String> {
     let object = payload.as_object()?;
     for (key, value) in object {
-        if key.eq_ignore_ascii_case("authorization") {
-            if let Some(token) = value.as_str().and_then(bearer_token) {
-                return Some(token.to_owned());
-            }
+        if key.eq_ignore_ascii_case("authorization")
+            && let Some(token) = value.as_str().and_then(bearer_token)
+        {
+            return Some(token.to_owned());
         }
     }
     object.get("token").and_then(|v| v.as_str()).map(str::to_owned)

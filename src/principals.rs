@@ -122,6 +122,6 @@ impl PrincipalService {
         if let Err(err) = self.db.announce(&Change::Tokens).await {
             tracing::warn!(error = %err, "could not notify other replicas of a token revocation");
         }
-        Ok(self.db.api_token(token_id).await?.ok_or_else(not_found)?)
+        self.db.api_token(token_id).await?.ok_or_else(not_found)
     }
 }

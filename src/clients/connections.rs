@@ -107,12 +107,12 @@ impl ClusterConnections {
     /// is older than `max_age`, or `refresh` asks for one. Checked with the cluster's own identity.
     pub async fn status(&self, cluster_id: &str, tenant: &str, max_age: Duration, refresh: bool) -> Result<ClusterStatus, AccessError> {
         let row = self.clusters.get(cluster_id, tenant).await?;
-        if !refresh {
-            if let Some(known) = self.statuses.get(&row.id) {
-                let age = chrono::Utc::now() - known.checked_at;
-                if age.to_std().is_ok_and(|age| age < max_age) {
-                    return Ok(known.clone());
-                }
+        if !refresh
+            && let Some(known) = self.statuses.get(&row.id)
+        {
+            let age = chrono::Utc::now() - known.checked_at;
+            if age.to_std().is_ok_and(|age| age < max_age) {
+                return Ok(known.clone());
             }
         }
         let status = match self.client(&row.id).await {

@@ -458,15 +458,15 @@ fn validate_kubeconfig(spec: &ClusterSpec) -> Result<(), ClusterError> {
 /// The rules a cluster record must meet, whole; a failure names the field at fault.
 pub fn validate(spec: &ClusterSpec) -> Result<(), ClusterError> {
     validate_name(&spec.name)?;
-    if let Some(ns) = &spec.default_namespace {
-        if !is_dns_label(ns) {
-            return Err(invalid("defaultNamespace", format!("{ns:?} is not a valid namespace name")));
-        }
+    if let Some(ns) = &spec.default_namespace
+        && !is_dns_label(ns)
+    {
+        return Err(invalid("defaultNamespace", format!("{ns:?} is not a valid namespace name")));
     }
-    if let Some(server_name) = &spec.tls_server_name {
-        if server_name.is_empty() || server_name.len() > 253 || server_name.contains(char::is_whitespace) {
-            return Err(invalid("tlsServerName", "is not a valid host name"));
-        }
+    if let Some(server_name) = &spec.tls_server_name
+        && (server_name.is_empty() || server_name.len() > 253 || server_name.contains(char::is_whitespace))
+    {
+        return Err(invalid("tlsServerName", "is not a valid host name"));
     }
     for (key, value) in &spec.labels {
         let fine = |t: &str, empty_ok: bool| {

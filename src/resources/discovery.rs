@@ -66,18 +66,18 @@ impl DiscoveryCache {
 
     /// The cluster's discovery; refreshed when older than `max_age` (or absent).
     async fn current(&self, cluster_id: &str, client: &Client, max_age: Duration) -> Result<Arc<Discovery>, kube::Error> {
-        if let Some(entry) = self.entries.get(cluster_id) {
-            if entry.at.elapsed() < max_age {
-                return Ok(Arc::clone(&entry.discovery));
-            }
+        if let Some(entry) = self.entries.get(cluster_id)
+            && entry.at.elapsed() < max_age
+        {
+            return Ok(Arc::clone(&entry.discovery));
         }
         let lock = Arc::clone(&self.locks.entry(cluster_id.to_owned()).or_default());
         let _guard = lock.lock().await;
         // Someone else may have refreshed while this task waited.
-        if let Some(entry) = self.entries.get(cluster_id) {
-            if entry.at.elapsed() < max_age {
-                return Ok(Arc::clone(&entry.discovery));
-            }
+        if let Some(entry) = self.entries.get(cluster_id)
+            && entry.at.elapsed() < max_age
+        {
+            return Ok(Arc::clone(&entry.discovery));
         }
         let discovery = Arc::new(Self::run(client).await?);
         self.entries.insert(cluster_id.to_owned(), Entry { discovery: Arc::clone(&discovery), at: Instant::now() });

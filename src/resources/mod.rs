@@ -103,10 +103,10 @@ impl ResourceService {
     }
 
     pub(crate) fn api_error(cluster: &str, err: kube::Error) -> ResourceError {
-        if let kube::Error::Api(status) = &err {
-            if status.code == 410 {
-                return ResourceError::Expired;
-            }
+        if let kube::Error::Api(status) = &err
+            && status.code == 410
+        {
+            return ResourceError::Expired;
         }
         let error = ConnectError::from_kube(&err, Duration::from_secs(30));
         ResourceError::Access(AccessError::Connect { cluster: cluster.to_owned(), error })

@@ -272,10 +272,10 @@ impl WatchHub {
             let grace = Duration::from_secs(self.settings.grace_secs);
             let stop = move || {
                 let mut upstreams = upstreams.lock().unwrap_or_else(|e| e.into_inner());
-                if upstreams.get(&key).is_some_and(|u| u.subscribers == 0) {
-                    if let Some(upstream) = upstreams.remove(&key) {
-                        upstream.task.abort();
-                    }
+                if upstreams.get(&key).is_some_and(|u| u.subscribers == 0)
+                    && let Some(upstream) = upstreams.remove(&key)
+                {
+                    upstream.task.abort();
                 }
             };
             match tokio::runtime::Handle::try_current() {
