@@ -39,19 +39,40 @@ impl ResourceConnection {
     pub fn empty(has_previous_page: bool) -> Self {
         Self::new(has_previous_page, false, String::new(), Vec::new(), ListInfo::default())
     }
-}
 
-#[Object]
-impl ResourceConnection {
-    /// Information to aid in pagination.
-    async fn page_info(&self) -> PageInfo {
-        let cursor = (!self.items.is_empty()).then(|| self.cursor.clone());
+    fn page_info_value(&self) -> PageInfo {
+        // A filtered list may come back empty with a continue token; the cursor is given then
+        // too, or the client could not go on.
+        let cursor = (!self.items.is_empty() || self.has_next_page).then(|| self.cursor.clone());
         PageInfo {
             has_previous_page: self.has_previous_page,
             has_next_page: self.has_next_page,
             start_cursor: cursor.clone(),
             end_cursor: cursor,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_page_with_more_to_come_still_gives_its_cursor() {
+        let info = ResourceConnection::new(true, true, "next".into(), Vec::new(), ListInfo::default()).page_info_value();
+        assert!(info.has_next_page);
+        assert_eq!(info.end_cursor.as_deref(), Some("next"));
+        let last = ResourceConnection::empty(true).page_info_value();
+        assert!(!last.has_next_page);
+        assert_eq!(last.end_cursor, None);
+    }
+}
+
+#[Object]
+impl ResourceConnection {
+    /// Information to aid in pagination.
+    async fn page_info(&self) -> PageInfo {
+        self.page_info_value()
     }
     /// A list of edges.
     async fn edges(&self) -> Edges<'_> {
