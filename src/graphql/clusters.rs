@@ -160,6 +160,11 @@ impl Cluster {
         resources::list_resources(ctx, &self.0.id, ListArgs { group, version, kind, query, first, after }).await
     }
 
+    /// The rollout of a Deployment, StatefulSet or DaemonSet (`kubectl rollout status|history`).
+    async fn rollout(&self, ctx: &Context<'_>, kind: String, namespace: String, name: String) -> async_graphql::Result<super::rollout::Rollout> {
+        super::rollout::rollout(ctx, &self.0.id, &kind, namespace, name)
+    }
+
     /// One object. A missing object is a NOT_FOUND error.
     async fn resource(
         &self,

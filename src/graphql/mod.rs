@@ -7,6 +7,7 @@ mod object;
 mod page;
 pub mod raw;
 mod resources;
+mod rollout;
 mod watch;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -31,7 +32,12 @@ pub struct QueryRoot(
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(clusters::ClusterMutation, resources::ResourceMutation, principals::PrincipalMutation);
+pub struct MutationRoot(
+    clusters::ClusterMutation,
+    resources::ResourceMutation,
+    rollout::RolloutMutation,
+    principals::PrincipalMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]

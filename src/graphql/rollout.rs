@@ -1,0 +1,184 @@
+//! Rollouts in the schema: `cluster { rollout(kind, namespace, name) { status history } }`, and
+//! the `rollback` and `rolloutRestart` mutations, as `kubectl rollout` offers them.
+
+use async_graphql::{Context, ID, Json, Object, SimpleObject};
+use kube::api::DynamicObject;
+
+use super::object::Resource;
+use super::{caller, data, principal, require_role};
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::resources::ResourceService;
+use crate::resources::rollout::{Revision, Workload};
+
+/// The most revisions one `history` returns.
+const MAX_HISTORY: i32 = 500;
+
+/// A workload's rollout.
+pub struct Rollout {
+    cluster_id: String,
+    workload: Workload,
+    namespace: String,
+    name: String,
+}
+
+impl Rollout {
+    pub fn new(cluster_id: &str, kind: &str, namespace: String, name: String) -> Result<Self, ApiError> {
+        let workload = Workload::parse(kind).map_err(ApiError::from)?;
+        Ok(Self { cluster_id: cluster_id.to_owned(), workload, namespace, name })
+    }
+}
+
+/// Where a rollout stands (`kubectl rollout status`, read once).
+#[derive(SimpleObject)]
+pub struct RolloutStatusOutput {
+    /// Every replica runs the current template and is available.
+    pub done: bool,
+    /// The rollout will not finish on its own (a Deployment past its progress deadline).
+    pub failed: bool,
+    /// kubectl's words for the state.
+    pub message: String,
+}
+
+/// One revision of a workload's pod template.
+#[derive(SimpleObject)]
+pub struct RolloutRevision {
+    pub revision: i64,
+    /// The ReplicaSet (Deployments) or ControllerRevision (StatefulSets, DaemonSets) holding it.
+    pub name: String,
+    /// The `kubernetes.io/change-cause` annotation.
+    pub change_cause: Option<String>,
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The pod template of this revision.
+    pub template: Json<serde_json::Value>,
+    /// The revision the workload runs now.
+    pub current: bool,
+}
+
+impl From<Revision> for RolloutRevision {
+    fn from(r: Revision) -> Self {
+        RolloutRevision {
+            revision: r.revision,
+            name: r.name,
+            change_cause: r.change_cause,
+            created_at: r.created.map(|t| super::object::to_chrono(&t.0)),
+            template: Json(r.template),
+            current: r.current,
+        }
+    }
+}
+
+#[Object]
+impl Rollout {
+    async fn kind(&self) -> &str {
+        self.workload.kind()
+    }
+    async fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    async fn name(&self) -> &str {
+        &self.name
+    }
+    /// `kubectl rollout status`, read once; subscribe to `resourceEvents` for changes.
+    async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<RolloutStatusOutput> {
+        let status = data::<ResourceService>(ctx)?
+            .rollout_status(caller(ctx)?, &self.cluster_id, self.workload, &self.namespace, &self.name)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(RolloutStatusOutput { done: status.done, failed: status.failed, message: status.message })
+    }
+    /// `kubectl rollout history`, newest first: at most `first` revisions (default 50, at most 500).
+    async fn history(&self, ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<Vec<RolloutRevision>> {
+        let first = first.unwrap_or(50);
+        if !(1..=MAX_HISTORY).contains(&first) {
+            return Err(ApiError::new(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_HISTORY}")).into());
+        }
+        let history = data::<ResourceService>(ctx)?
+            .rollout_history(caller(ctx)?, &self.cluster_id, self.workload, &self.namespace, &self.name)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(history.into_iter().rev().take(first as usize).map(RolloutRevision::from).collect())
+    }
+}
+
+/// The workload's rollout, for `Cluster.rollout`.
+pub fn rollout(ctx: &Context<'_>, cluster_id: &str, kind: &str, namespace: String, name: String) -> async_graphql::Result<Rollout> {
+    principal(ctx)?;
+    Ok(Rollout::new(cluster_id, kind, namespace, name)?)
+}
+
+/// What a rollback did.
+pub struct RollbackOutput {
+    revision: i64,
+    skipped: bool,
+    object: Resource,
+}
+
+#[Object]
+impl RollbackOutput {
+    /// The revision rolled back to.
+    async fn revision(&self) -> i64 {
+        self.revision
+    }
+    /// The workload already ran that revision's template; nothing was changed.
+    async fn skipped(&self) -> bool {
+        self.skipped
+    }
+    /// The workload after the rollback (as it would be, in a dry run).
+    async fn object(&self) -> &Resource {
+        &self.object
+    }
+}
+
+fn workload_resource(object: serde_json::Value, workload: Workload, cluster_id: &str) -> Result<Resource, ApiError> {
+    let object: DynamicObject = serde_json::from_value(object).map_err(ApiError::internal)?;
+    Ok(Resource::new(object, "apps/v1", workload.kind(), cluster_id))
+}
+
+#[derive(Default)]
+pub struct RolloutMutation;
+
+#[Object]
+impl RolloutMutation {
+    /// `kubectl rollout undo`: back to `toRevision`, or to the revision before the current one.
+    /// A paused Deployment is refused. OPERATOR or ADMIN.
+    #[allow(clippy::too_many_arguments)]
+    async fn rollback(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        #[graphql(desc = "Deployment, StatefulSet or DaemonSet.")] kind: String,
+        namespace: String,
+        name: String,
+        to_revision: Option<i64>,
+        #[graphql(desc = "Default false.")] dry_run: Option<bool>,
+    ) -> async_graphql::Result<RollbackOutput> {
+        require_role(ctx, Role::Operator)?;
+        let workload = Workload::parse(&kind).map_err(ApiError::from)?;
+        let done = data::<ResourceService>(ctx)?
+            .rollback(caller(ctx)?, &cluster_id, workload, &namespace, &name, to_revision, dry_run.unwrap_or(false))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(RollbackOutput { revision: done.revision, skipped: done.skipped, object: workload_resource(done.object, workload, &cluster_id)? })
+    }
+
+    /// `kubectl rollout restart`: stamps the pod template (`kubectl.kubernetes.io/restartedAt`)
+    /// so that every pod is replaced. A paused Deployment is refused. OPERATOR or ADMIN.
+    async fn rollout_restart(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        #[graphql(desc = "Deployment, StatefulSet or DaemonSet.")] kind: String,
+        namespace: String,
+        name: String,
+        #[graphql(desc = "Default false.")] dry_run: Option<bool>,
+    ) -> async_graphql::Result<Resource> {
+        require_role(ctx, Role::Operator)?;
+        let workload = Workload::parse(&kind).map_err(ApiError::from)?;
+        let object = data::<ResourceService>(ctx)?
+            .rollout_restart(caller(ctx)?, &cluster_id, workload, &namespace, &name, chrono::Utc::now(), dry_run.unwrap_or(false))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(workload_resource(object, workload, &cluster_id)?)
+    }
+}
