@@ -47,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/graphql/stream", post(graphql_sse))
         .route("/graphiql", get(graphiql))
         .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
+        .route("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -147,10 +148,16 @@ fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, R
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    authenticate_with(state, headers, None).await
+}
+
+/// As `authenticate`, with a token found elsewhere than the Authorization header.
+async fn authenticate_with(state: &AppState, headers: &HeaderMap, other_token: Option<&str>) -> Result<Caller, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
+        .and_then(bearer_token)
+        .or(other_token);
     let principal = state.auth.authenticate(token).await.map_err(auth_failure)?;
     let impersonation = impersonation_headers(headers)?;
     Ok(Caller { principal, impersonation, request_id: request_id(headers) })
@@ -461,6 +468,89 @@ async fn apply_endpoint(
             let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
             Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents })).into_response()
         }
+        Err(err) => error_response(status_of(err.code), err.code, err.message),
+    };
+    with_request_id(response, &id)
+}
+
+/// The WebSocket subprotocol a port-forward answers with when the client offers it.
+const PORT_FORWARD_PROTOCOL: &str = "v1.portforward.kubegql";
+/// Browsers cannot set headers on a WebSocket; as with the Kubernetes API server, they may send
+/// the token as a subprotocol: `base64url.bearer.authorization.k8s.io.<base64url(token)>`.
+const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    let encoded = offered.split(',').map(str::trim).find_map(|p| p.strip_prefix(TOKEN_PROTOCOL_PREFIX))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortForwardQuery {
+    port: u16,
+}
+
+/// `kubectl port-forward` over a WebSocket: binary messages carry the bytes of one TCP
+/// connection to the pod's port. OPERATOR or ADMIN; audited. The connection to the pod is opened
+/// before the upgrade, so a missing pod or a refusal is an HTTP error with its code.
+async fn port_forward_endpoint(
+    State(state): State<AppState>,
+    axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let protocol_token = token_from_protocols(&headers);
+    let caller = match authenticate_with(&state, &headers, protocol_token.as_deref()).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let id = caller.request_id.clone();
+    let port = match query {
+        Ok(axum::extract::Query(q)) if q.port > 0 => q.port,
+        Ok(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "port must be between 1 and 65535"),
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let entry = AuditEntry {
+        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward".into()),
+        field: "portForward".into(),
+        cluster_id: Some(cluster_id.clone()),
+        verb: Some("POST".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.clone()),
+        name: Some(pod.clone()),
+        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "port": port }),
+        ..Default::default()
+    };
+    let pending = match state.audit.begin(Some(&caller), entry).await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "audit record could not be written; refusing port-forward");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the action was refused: its audit record could not be written");
+        }
+    };
+    let opened = if caller.principal.role == crate::auth::Role::Viewer {
+        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
+    } else {
+        state.resources.port_forward(&caller, &cluster_id, &namespace, &pod, port).await.map_err(crate::error::ApiError::from)
+    };
+    let (outcome, code) = match &opened {
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
+    };
+    if let Err(err) = state.audit.finish(pending, outcome, code).await {
+        tracing::error!(error = %err, "audit record could not be completed");
+    }
+    let response = match opened {
+        Ok(forwarder) => upgrade
+            .protocols([PORT_FORWARD_PROTOCOL])
+            .on_upgrade(move |socket| async move {
+                let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
+                tracing::debug!(to_pod, from_pod, "port-forward closed");
+            }),
         Err(err) => error_response(status_of(err.code), err.code, err.message),
     };
     with_request_id(response, &id)

@@ -19,6 +19,7 @@ pub mod resources;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod tunnel;
 pub mod watch;
 
 

@@ -245,6 +245,22 @@ impl ResourceService {
     }
 }
 
+impl ResourceService {
+    /// Opens a port-forward to a pod's port through the API server, as the caller.
+    pub async fn port_forward(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<kube::api::Portforwarder, ResourceError> {
+        let (cluster, client) = self.client(caller, cluster_id).await?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        api.portforward(pod, &[port]).await.map_err(|e| Self::api_error(&cluster, e))
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PodLogRequest {
     pub container: Option<String>,

@@ -1,0 +1,117 @@
+//! Port-forward over a WebSocket through kubegql to a kwok pod, whose port kwok connects to the
+//! harness's echo server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
+use common::{Backend, TestDb, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn setup() -> (TestDb, TestServer, String, String) {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let input = json!({ "name": "pf", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
+    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let ns = unique_namespace("pf");
+    ready_namespace(&client, &ns).await;
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "echo" },
+        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/echo:1", "ports": [{ "containerPort": 8080 }] }] }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    for _ in 0..240 {
+        let running = pods.get("echo").await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running");
+        if running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (db, server, id, ns)
+}
+
+fn url(server: &TestServer, id: &str, ns: &str, pod: &str, query: &str) -> String {
+    format!("ws://{}/api/v1/clusters/{id}/namespaces/{ns}/pods/{pod}/portforward?{query}", server.server.addr)
+}
+
+async fn echo_through(socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, text: &[u8]) -> Vec<u8> {
+    socket.send(Message::Binary(text.to_vec().into())).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < text.len() {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("echo in time").unwrap().unwrap();
+        if let Message::Binary(bytes) = message {
+            got.extend_from_slice(&bytes);
+        }
+    }
+    got
+}
+
+/// The HTTP answer of a refused upgrade: status and `extensions.code`.
+async fn refused(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> (u16, String) {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: Value = response.body().as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+            (response.status().as_u16(), body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default().to_owned())
+        }
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_reach_the_pod_and_come_back() {
+    let (_db, server, id, ns) = setup().await;
+    let mut request = url(&server, &id, &ns, "echo", "port=8080").into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", format!("Bearer {}", server.token).parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the port-forward opens");
+    assert_eq!(echo_through(&mut socket, b"kubegql forwards this\n").await, b"kubegql forwards this\n");
+    assert_eq!(echo_through(&mut socket, b"and this too\n").await, b"and this too\n", "the same connection carries more");
+    socket.close(None).await.unwrap();
+
+    // A browser sends its token as a subprotocol, as to the Kubernetes API server.
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&server.token);
+    let mut request = url(&server, &id, &ns, "echo", "port=8080").into_client_request().unwrap();
+    let protocols = format!("v1.portforward.kubegql, base64url.bearer.authorization.k8s.io.{encoded}");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.expect("the port-forward opens");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v1.portforward.kubegql");
+    assert_eq!(echo_through(&mut socket, b"from a browser\n").await, b"from a browser\n");
+    socket.close(None).await.unwrap();
+
+    // Refusals come before the upgrade, as HTTP errors with their codes.
+    let bare = url(&server, &id, &ns, "echo", "port=8080").into_client_request().unwrap();
+    assert_eq!(refused(bare).await, (401, "UNAUTHENTICATED".to_owned()));
+    let with = |query: &str, pod: &str, token: &str| {
+        let mut request = url(&server, &id, &ns, pod, query).into_client_request().unwrap();
+        request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    assert_eq!(refused(with("port=0", "echo", &server.token)).await.1, "BAD_USER_INPUT");
+    assert_eq!(refused(with("port=8080&extra=1", "echo", &server.token)).await.1, "BAD_USER_INPUT");
+    assert_eq!(refused(with("port=8080", "nope", &server.token)).await.1, "NOT_FOUND");
+    let (_, viewer) = server.principal("viv", "VIEWER").await;
+    assert_eq!(refused(with("port=8080", "echo", &viewer)).await, (403, "FORBIDDEN".to_owned()));
+
+    // Every attempt is audited, refused ones too.
+    let audit = server.gql_ok("{ auditEvents(first: 50) { edges { node { field outcome name } } } }", json!({})).await;
+    let outcomes: Vec<String> = audit["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["field"] == "portForward")
+        .map(|e| format!("{}:{}", e["node"]["name"].as_str().unwrap(), e["node"]["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, ["echo:DENIED", "nope:ERROR", "echo:SUCCESS", "echo:SUCCESS"], "{audit}");
+}
