@@ -48,6 +48,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/graphiql", get(graphiql))
         .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
         .route("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint))
+        .route("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -551,6 +552,87 @@ async fn port_forward_endpoint(
                 let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
                 tracing::debug!(to_pod, from_pod, "port-forward closed");
             }),
+        Err(err) => error_response(status_of(err.code), err.code, err.message),
+    };
+    with_request_id(response, &id)
+}
+
+/// The WebSocket subprotocol an attach answers with when the client offers it.
+const ATTACH_PROTOCOL: &str = "v1.attach.kubegql";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachQuery {
+    container: Option<String>,
+    #[serde(default)]
+    stdin: bool,
+    #[serde(default)]
+    tty: bool,
+}
+
+/// `kubectl attach` over a WebSocket. Every binary message starts with a channel byte, as in the
+/// API server's `channel.k8s.io` protocol: 0 stdin and 4 terminal size (`{"Width","Height"}`)
+/// from the client; 1 stdout, 2 stderr and 3 the end status (JSON) to it. OPERATOR or ADMIN;
+/// audited. The attach is made before the upgrade, so refusals are HTTP errors with codes.
+async fn attach_endpoint(
+    State(state): State<AppState>,
+    axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let protocol_token = token_from_protocols(&headers);
+    let caller = match authenticate_with(&state, &headers, protocol_token.as_deref()).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let id = caller.request_id.clone();
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let entry = AuditEntry {
+        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),
+        field: "attach".into(),
+        cluster_id: Some(cluster_id.clone()),
+        verb: Some("POST".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.clone()),
+        name: Some(pod.clone()),
+        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod,
+                           "container": query.container, "stdin": query.stdin, "tty": query.tty }),
+        ..Default::default()
+    };
+    let pending = match state.audit.begin(Some(&caller), entry).await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "audit record could not be written; refusing attach");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the action was refused: its audit record could not be written");
+        }
+    };
+    let attached = if caller.principal.role == crate::auth::Role::Viewer {
+        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
+    } else {
+        let params = kube::api::AttachParams {
+            container: query.container.clone(),
+            stdin: query.stdin,
+            stdout: true,
+            // A terminal merges stderr into stdout, as the API server requires.
+            stderr: !query.tty,
+            tty: query.tty,
+            ..Default::default()
+        };
+        state.resources.attach(&caller, &cluster_id, &namespace, &pod, &params).await.map_err(crate::error::ApiError::from)
+    };
+    let (outcome, code) = match &attached {
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
+    };
+    if let Err(err) = state.audit.finish(pending, outcome, code).await {
+        tracing::error!(error = %err, "audit record could not be completed");
+    }
+    let response = match attached {
+        Ok(process) => upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| crate::tunnel::attach_bridge(socket, process)),
         Err(err) => error_response(status_of(err.code), err.code, err.message),
     };
     with_request_id(response, &id)

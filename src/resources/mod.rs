@@ -259,6 +259,20 @@ impl ResourceService {
         let api: Api<Pod> = Api::namespaced(client, namespace);
         api.portforward(pod, &[port]).await.map_err(|e| Self::api_error(&cluster, e))
     }
+
+    /// Attaches to a pod's running container through the API server, as the caller.
+    pub async fn attach(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+        namespace: &str,
+        pod: &str,
+        params: &kube::api::AttachParams,
+    ) -> Result<kube::api::AttachedProcess, ResourceError> {
+        let (cluster, client) = self.client(caller, cluster_id).await?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        api.attach(pod, params).await.map_err(|e| Self::api_error(&cluster, e))
+    }
 }
 
 #[derive(Debug, Default, Clone)]

@@ -1,5 +1,5 @@
-//! Port-forward over a WebSocket through kubegql to a kwok pod, whose port kwok connects to the
-//! harness's echo server.
+//! Port-forward and attach over WebSockets through kubegql to a kwok pod: kwok connects the pod's
+//! ports to the harness's echo server, and attaches to the file the echo server's ticker writes.
 
 mod common;
 
@@ -42,7 +42,11 @@ async fn setup() -> (TestDb, TestServer, String, String) {
 }
 
 fn url(server: &TestServer, id: &str, ns: &str, pod: &str, query: &str) -> String {
-    format!("ws://{}/api/v1/clusters/{id}/namespaces/{ns}/pods/{pod}/portforward?{query}", server.server.addr)
+    tunnel_url(server, id, ns, pod, "portforward", query)
+}
+
+fn tunnel_url(server: &TestServer, id: &str, ns: &str, pod: &str, what: &str, query: &str) -> String {
+    format!("ws://{}/api/v1/clusters/{id}/namespaces/{ns}/pods/{pod}/{what}?{query}", server.server.addr)
 }
 
 async fn echo_through(socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, text: &[u8]) -> Vec<u8> {
@@ -114,4 +118,43 @@ async fn bytes_reach_the_pod_and_come_back() {
         .map(|e| format!("{}:{}", e["node"]["name"].as_str().unwrap(), e["node"]["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(outcomes, ["echo:DENIED", "nope:ERROR", "echo:SUCCESS", "echo:SUCCESS"], "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_streams_the_containers_output_on_its_channel() {
+    let (_db, server, id, ns) = setup().await;
+    let request = |query: &str, token: &str| {
+        let mut request = tunnel_url(&server, &id, &ns, "echo", "attach", query).into_client_request().unwrap();
+        request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "v1.attach.kubegql".parse().unwrap());
+        request
+    };
+    let (mut socket, response) = tokio_tungstenite::connect_async(request("container=main", &server.token)).await.expect("the attach opens");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v1.attach.kubegql");
+    // kwok's attach follows the file the harness's ticker appends a line to every second.
+    let mut stdout = Vec::new();
+    while !String::from_utf8_lossy(&stdout).contains("tick") {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("output in time").unwrap().unwrap();
+        if let Message::Binary(bytes) = message {
+            let (channel, data) = bytes.split_first().expect("a channel byte");
+            assert!(*channel == 1 || *channel == 2, "output comes on stdout or stderr, not {channel}");
+            if *channel == 1 {
+                stdout.extend_from_slice(data);
+            }
+        }
+    }
+    socket.close(None).await.unwrap();
+
+    assert_eq!(refused(request("colour=red", &server.token)).await.1, "BAD_USER_INPUT");
+    let (_, viewer) = server.principal("vera", "VIEWER").await;
+    assert_eq!(refused(request("", &viewer)).await, (403, "FORBIDDEN".to_owned()));
+    let audit = server.gql_ok("{ auditEvents(first: 50) { edges { node { field outcome } } } }", json!({})).await;
+    let outcomes: Vec<&str> = audit["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["field"] == "attach")
+        .map(|e| e["node"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["DENIED", "SUCCESS"]);
 }
