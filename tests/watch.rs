@@ -105,15 +105,21 @@ async fn subscribers_share_one_upstream_and_see_every_change() {
     assert!(metrics.contains("kubegql_watch_upstreams 1\n") && metrics.contains("kubegql_watch_subscriptions 2\n"), "{metrics}");
 
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // Each change is awaited by both subscribers before the next: changes to one object that
+    // queue up faster than a subscriber reads are coalesced (the latest state wins), by design.
     configmaps.create(&PostParams::default(), &configmap("shared", "1")).await.unwrap();
-    change(&configmaps, "shared", "2").await;
-    configmaps.delete("shared", &DeleteParams::default()).await.unwrap();
     for rx in [&mut first, &mut second] {
         let (kind, name, _) = next(rx).await;
         assert_eq!((kind.as_str(), name.as_str()), ("ADDED", "shared"));
+    }
+    change(&configmaps, "shared", "2").await;
+    for rx in [&mut first, &mut second] {
         let (kind, _, event) = next(rx).await;
         assert_eq!(kind, "MODIFIED");
         assert_eq!(event["resource"]["json"]["data"]["v"], "2");
+    }
+    configmaps.delete("shared", &DeleteParams::default()).await.unwrap();
+    for rx in [&mut first, &mut second] {
         let (kind, name, _) = next(rx).await;
         assert_eq!((kind.as_str(), name.as_str()), ("DELETED", "shared"));
     }
@@ -195,12 +201,19 @@ async fn sse_and_both_websocket_protocols_deliver_the_same_events() {
     let mut legacy = websocket(&server, "graphql-ws", vars.clone()).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // The ADDED is awaited before the change and the delete (changes queued faster than a
+    // subscriber reads are coalesced, by design), and the change has time to arrive if the
+    // server did not filter it out.
     configmaps.create(&PostParams::default(), &configmap("same", "1")).await.unwrap();
+    let mut added = Vec::new();
+    for rx in [&mut over_sse, &mut modern, &mut legacy] {
+        added.push(next(rx).await);
+    }
     change(&configmaps, "same", "2").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     configmaps.delete("same", &DeleteParams::default()).await.unwrap();
     let mut seen = Vec::new();
-    for rx in [&mut over_sse, &mut modern, &mut legacy] {
-        let added = next(rx).await;
+    for (rx, added) in [&mut over_sse, &mut modern, &mut legacy].into_iter().zip(added) {
         let deleted = next(rx).await;
         seen.push((added.0, added.2["resourceVersion"].clone(), deleted.0, deleted.2["resourceVersion"].clone()));
     }
