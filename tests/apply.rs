@@ -184,7 +184,8 @@ async fn strategic_merge_json_patch_and_merge_patch() {
     let (_cp, _db, server, id) = setup().await;
     let ns = unique_namespace("patch");
     let group = format!("g{}.kubegql.test", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    apply(&server, &id, &stack(&ns, &group, "one"), json!({})).await;
+    let applied = apply(&server, &id, &stack(&ns, &group, "one"), json!({})).await;
+    assert_eq!(applied["data"]["apply"]["failed"], 0, "{applied}");
     let patch = "mutation($id: ID!, $ns: String, $g: String, $k: String!, $n: String!, $t: PatchType!, $p: JSON!) {
         patch(clusterId: $id, group: $g, kind: $k, namespace: $ns, name: $n, type: $t, patch: $p) { object { json } warnings } }";
 

@@ -492,7 +492,7 @@ impl ResourceService {
                 });
                 if doc.kind() == "CustomResourceDefinition" && !options.dry_run {
                     self.await_crd(client, doc.name()).await;
-                    self.discovery().invalidate(cluster_id);
+                    self.await_served(cluster_id, client, &doc.object).await;
                 }
                 result.object = Some(stored);
                 result
@@ -514,6 +514,21 @@ impl ResourceService {
                 if established {
                     return;
                 }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits (up to 15 s) until discovery serves the kind a CustomResourceDefinition defines: the
+    /// API server's discovery can lag a moment behind the Established condition, and the
+    /// documents after the definition, or the caller's next request, need to find the kind.
+    async fn await_served(&self, cluster_id: &str, client: &Client, crd: &Value) {
+        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+        let Some(kind) = crd.pointer("/spec/names/kind").and_then(Value::as_str) else { return };
+        for _ in 0..60 {
+            self.discovery().invalidate(cluster_id);
+            if self.discovery().resolve(cluster_id, client, group, None, kind).await.is_ok() {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
