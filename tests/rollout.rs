@@ -214,3 +214,47 @@ async fn a_stateful_set_and_a_daemon_set_roll_back_to_their_controller_revisions
     let stored = daemons.get("agent").await.unwrap();
     assert_eq!(stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.invalid/agent:1"));
 }
+
+const STATUS_SUBSCRIPTION: &str = "subscription($id: ID!, $k: String!, $ns: String!, $n: String!) {
+    rolloutStatus(clusterId: $id, kind: $k, namespace: $ns, name: $n) { done failed message } }";
+
+/// `rolloutStatus` waits as `kubectl rollout status` does: the status now, then after each change,
+/// ending with the first final one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_subscription_follows_the_rollout_until_it_is_done() {
+    let (_db, server, id, client) = setup().await;
+    let ns = unique_namespace("rollout-watch");
+    ready_namespace(&client, &ns).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "web" } }, "template": pod_template("registry.invalid/web:1", "web") }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &deployment).await.unwrap();
+    until_done(&server, &id, "Deployment", &ns, "web").await;
+    // Paused, a new template waits; the subscription sees that, then the rollout after resuming.
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "paused": true } }))).await.unwrap();
+    set_image(&api, "web", "registry.invalid/web:2", "second").await;
+    let vars = json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" });
+    let mut statuses = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, vars).await.expect("the subscription opens");
+    let first = tokio::time::timeout(Duration::from_secs(20), statuses.recv()).await.expect("a status in time").expect("open");
+    let first = &first["data"]["rolloutStatus"];
+    assert_eq!(first["done"], false, "{first}");
+    assert!(first["message"].as_str().unwrap().starts_with("Waiting for deployment"), "{first}");
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "paused": false } }))).await.unwrap();
+    let mut last = Value::Null;
+    while let Some(payload) = tokio::time::timeout(Duration::from_secs(60), statuses.recv()).await.expect("the rollout finishes in time") {
+        last = payload["data"]["rolloutStatus"].clone();
+    }
+    assert_eq!(last, json!({ "done": true, "failed": false, "message": "deployment \"web\" successfully rolled out" }), "the stream ends on the final status");
+
+    let absent = json!({ "id": id, "k": "Deployment", "ns": ns, "n": "nope" });
+    let mut errors = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, absent).await.expect("errors come inside the stream");
+    let payload = tokio::time::timeout(Duration::from_secs(10), errors.recv()).await.unwrap().unwrap();
+    assert_eq!(payload["errors"][0]["extensions"]["code"], "NOT_FOUND", "{payload}");
+    let pod = json!({ "id": id, "k": "Pod", "ns": ns, "n": "web" });
+    let mut errors = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, pod).await.expect("errors come inside the stream");
+    let payload = tokio::time::timeout(Duration::from_secs(10), errors.recv()).await.unwrap().unwrap();
+    assert_eq!(payload["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{payload}");
+}

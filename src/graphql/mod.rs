@@ -41,7 +41,7 @@ pub struct MutationRoot(
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(clusters::ClusterSubscription, watch::WatchSubscription);
+pub struct SubscriptionRoot(clusters::ClusterSubscription, watch::WatchSubscription, rollout::RolloutSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -1,7 +1,10 @@
 //! Rollouts in the schema: `cluster { rollout(kind, namespace, name) { status history } }`, and
 //! the `rollback` and `rolloutRestart` mutations, as `kubectl rollout` offers them.
 
-use async_graphql::{Context, ID, Json, Object, SimpleObject};
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
+use futures_util::{Stream, StreamExt};
 use kube::api::DynamicObject;
 
 use super::object::Resource;
@@ -9,7 +12,9 @@ use super::{caller, data, principal, require_role};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::ResourceService;
-use crate::resources::rollout::{Revision, Workload};
+use crate::resources::rollout::{Revision, Workload, status_of};
+use crate::watch::coalesce::WatchEventType;
+use crate::watch::{SubscribeOptions, WatchHub, WatchKey};
 
 /// The most revisions one `history` returns.
 const MAX_HISTORY: i32 = 500;
@@ -180,5 +185,68 @@ impl RolloutMutation {
             .await
             .map_err(ApiError::from)?;
         Ok(workload_resource(object, workload, &cluster_id)?)
+    }
+}
+
+#[derive(Default)]
+pub struct RolloutSubscription;
+
+#[Subscription]
+impl RolloutSubscription {
+    /// `kubectl rollout status` (which waits): the status now, then after every change to the
+    /// workload, ending with the first `done` (or `failed`) status. Counts against the caller's
+    /// subscriptions like `resourceEvents`.
+    async fn rollout_status(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        #[graphql(desc = "Deployment, StatefulSet or DaemonSet.")] kind: String,
+        namespace: String,
+        name: String,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RolloutStatusOutput>> + use<>> {
+        let caller = caller(ctx)?;
+        let workload = Workload::parse(&kind).map_err(ApiError::from)?;
+        let hub = data::<Arc<WatchHub>>(ctx)?;
+        let service = data::<ResourceService>(ctx)?;
+        // Read once first: a missing workload or a refusal is an error now, not a silent stream.
+        service.rollout_status(caller, &cluster_id, workload, &namespace, &name).await.map_err(ApiError::from)?;
+        let (row, client) = service.connections().client_for(caller, &cluster_id).await.map_err(ApiError::from)?;
+        let resource = workload.api_resource();
+        let key = WatchKey {
+            cluster_id: row.id.clone(),
+            identity: caller.cluster_identity(row.impersonate_caller).ok().flatten().map(|i| i.canonical()),
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            kind: resource.kind.clone(),
+            namespace: Some(namespace),
+            label_selector: None,
+            field_selector: Some(format!("metadata.name={name}")),
+        };
+        let options = SubscribeOptions { event_types: None, send_initial_state: true, events_per_second: None };
+        let events = hub.subscribe(key, &caller.principal.id, client, resource, options).await.map_err(ApiError::from)?;
+        let statuses = events.filter_map(move |event| async move {
+            match (event.kind, event.object) {
+                (WatchEventType::Deleted, _) => Some(Err(ApiError::new(ErrorCode::NotFound, format!("the {} was deleted", workload.kind())).into())),
+                (_, Some(object)) => Some(
+                    status_of(workload, &object)
+                        .map(|s| RolloutStatusOutput { done: s.done, failed: s.failed, message: s.message })
+                        .map_err(|e| ApiError::from(e).into()),
+                ),
+                // A RESYNC: the current state follows as ADDED.
+                (_, None) => None,
+            }
+        });
+        // Ends right after the first final status (or error), as kubectl does.
+        Ok(futures_util::stream::unfold((Box::pin(statuses), false), |(mut statuses, finished)| async move {
+            if finished {
+                return None;
+            }
+            let item = statuses.next().await?;
+            let last = match &item {
+                Ok(status) => status.done || status.failed,
+                Err(_) => true,
+            };
+            Some((item, (statuses, last)))
+        }))
     }
 }

@@ -214,6 +214,28 @@ fn daemon_set_status(d: &DaemonSet) -> Result<RolloutStatus, ResourceError> {
     Ok(RolloutStatus { done: true, failed: false, message: format!("daemon set {name:?} successfully rolled out") })
 }
 
+/// The rollout status of a workload object as a watch delivers it.
+pub fn status_of(workload: Workload, object: &kube::api::DynamicObject) -> Result<RolloutStatus, ResourceError> {
+    let value = serde_json::to_value(object).map_err(|e| ResourceError::Invalid(e.to_string()))?;
+    let unreadable = |e: serde_json::Error| ResourceError::Invalid(format!("the {} could not be read: {e}", workload.kind()));
+    match workload {
+        Workload::Deployment => Ok(deployment_status(&serde_json::from_value(value).map_err(unreadable)?)),
+        Workload::StatefulSet => stateful_set_status(&serde_json::from_value(value).map_err(unreadable)?),
+        Workload::DaemonSet => daemon_set_status(&serde_json::from_value(value).map_err(unreadable)?),
+    }
+}
+
+impl Workload {
+    /// The workload's kind as a watch needs it.
+    pub fn api_resource(self) -> kube::discovery::ApiResource {
+        match self {
+            Self::Deployment => kube::discovery::ApiResource::erase::<Deployment>(&()),
+            Self::StatefulSet => kube::discovery::ApiResource::erase::<StatefulSet>(&()),
+            Self::DaemonSet => kube::discovery::ApiResource::erase::<DaemonSet>(&()),
+        }
+    }
+}
+
 impl ResourceService {
     async fn workload_client(&self, caller: &Caller, cluster_id: &str) -> Result<(String, Client), ResourceError> {
         self.client(caller, cluster_id).await
