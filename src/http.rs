@@ -392,6 +392,41 @@ fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// Runs an OPERATOR action of a plain HTTP endpoint behind its audit record, as the audit
+/// extension does for mutations: the record is written first (the action is refused when it
+/// cannot be), a VIEWER is refused, and the record is completed with the outcome. An error comes
+/// back as the HTTP answer to send.
+async fn audited<T, Fut>(state: &AppState, caller: &Caller, entry: AuditEntry, action: impl FnOnce() -> Fut) -> Result<T, Response>
+where
+    Fut: std::future::Future<Output = Result<T, crate::error::ApiError>>,
+{
+    let field = entry.field.clone();
+    let pending = match state.audit.begin(Some(caller), entry).await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, field, "audit record could not be written; refusing the action");
+            return Err(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the action was refused: its audit record could not be written",
+            ));
+        }
+    };
+    let outcome = if caller.principal.role == crate::auth::Role::Viewer {
+        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
+    } else {
+        action().await
+    };
+    let (audit_outcome, code) = match &outcome {
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
+    };
+    if let Err(err) = state.audit.finish(pending, audit_outcome, code).await {
+        tracing::error!(error = %err, "audit record could not be completed");
+    }
+    outcome.map_err(|err| error_response(status_of(err.code), err.code, err.message))
+}
+
 /// `kubectl apply --server-side` over plain HTTP: `curl --data-binary @app.yaml`. The same code
 /// path, authentication and audit record as the `apply` mutation; the JSON answer has the
 /// mutation's shape.
@@ -440,36 +475,17 @@ async fn apply_endpoint(
         }),
         ..Default::default()
     };
-    let pending = match state.audit.begin(Some(&caller), entry).await {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::error!(error = %err, "audit record could not be written; refusing /apply");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "the action was refused: its audit record could not be written",
-            );
-        }
-    };
-    let outcome = if caller.principal.role == crate::auth::Role::Viewer {
-        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
-    } else {
+    let outcome = audited(&state, &caller, entry, || async {
         state.resources.apply(&caller, &cluster_id, &text, &options).await.map_err(crate::error::ApiError::from)
-    };
-    let (audit_outcome, code) = match &outcome {
-        Ok(_) => (AuditOutcome::Success, None),
-        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
-    };
-    if let Err(err) = state.audit.finish(pending, audit_outcome, code).await {
-        tracing::error!(error = %err, "audit record could not be completed");
-    }
+    })
+    .await;
     let response = match outcome {
         Ok(documents) => {
             let failed = documents.iter().filter(|d| d.error.is_some()).count();
             let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
             Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents })).into_response()
         }
-        Err(err) => error_response(status_of(err.code), err.code, err.message),
+        Err(response) => response,
     };
     with_request_id(response, &id)
 }
@@ -526,25 +542,10 @@ async fn port_forward_endpoint(
         arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "port": port }),
         ..Default::default()
     };
-    let pending = match state.audit.begin(Some(&caller), entry).await {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::error!(error = %err, "audit record could not be written; refusing port-forward");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the action was refused: its audit record could not be written");
-        }
-    };
-    let opened = if caller.principal.role == crate::auth::Role::Viewer {
-        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
-    } else {
+    let opened = audited(&state, &caller, entry, || async {
         state.resources.port_forward(&caller, &cluster_id, &namespace, &pod, port).await.map_err(crate::error::ApiError::from)
-    };
-    let (outcome, code) = match &opened {
-        Ok(_) => (AuditOutcome::Success, None),
-        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
-    };
-    if let Err(err) = state.audit.finish(pending, outcome, code).await {
-        tracing::error!(error = %err, "audit record could not be completed");
-    }
+    })
+    .await;
     let response = match opened {
         Ok(forwarder) => upgrade
             .protocols([PORT_FORWARD_PROTOCOL])
@@ -552,7 +553,7 @@ async fn port_forward_endpoint(
                 let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
                 tracing::debug!(to_pod, from_pod, "port-forward closed");
             }),
-        Err(err) => error_response(status_of(err.code), err.code, err.message),
+        Err(response) => response,
     };
     with_request_id(response, &id)
 }
@@ -603,37 +604,22 @@ async fn attach_endpoint(
                            "container": query.container, "stdin": query.stdin, "tty": query.tty }),
         ..Default::default()
     };
-    let pending = match state.audit.begin(Some(&caller), entry).await {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::error!(error = %err, "audit record could not be written; refusing attach");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the action was refused: its audit record could not be written");
-        }
+    let params = kube::api::AttachParams {
+        container: query.container.clone(),
+        stdin: query.stdin,
+        stdout: true,
+        // A terminal merges stderr into stdout, as the API server requires.
+        stderr: !query.tty,
+        tty: query.tty,
+        ..Default::default()
     };
-    let attached = if caller.principal.role == crate::auth::Role::Viewer {
-        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
-    } else {
-        let params = kube::api::AttachParams {
-            container: query.container.clone(),
-            stdin: query.stdin,
-            stdout: true,
-            // A terminal merges stderr into stdout, as the API server requires.
-            stderr: !query.tty,
-            tty: query.tty,
-            ..Default::default()
-        };
+    let attached = audited(&state, &caller, entry, || async {
         state.resources.attach(&caller, &cluster_id, &namespace, &pod, &params).await.map_err(crate::error::ApiError::from)
-    };
-    let (outcome, code) = match &attached {
-        Ok(_) => (AuditOutcome::Success, None),
-        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
-    };
-    if let Err(err) = state.audit.finish(pending, outcome, code).await {
-        tracing::error!(error = %err, "audit record could not be completed");
-    }
+    })
+    .await;
     let response = match attached {
         Ok(process) => upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| crate::tunnel::attach_bridge(socket, process)),
-        Err(err) => error_response(status_of(err.code), err.code, err.message),
+        Err(response) => response,
     };
     with_request_id(response, &id)
 }

@@ -135,8 +135,7 @@ impl ResourceService {
     /// Requests for a kind's objects, in a namespace when the kind is namespaced and one is
     /// given (a namespace given for a cluster-scoped kind is ignored, as kubectl does).
     fn requests(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> kube::core::Request {
-        let namespace = if caps.scope == Scope::Namespaced { namespace } else { None };
-        kube::core::Request::new(DynamicObject::url_path(resource, namespace))
+        kube::core::Request::new(url_path(resource, caps, namespace))
     }
 
     /// One page of a kind, cut by the API server (`limit` + `continue`), its items kept as the
@@ -289,6 +288,12 @@ pub struct PodLogRequest {
 pub struct PodLog {
     pub text: String,
     pub truncated: bool,
+}
+
+/// The path of a kind's objects, in a namespace only for a namespaced kind.
+pub(crate) fn url_path(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> String {
+    let namespace = if caps.scope == Scope::Namespaced { namespace } else { None };
+    DynamicObject::url_path(resource, namespace)
 }
 
 /// A namespaced kind needs a namespace to name one object.

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy, ValidationDirective};
-use kube::core::{Request, Resource};
+use kube::core::Request;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::Client;
 use serde_json::Value;
 
-use super::{ResourceError, ResourceService, require_namespace};
+use super::{ResourceError, ResourceService, require_namespace, url_path};
 use crate::access::Caller;
 
 /// A manifest larger than this is refused (the HTTP layer's body limit applies first).
@@ -314,11 +314,6 @@ fn at_manifest_paths(applied: &Value, actual: &Value) -> Value {
         ),
         _ => actual.clone(),
     }
-}
-
-fn url_path(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> String {
-    let namespace = if caps.scope == Scope::Namespaced { namespace } else { None };
-    DynamicObject::url_path(resource, namespace)
 }
 
 /// The patch types of `kubectl patch --type`.
