@@ -50,7 +50,7 @@ async fn main() {
     let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
     let cipher = Arc::new(CredentialCipher::from_base64(&key, &[]).unwrap());
     let cache = Arc::new(ClientCache::new(Duration::from_secs(3600), Arc::new(SystemClock)));
-    let clusters = ClusterService::new(db.clone(), cipher, cache);
+    let clusters = ClusterService::new(db.clone(), cipher, cache, Default::default());
     let spec = ClusterSpec {
         name: "bench".into(),
         mode: ConnectionMode::Direct,
@@ -71,7 +71,7 @@ async fn main() {
     let row = clusters.create("default", spec).await.unwrap();
     let id = row.id.clone();
     clusters.directory().refresh().await.unwrap();
-    let factory = ClientFactory::new(ClientSettings::default());
+    let factory = ClientFactory::new(ClientSettings::default(), Default::default());
     let connections = ClusterConnections::new(clusters.clone(), factory.clone());
     connections.client(&id).await.unwrap();
 
@@ -88,12 +88,12 @@ async fn main() {
     .await;
     let cold = measure(11, 20, || async {
         let spec = clusters.open(&row).unwrap();
-        factory.build(&spec).await.unwrap();
+        factory.build("default", &spec).await.unwrap();
     })
     .await;
     let direct_kube = {
         let spec = clusters.open(&row).unwrap();
-        let config = factory.config(&spec).await.unwrap();
+        let config = factory.config("default", &spec).await.unwrap();
         measure(11, 20, || {
             let config = config.clone();
             async move {

@@ -111,6 +111,7 @@ async fn main() {
         bootstrap_admin_token: Some(token.into()),
         limits: ApiLimits::default(),
         clients: Default::default(),
+        connection_policy: Default::default(),
         upkeep: Default::default(),
         watch: Default::default(),
     };

@@ -76,12 +76,14 @@ impl Impersonation {
         Ok(())
     }
 
-    /// The identity a cluster set to impersonate its callers sees for `principal`: the principal's
-    /// name, and groups naming its tenant and role (prefixed, so they never collide with
-    /// Kubernetes' own `system:` groups).
+    /// The identity a cluster set to impersonate its callers sees for `principal`: a user name
+    /// that carries the tenant (`kubegql:<tenant>:<name>`, so that principals of the same name in
+    /// two tenants never act as one Kubernetes user; neither part may hold a `:`), and groups
+    /// naming its tenant and role (prefixed, so they never collide with Kubernetes' own
+    /// `system:` groups).
     pub fn of_principal(principal: &Principal) -> Impersonation {
         Impersonation {
-            user: principal.name.clone(),
+            user: format!("kubegql:{}:{}", principal.tenant, principal.name),
             groups: vec![
                 format!("kubegql:tenant:{}", principal.tenant),
                 format!("kubegql:role:{}", principal.role.as_str().to_lowercase()),
@@ -179,7 +181,7 @@ mod tests {
     fn clusters_may_impersonate_their_callers() {
         assert_eq!(caller(Role::Viewer, None).cluster_identity(false).unwrap(), None);
         let me = caller(Role::Operator, None).cluster_identity(true).unwrap().unwrap();
-        assert_eq!(me.user, "jane");
+        assert_eq!(me.user, "kubegql:blue:jane");
         assert_eq!(me.groups, vec!["kubegql:tenant:blue", "kubegql:role:operator"]);
     }
 

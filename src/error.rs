@@ -89,6 +89,7 @@ impl From<ClusterError> for ApiError {
         match err {
             ClusterError::Invalid { field, message } => ApiError::bad_input(field, message),
             ClusterError::NotFound(_) => ApiError::new(ErrorCode::NotFound, err.to_string()),
+            ClusterError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
             ClusterError::Store(store) => store.into(),
             // Names the cluster and the key id, never the key or the plaintext.
             ClusterError::Cipher(_) => {
@@ -107,7 +108,7 @@ impl From<AccessError> for ApiError {
             AccessError::Invalid(message) => ApiError::new(ErrorCode::BadUserInput, message),
             AccessError::Connect { cluster, error } => {
                 let code = match &error {
-                    ConnectError::Forbidden(_) => ErrorCode::Forbidden,
+                    ConnectError::Forbidden(_) | ConnectError::NotAllowed(_) => ErrorCode::Forbidden,
                     ConnectError::Api { code: 404, .. } => ErrorCode::NotFound,
                     ConnectError::Api { code: 409, .. } => ErrorCode::Conflict,
                     ConnectError::Api { code: 400 | 422, .. } => ErrorCode::BadUserInput,

@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cipher = Arc::new(server::open_cipher(&keys, &store)?);
             let key_id = cipher.current_key_id().to_owned();
             let cache = Arc::new(ClientCache::new(Duration::ZERO, Arc::new(SystemClock)));
-            let count = ClusterService::new(db, cipher, cache).reseal_all().await?;
+            let count = ClusterService::new(db, cipher, cache, Default::default()).reseal_all().await?;
             println!("re-sealed {count} cluster(s) under key {key_id}");
         }
     }

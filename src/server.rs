@@ -16,6 +16,7 @@ use crate::clients::cache::{ClientCache, SystemClock};
 use crate::clients::connections::ClusterConnections;
 use crate::audit::AuditRecorder;
 use crate::clusters::ClusterService;
+use crate::clusters::policy::ConnectionPolicy;
 use crate::principals::PrincipalService;
 use crate::resources::ResourceService;
 use crate::watch::WatchHub;
@@ -111,13 +112,14 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         Duration::from_secs(settings.upkeep.client_ttl_secs),
         Arc::new(SystemClock),
     ));
-    let clusters = ClusterService::new(db.clone(), cipher, client_cache);
+    let policy = Arc::new(ConnectionPolicy::new(&settings.connection_policy).map_err(anyhow::Error::msg)?);
+    let clusters = ClusterService::new(db.clone(), cipher, client_cache, Arc::clone(&policy));
     // Listen for other replicas' changes before the bulk load, so none falls between the two.
     let notices = crate::store::notify::listen(&db, &settings.store.database_url).await;
     // Prefetch every cluster record so requests for known clusters never wait on the database.
     let known = clusters.directory().refresh().await?;
     tracing::info!(clusters = known, "cluster directory loaded");
-    let connections = ClusterConnections::new(clusters.clone(), ClientFactory::new(settings.clients.clone()));
+    let connections = ClusterConnections::new(clusters.clone(), ClientFactory::new(settings.clients.clone(), policy));
     let upkeep = connections.spawn_upkeep(&settings.upkeep);
     let discovery = Arc::new(DiscoveryCache::new());
     let mut upkeep = upkeep;

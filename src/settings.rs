@@ -59,6 +59,10 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub clients: crate::clients::ClientSettings,
 
+    /// What API callers may point kubegql at (see SECURITY.md).
+    #[command(flatten)]
+    pub connection_policy: crate::clusters::policy::ConnectionPolicySettings,
+
     #[command(flatten)]
     pub upkeep: crate::clients::connections::UpkeepSettings,
 

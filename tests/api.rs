@@ -116,9 +116,14 @@ async fn pages_follow_cursors_to_the_end() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_cluster_input_is_refused_and_writes_nothing() {
-    let (dir, server) = server().await;
+    let dir = TestDb::new(Backend::Sqlite).await;
+    // The operator gives the tenant a directory of kubeconfig files (SECURITY.md).
+    let kubeconfig_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings_for(&dir);
+    settings.connection_policy.kubeconfig_dirs = vec![format!("default={}", kubeconfig_dir.path().display())];
+    let server = TestServer::start_with(settings).await;
     server.gql_ok(CREATE, json!({ "input": direct_input("taken") })).await;
-    let kubeconfig = dir.sqlite_file.as_ref().unwrap().with_file_name("kubeconfig.yaml");
+    let kubeconfig = kubeconfig_dir.path().join("kubeconfig.yaml");
     std::fs::write(&kubeconfig, KUBECONFIG).unwrap();
     let kubeconfig = kubeconfig.display().to_string();
 
@@ -130,7 +135,7 @@ async fn bad_cluster_input_is_refused_and_writes_nothing() {
         ("DIRECT without credentials", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example:6443" }), "BAD_USER_INPUT", "bearerToken"),
         ("CA not PEM", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": "not a certificate" }), "BAD_USER_INPUT", "PEM"),
         ("CA with insecure flag", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": TEST_CA_PEM, "insecureSkipTlsVerify": true }), "BAD_USER_INPUT", "caData"),
-        ("unreadable kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": "/nonexistent/kubeconfig" }), "BAD_USER_INPUT", "cannot read"),
+        ("unreadable kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": "/nonexistent/kubeconfig" }), "BAD_USER_INPUT", "not allowed for this tenant"),
         ("unknown context", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "nope" }), "BAD_USER_INPUT", "context \"nope\""),
         ("garbage inline kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfig": "{{{: nope" }), "BAD_USER_INPUT", "not a valid kubeconfig"),
         ("field of another mode", json!({ "name": "a", "mode": "IN_CLUSTER", "bearerToken": "t" }), "BAD_USER_INPUT", "IN_CLUSTER"),

@@ -64,7 +64,7 @@ async fn serve_runs_with_no_setup_and_keeps_its_key() {
     let body: serde_json::Value = client
         .post(format!("{base}/graphql"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({ "query": "mutation { createCluster(input: {name: \"local\", mode: IN_CLUSTER}) { name } }" }))
+        .json(&serde_json::json!({ "query": "mutation { createCluster(input: {name: \"local\", mode: DIRECT, apiServerUrl: \"https://127.0.0.1:6443\", bearerToken: \"t\"}) { name } }" }))
         .send()
         .await
         .unwrap()

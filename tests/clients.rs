@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
+
 use common::control_plane::ControlPlane;
 use common::{Backend, TEST_CA_PEM, TestDb, TestServer, first_error, settings_for};
 use k8s_openapi::api::core::v1::Namespace;
@@ -49,21 +51,41 @@ fn assert_reachable(status: &Value) {
 async fn kubeconfig_mode_with_a_context() {
     let cp = ControlPlane::get();
     let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(&db).await;
+    // The operator places the control plane's kubeconfig in the tenant's directory.
+    let kubeconfig_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&cp.kubeconfig, kubeconfig_dir.path().join("kubeconfig")).unwrap();
+    let mut settings = settings_for(&db);
+    settings.connection_policy.kubeconfig_dirs = vec![format!("default={}", kubeconfig_dir.path().display())];
+    let server = TestServer::start_with(settings).await;
     let id = create(&server, json!({ "name": "kc", "mode": "KUBECONFIG",
-        "kubeconfigPath": cp.kubeconfig, "kubeconfigContext": "admin" })).await;
+        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "admin" })).await;
     assert_reachable(&status(&server, &id).await);
     assert!(list_namespaces(&server, &id).await.contains(&"kube-system".to_owned()));
 
     // The limited context of the same file is a different identity: listing namespaces is denied.
     let limited = create(&server, json!({ "name": "kc-limited", "mode": "KUBECONFIG",
-        "kubeconfigPath": cp.kubeconfig, "kubeconfigContext": "limited" })).await;
+        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "limited" })).await;
     let client = server.server.connections.client(&limited).await.unwrap();
     let err = Api::<Namespace>::all(client).list(&ListParams::default()).await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 403), "{err:?}");
 
-    // An inline kubeconfig works the same.
+    // An inline kubeconfig works the same, with its CA as data (a file path in a kubeconfig
+    // sent through the API is refused: the server's files are not the caller's).
     let inline = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let body = server
+        .gql("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
+             json!({ "i": { "name": "kc-path", "mode": "KUBECONFIG", "kubeconfig": inline } }))
+        .await;
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body}");
+    assert!(first_error(&body).1.contains("certificate-authority"), "{body}");
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&cp.ca_file).unwrap());
+    let inline: String = inline
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("certificate-authority: ") {
+            Some(_) => format!("    certificate-authority-data: {ca}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
     let id = create(&server, json!({ "name": "kc-inline", "mode": "KUBECONFIG", "kubeconfig": inline })).await;
     assert_reachable(&status(&server, &id).await);
 }

@@ -23,7 +23,7 @@ async fn open(db: &TestDb) -> Database {
 
 fn service_for(db: Database, cipher: Arc<CredentialCipher>) -> ClusterService {
     let cache = Arc::new(ClientCache::new(Duration::from_secs(60), Arc::new(SystemClock)));
-    ClusterService::new(db, cipher, cache)
+    ClusterService::new(db, cipher, cache, Default::default())
 }
 
 fn cipher(key: &str, previous: &[String]) -> Arc<CredentialCipher> {

@@ -5,7 +5,7 @@ mod common;
 use common::{Backend, TestDb, TestServer, first_error};
 use serde_json::json;
 
-const CREATE_CLUSTER: &str = "mutation($name: String!) { createCluster(input: { name: $name, mode: IN_CLUSTER }) { id } }";
+const CREATE_CLUSTER: &str = "mutation($name: String!) { createCluster(input: { name: $name, mode: DIRECT, apiServerUrl: \"https://127.0.0.1:9\", bearerToken: \"t\" }) { id } }";
 const CLUSTERS: &str = "{ clusters { edges { node { id name tenant } } } }";
 
 #[tokio::test(flavor = "multi_thread")]

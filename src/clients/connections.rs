@@ -94,11 +94,11 @@ impl ClusterConnections {
             .get_or_build(&key, || async {
                 let connect = |error| AccessError::Connect { cluster: row.name.clone(), error };
                 let spec = self.clusters.open(row)?;
-                let mut config = self.factory.config(&spec).await.map_err(connect)?;
+                let mut config = self.factory.config(&row.tenant, &spec).await.map_err(connect)?;
                 if let Some(identity) = &identity {
                     identity.apply_to(&mut config);
                 }
-                Client::try_from(config).map_err(|e| connect(ConnectError::Config(e.to_string())))
+                ClientFactory::client(config).await.map_err(connect)
             })
             .await
     }
@@ -139,9 +139,9 @@ impl ClusterConnections {
 
     /// Checks a configuration that is not stored: validates it, connects, asks for the version.
     /// Nothing is written and nothing is cached.
-    pub async fn test(&self, spec: &ClusterSpec) -> Result<ClusterStatus, ClusterError> {
-        validate(spec)?;
-        Ok(match self.factory.build(spec).await {
+    pub async fn test(&self, tenant: &str, spec: &ClusterSpec) -> Result<ClusterStatus, ClusterError> {
+        validate(spec, tenant, self.clusters.policy()).await?;
+        Ok(match self.factory.build(tenant, spec).await {
             Ok(client) => check(&client, self.factory.connect_timeout() * 2).await,
             Err(error) => ClusterStatus {
                 reachable: false,

@@ -6,13 +6,15 @@ pub mod cache;
 pub mod connections;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::config::{AuthInfo, KubeConfigOptions};
 use kube::{Client, Config};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::clusters::{ClusterSpec, ConnectionMode};
+use crate::clusters::policy::{ConnectionPolicy, PolicyError};
+use crate::clusters::{ClusterError, ClusterSpec, ConnectionMode, load_kubeconfig};
 
 /// Settings for building clients.
 #[derive(clap::Args, Debug, Clone)]
@@ -60,6 +62,9 @@ impl Default for ClientSettings {
 pub enum ConnectError {
     #[error("the cluster configuration cannot be used: {0}")]
     Config(String),
+    /// The operator's policy does not open this cluster to its tenant (SECURITY.md).
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("TLS failure talking to the API server: {0}")]
     Tls(String),
     #[error("the API server refused the credentials (401 Unauthorized)")]
@@ -74,15 +79,41 @@ pub enum ConnectError {
     Api { code: u16, message: String },
 }
 
+/// The longest excerpt of a cluster's words (an error message, a response body) that goes into
+/// an answer: enough to tell what went wrong, too little to read a service through kubegql.
+pub const MAX_REMOTE_MESSAGE_CHARS: usize = 256;
+
+/// A message from a cluster or a connection, made safe to show: control characters removed and
+/// cut to `MAX_REMOTE_MESSAGE_CHARS`.
+pub fn bounded(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REMOTE_MESSAGE_CHARS)
+        .collect();
+    if text.chars().count() > MAX_REMOTE_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// Said instead of a credential plugin's or token file's error, whose text may hold the
+/// plugin's output or the file's contents.
+const CREDENTIALS_FAILED: &str =
+    "the cluster's credentials could not be obtained (credential plugin or token file failed)";
+
 impl ConnectError {
     /// Classifies an error from a request to the API server.
     pub fn from_kube(err: &kube::Error, timeout: Duration) -> ConnectError {
         if let kube::Error::Api(status) = err {
             return match status.code {
                 401 => ConnectError::Unauthorized,
-                403 => ConnectError::Forbidden(status.message.clone()),
-                code => ConnectError::Api { code, message: status.message.clone() },
+                403 => ConnectError::Forbidden(bounded(&status.message)),
+                code => ConnectError::Api { code, message: bounded(&status.message) },
             };
+        }
+        if let kube::Error::Auth(_) = err {
+            return ConnectError::Config(CREDENTIALS_FAILED.into());
         }
         let mut chain = Vec::new();
         let mut source: Option<&dyn std::error::Error> = Some(err);
@@ -104,18 +135,43 @@ impl ConnectError {
 
 /// The most specific message of an error chain (the outer ones repeat it with prefixes).
 fn innermost(chain: &[String]) -> String {
-    chain.last().cloned().unwrap_or_default()
+    bounded(chain.last().map(String::as_str).unwrap_or_default())
 }
 
-/// Builds `kube::Client`s from cluster specs.
+/// An error from building a client, safe to show.
+fn build_error(err: &kube::Error) -> ConnectError {
+    match err {
+        kube::Error::Auth(_) => ConnectError::Config(CREDENTIALS_FAILED.into()),
+        other => ConnectError::Config(bounded(&other.to_string())),
+    }
+}
+
+impl From<PolicyError> for ConnectError {
+    fn from(err: PolicyError) -> Self {
+        match err {
+            PolicyError::Forbidden(message) => ConnectError::NotAllowed(message),
+            refused @ PolicyError::Refused { .. } => ConnectError::Config(refused.to_string()),
+        }
+    }
+}
+
+impl From<ClusterError> for ConnectError {
+    fn from(err: ClusterError) -> Self {
+        ConnectError::Config(err.to_string())
+    }
+}
+
+/// Builds `kube::Client`s from cluster specs, under the operator's connection policy (checked
+/// again here, so a record stored before a rule existed is held to it too).
 #[derive(Debug, Clone, Default)]
 pub struct ClientFactory {
     settings: ClientSettings,
+    policy: Arc<ConnectionPolicy>,
 }
 
 impl ClientFactory {
-    pub fn new(settings: ClientSettings) -> Self {
-        Self { settings }
+    pub fn new(settings: ClientSettings, policy: Arc<ConnectionPolicy>) -> Self {
+        Self { settings, policy }
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -126,13 +182,20 @@ impl ClientFactory {
         Duration::from_secs(self.settings.read_timeout_secs)
     }
 
-    /// The kube `Config` for a spec, with the server's timeouts applied.
-    pub async fn config(&self, spec: &ClusterSpec) -> Result<Config, ConnectError> {
+    /// The kube `Config` for a spec of `tenant`, with the server's timeouts applied and the API
+    /// server's address checked and pinned.
+    pub async fn config(&self, tenant: &str, spec: &ClusterSpec) -> Result<Config, ConnectError> {
         let mut config = match spec.mode {
-            ConnectionMode::Kubeconfig => self.kubeconfig_config(spec).await?,
+            ConnectionMode::Kubeconfig => self.kubeconfig_config(tenant, spec).await?,
             ConnectionMode::Direct => direct_config(spec)?,
-            ConnectionMode::InCluster => self.in_cluster_config()?,
+            ConnectionMode::InCluster => {
+                self.policy.check_in_cluster(tenant)?;
+                self.in_cluster_config()?
+            }
         };
+        if spec.mode != ConnectionMode::InCluster {
+            self.pin_address(&mut config).await?;
+        }
         config.connect_timeout = Some(self.connect_timeout());
         config.read_timeout = Some(self.read_timeout());
         config.reset_reader_on_write = true;
@@ -142,23 +205,55 @@ impl ClientFactory {
         Ok(config)
     }
 
-    pub async fn build(&self, spec: &ClusterSpec) -> Result<Client, ConnectError> {
-        let config = self.config(spec).await?;
-        Client::try_from(config).map_err(|e| ConnectError::Config(e.to_string()))
+    pub async fn build(&self, tenant: &str, spec: &ClusterSpec) -> Result<Client, ConnectError> {
+        let config = self.config(tenant, spec).await?;
+        Self::client(config).await
     }
 
-    async fn kubeconfig_config(&self, spec: &ClusterSpec) -> Result<Config, ConnectError> {
-        let kubeconfig = match (&spec.kubeconfig, &spec.kubeconfig_path) {
-            (Some(inline), _) => Kubeconfig::from_yaml(inline.expose_secret())
-                .map_err(|_| ConnectError::Config("the inline kubeconfig is not valid".into()))?,
-            (None, Some(path)) => Kubeconfig::read_from(path)
-                .map_err(|_| ConnectError::Config(format!("cannot read the kubeconfig {path:?}")))?,
-            (None, None) => return Err(ConnectError::Config("no kubeconfig is configured".into())),
-        };
+    /// A client from a finished config. Building one may run a kubeconfig's credential plugin (a
+    /// command, when the operator allows them), so it happens off the async workers.
+    pub async fn client(config: Config) -> Result<Client, ConnectError> {
+        if config.auth_info.exec.is_none() && config.auth_info.auth_provider.is_none() {
+            return Client::try_from(config).map_err(|e| build_error(&e));
+        }
+        tokio::task::spawn_blocking(move || Client::try_from(config).map_err(|e| build_error(&e)))
+            .await
+            .map_err(|_| ConnectError::Config("building the client failed".into()))?
+    }
+
+    async fn kubeconfig_config(&self, tenant: &str, spec: &ClusterSpec) -> Result<Config, ConnectError> {
+        let kubeconfig = load_kubeconfig(spec, tenant, &self.policy).await?;
         let options = KubeConfigOptions { context: spec.kubeconfig_context.clone(), ..Default::default() };
         Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| ConnectError::Config(e.to_string()))
+            .map_err(|e| ConnectError::Config(bounded(&e.to_string())))
+    }
+
+    /// Checks the API server's address against the policy and, for a host name, connects to the
+    /// address that was checked (the name still verifies the certificate), so a name that
+    /// resolves elsewhere later cannot lead the client to a refused address.
+    async fn pin_address(&self, config: &mut Config) -> Result<(), ConnectError> {
+        let url = config.cluster_url.clone();
+        let host = url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(self.policy.check_server_url("server", &url.to_string())?);
+        }
+        let port = url.port_u16().unwrap_or(443);
+        let address = self.policy.resolve(&host, port).await?[0];
+        let mut parts = url.into_parts();
+        let authority = match address {
+            std::net::SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        parts.authority = Some(
+            authority.parse().map_err(|_| ConnectError::Config("the API server address is not valid".into()))?,
+        );
+        config.cluster_url =
+            http::Uri::from_parts(parts).map_err(|_| ConnectError::Config("the API server address is not valid".into()))?;
+        if config.tls_server_name.is_none() {
+            config.tls_server_name = Some(host);
+        }
+        Ok(())
     }
 
     fn in_cluster_config(&self) -> Result<Config, ConnectError> {

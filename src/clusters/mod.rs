@@ -6,6 +6,7 @@
 //! current key, so a record is never half-updated and rotation happens on write.
 
 pub mod directory;
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use self::directory::ClusterDirectory;
+use self::policy::{ConnectionPolicy, PolicyError};
 use crate::clients::cache::ClientCache;
 use crate::crypto::{CipherError, CredentialCipher, SealContext};
 use crate::store::clusters::ClusterRow;
@@ -123,6 +125,9 @@ pub enum ClusterError {
     Invalid { field: &'static str, message: String },
     #[error("no cluster with id {0}")]
     NotFound(String),
+    /// The operator has not opened this to the caller's tenant.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Cipher(#[from] CipherError),
     #[error(transparent)]
@@ -131,6 +136,15 @@ pub enum ClusterError {
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ClusterError {
     ClusterError::Invalid { field, message: message.into() }
+}
+
+impl From<PolicyError> for ClusterError {
+    fn from(err: PolicyError) -> Self {
+        match err {
+            PolicyError::Refused { field, message } => ClusterError::Invalid { field, message },
+            PolicyError::Forbidden(message) => ClusterError::Forbidden(message),
+        }
+    }
 }
 
 /// What happened to a cluster, for live dashboards.
@@ -146,6 +160,8 @@ pub struct ClusterChange {
     pub kind: ClusterChangeKind,
     pub id: String,
     pub name: String,
+    /// Subscribers see only their own tenant's changes.
+    pub tenant: String,
 }
 
 /// Parses a cluster id, refusing anything that is not a UUID.
@@ -163,13 +179,23 @@ pub struct ClusterService {
     changes: broadcast::Sender<ClusterChange>,
     directory: Arc<ClusterDirectory>,
     clients: Arc<ClientCache<kube::Client>>,
+    policy: Arc<ConnectionPolicy>,
 }
 
 impl ClusterService {
-    pub fn new(db: Database, cipher: Arc<CredentialCipher>, clients: Arc<ClientCache<kube::Client>>) -> Self {
+    pub fn new(
+        db: Database,
+        cipher: Arc<CredentialCipher>,
+        clients: Arc<ClientCache<kube::Client>>,
+        policy: Arc<ConnectionPolicy>,
+    ) -> Self {
         let (changes, _) = broadcast::channel(256);
         let directory = Arc::new(ClusterDirectory::new(db.clone()));
-        Self { db, cipher, changes, directory, clients }
+        Self { db, cipher, changes, directory, clients, policy }
+    }
+
+    pub fn policy(&self) -> &Arc<ConnectionPolicy> {
+        &self.policy
     }
 
     pub fn directory(&self) -> &ClusterDirectory {
@@ -187,7 +213,12 @@ impl ClusterService {
     /// Tells this process's subscribers, and (on PostgreSQL) the other replicas.
     async fn announce(&self, kind: ClusterChangeKind, row: &ClusterRow) {
         // No subscriber is not an error.
-        let _ = self.changes.send(ClusterChange { kind, id: row.id.clone(), name: row.name.clone() });
+        let _ = self.changes.send(ClusterChange {
+            kind,
+            id: row.id.clone(),
+            name: row.name.clone(),
+            tenant: row.tenant.clone(),
+        });
         if let Err(err) = self.db.announce(&Change::Cluster(row.id.clone())).await {
             // The other replicas' periodic refresh still catches up.
             tracing::warn!(error = %err, cluster = %row.id, "could not notify other replicas of a cluster change");
@@ -196,11 +227,20 @@ impl ClusterService {
 
     /// Another replica changed this cluster: read it again and drop its clients.
     pub async fn apply_remote_change(&self, id: &str) -> Result<(), ClusterError> {
+        // The record as known before the reload names the tenant of a deleted cluster.
+        let before = self.directory.get(id).await?;
         let exists = self.directory.reload(id).await?;
         self.clients.invalidate_cluster(id);
         let kind = if exists { ClusterChangeKind::Updated } else { ClusterChangeKind::Deleted };
-        let name = self.directory.get(id).await?.map(|r| r.name.clone()).unwrap_or_default();
-        let _ = self.changes.send(ClusterChange { kind, id: id.to_owned(), name });
+        let Some(row) = (if exists { self.directory.get(id).await? } else { before }) else {
+            return Ok(());
+        };
+        let _ = self.changes.send(ClusterChange {
+            kind,
+            id: id.to_owned(),
+            name: row.name.clone(),
+            tenant: row.tenant.clone(),
+        });
         Ok(())
     }
 
@@ -225,7 +265,7 @@ impl ClusterService {
     }
 
     pub async fn create(&self, tenant: &str, spec: ClusterSpec) -> Result<ClusterRow, ClusterError> {
-        validate(&spec)?;
+        validate(&spec, tenant, &self.policy).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let at = now();
         let row = self.seal(&id, tenant, &spec, at, at)?;
@@ -239,7 +279,7 @@ impl ClusterService {
     pub async fn update(&self, id: &str, tenant: &str, patch: ClusterPatch) -> Result<ClusterRow, ClusterError> {
         let current = self.get(id, tenant).await?;
         let spec = self.open(&current)?.apply(patch);
-        validate(&spec)?;
+        validate(&spec, &current.tenant, &self.policy).await?;
         let row = self.seal(&current.id, &current.tenant, &spec, current.created_at, now())?;
         if !self.db.update_cluster(&row).await? {
             self.forget(&current.id);
@@ -422,24 +462,29 @@ fn validate_https_url(url: &str) -> Result<(), ClusterError> {
     Ok(())
 }
 
-fn validate_kubeconfig(spec: &ClusterSpec) -> Result<(), ClusterError> {
-    let config = match (&spec.kubeconfig_path, &spec.kubeconfig) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("kubeconfig", "give either kubeconfigPath or an inline kubeconfig, not both"));
+/// Reads the kubeconfig a KUBECONFIG spec names, under the policy: an inline one must carry data
+/// only; a file must be in the tenant's directory.
+pub async fn load_kubeconfig(
+    spec: &ClusterSpec,
+    tenant: &str,
+    policy: &ConnectionPolicy,
+) -> Result<kube::config::Kubeconfig, ClusterError> {
+    match (&spec.kubeconfig_path, &spec.kubeconfig) {
+        (Some(_), Some(_)) => Err(invalid("kubeconfig", "give either kubeconfigPath or an inline kubeconfig, not both")),
+        (None, None) => Err(invalid("kubeconfigPath", "KUBECONFIG mode needs kubeconfigPath or an inline kubeconfig")),
+        (Some(path), None) => Ok(policy.read_kubeconfig(tenant, path).await?),
+        (None, Some(inline)) => {
+            // Parse errors may quote the text, which can hold credentials: say only that it failed.
+            let config = kube::config::Kubeconfig::from_yaml(inline.expose_secret())
+                .map_err(|_| invalid("kubeconfig", "the inline kubeconfig is not a valid kubeconfig"))?;
+            policy.check_api_kubeconfig(&config)?;
+            Ok(config)
         }
-        (None, None) => {
-            return Err(invalid("kubeconfigPath", "KUBECONFIG mode needs kubeconfigPath or an inline kubeconfig"));
-        }
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("kubeconfigPath", format!("cannot read {path:?}: {}", e.kind())))?;
-            // Parse errors may quote the file, which can hold credentials: say only that it failed.
-            kube::config::Kubeconfig::from_yaml(&text)
-                .map_err(|_| invalid("kubeconfigPath", format!("{path:?} is not a valid kubeconfig")))?
-        }
-        (None, Some(inline)) => kube::config::Kubeconfig::from_yaml(inline.expose_secret())
-            .map_err(|_| invalid("kubeconfig", "the inline kubeconfig is not a valid kubeconfig"))?,
-    };
+    }
+}
+
+async fn validate_kubeconfig(spec: &ClusterSpec, tenant: &str, policy: &ConnectionPolicy) -> Result<(), ClusterError> {
+    let config = load_kubeconfig(spec, tenant, policy).await?;
     let context = spec
         .kubeconfig_context
         .clone()
@@ -455,8 +500,9 @@ fn validate_kubeconfig(spec: &ClusterSpec) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// The rules a cluster record must meet, whole; a failure names the field at fault.
-pub fn validate(spec: &ClusterSpec) -> Result<(), ClusterError> {
+/// The rules a cluster record of `tenant` must meet, whole, under the operator's policy; a
+/// failure names the field at fault.
+pub async fn validate(spec: &ClusterSpec, tenant: &str, policy: &ConnectionPolicy) -> Result<(), ClusterError> {
     validate_name(&spec.name)?;
     if let Some(ns) = &spec.default_namespace
         && !is_dns_label(ns)
@@ -510,6 +556,7 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), ClusterError> {
                 .as_deref()
                 .ok_or_else(|| invalid("apiServerUrl", "DIRECT mode needs apiServerUrl"))?;
             validate_https_url(url)?;
+            policy.check_server_url("apiServerUrl", url)?;
             match (&spec.client_certificate, &spec.client_key) {
                 (Some(cert), Some(key)) => {
                     validate_pem("clientCertificate", cert.expose_secret(), "CERTIFICATE")?;
@@ -535,7 +582,7 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), ClusterError> {
             if spec.ca_data.is_some() {
                 return Err(invalid("caData", "is not used in KUBECONFIG mode; the kubeconfig holds it"));
             }
-            validate_kubeconfig(spec)?;
+            validate_kubeconfig(spec, tenant, policy).await?;
         }
         ConnectionMode::InCluster => {
             refuse(&direct_only, spec.mode)?;
@@ -543,6 +590,7 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), ClusterError> {
             if spec.ca_data.is_some() {
                 return Err(invalid("caData", "is not used in IN_CLUSTER mode"));
             }
+            policy.check_in_cluster(tenant)?;
         }
     }
     Ok(())

@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::settings::ApiLimits;
 use crate::store::clusters::ClusterRow;
+use crate::watch::WatchHub;
 
 const CLUSTERS_SCOPE: &str = "clusters";
 
@@ -247,7 +248,7 @@ impl ConnectionStatus {
 impl From<ClusterStatus> for ConnectionStatus {
     fn from(status: ClusterStatus) -> Self {
         let error_kind = status.error.as_ref().map(|e| match e {
-            ConnectError::Config(_) => ConnectionErrorKind::Config,
+            ConnectError::Config(_) | ConnectError::NotAllowed(_) => ConnectionErrorKind::Config,
             ConnectError::Tls(_) => ConnectionErrorKind::Tls,
             ConnectError::Unauthorized => ConnectionErrorKind::Unauthorized,
             ConnectError::Forbidden(_) => ConnectionErrorKind::Forbidden,
@@ -465,9 +466,9 @@ impl ClusterMutation {
         ctx: &Context<'_>,
         input: CreateClusterInput,
     ) -> async_graphql::Result<ConnectionStatus> {
-        require_role(ctx, Role::Admin)?;
+        let admin = require_role(ctx, Role::Admin)?;
         let spec = input.into_spec()?;
-        let status = data::<ClusterConnections>(ctx)?.test(&spec).await.map_err(ApiError::from)?;
+        let status = data::<ClusterConnections>(ctx)?.test(&admin.tenant, &spec).await.map_err(ApiError::from)?;
         Ok(ConnectionStatus::from(status).noting_tls(spec.insecure_skip_tls_verify))
     }
 
@@ -492,16 +493,26 @@ pub struct ClusterSubscription;
 
 #[Subscription]
 impl ClusterSubscription {
-    /// Cluster registrations, changes and removals as they happen on this server.
+    /// Registrations, changes and removals of the caller's tenant's clusters, as this server
+    /// learns of them. Counts as one of the caller's concurrent subscriptions.
     async fn cluster_changes(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = ClusterChangeEvent> + use<>> {
-        principal(ctx)?;
+        let who = principal(ctx)?;
+        let slot = data::<Arc<WatchHub>>(ctx)?.reserve(&who.id).map_err(ApiError::from)?;
+        let tenant = who.tenant.clone();
         let receiver = data::<ClusterService>(ctx)?.subscribe();
         // A subscriber that lags past the channel's capacity skips what it missed.
-        Ok(BroadcastStream::new(receiver).filter_map(|change| async move {
-            change.ok().map(|c| ClusterChangeEvent { kind: c.kind, cluster_id: ID(c.id), name: c.name })
+        Ok(BroadcastStream::new(receiver).filter_map(move |change| {
+            // The slot lives as long as the stream.
+            let _held = &slot;
+            let event = change.ok().filter(|c| c.tenant == tenant).map(|c| ClusterChangeEvent {
+                kind: c.kind,
+                cluster_id: ID(c.id),
+                name: c.name,
+            });
+            async move { event }
         }))
     }
 }

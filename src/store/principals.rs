@@ -54,7 +54,7 @@ impl Database {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("principal {:?} already exists", principal.name))
+                    StoreError::Conflict(format!("principal {:?} already exists in tenant {:?}", principal.name, principal.tenant))
                 } else {
                     StoreError::Query(e)
                 }
@@ -88,7 +88,7 @@ impl Database {
         with_conn!(self, |conn| {
             diesel::insert_into(principals::table).values(principal).execute(conn).await.map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("a principal named {:?} already exists", principal.name))
+                    StoreError::Conflict(format!("a principal named {:?} already exists in this tenant", principal.name))
                 } else {
                     StoreError::Query(e)
                 }
@@ -101,18 +101,6 @@ impl Database {
         with_conn!(self, |conn| {
             principals::table
                 .find(id)
-                .select(PrincipalRow::as_select())
-                .first(conn)
-                .await
-                .optional()
-                .map_err(StoreError::from)
-        })
-    }
-
-    pub async fn principal_by_name(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        with_conn!(self, |conn| {
-            principals::table
-                .filter(principals::name.eq(name.to_owned()))
                 .select(PrincipalRow::as_select())
                 .first(conn)
                 .await

@@ -111,16 +111,30 @@ impl std::fmt::Debug for WatchHub {
     }
 }
 
+/// One of a principal's concurrent subscriptions (of any kind): dropping it gives the place back.
+pub struct SubscriptionSlot {
+    hub: Arc<WatchHub>,
+    principal: String,
+}
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        if let Some(mut count) = self.hub.per_principal.get_mut(&self.principal) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
 /// Holds a subscriber's place: dropping it releases the upstream and the principal's slot.
 pub struct Membership {
-    hub: Arc<WatchHub>,
     key: WatchKey,
-    principal: String,
+    // Dropped after `drop` below has released the upstream.
+    slot: SubscriptionSlot,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.hub.release(&self.key, &self.principal);
+        self.slot.hub.release(&self.key);
     }
 }
 
@@ -190,16 +204,7 @@ impl WatchHub {
         options: SubscribeOptions,
     ) -> Result<impl Stream<Item = WatchEvent> + Send + use<>, WatchError> {
         let rate = self.rate_for(options.events_per_second.map(|n| n as i32))?;
-        {
-            let mut count = self.per_principal.entry(principal.to_owned()).or_insert(0);
-            if *count >= self.settings.max_subscriptions_per_principal {
-                return Err(WatchError::TooMany(format!(
-                    "at most {} concurrent subscriptions per principal",
-                    self.settings.max_subscriptions_per_principal
-                )));
-            }
-            *count += 1;
-        }
+        let slot = self.reserve(principal)?;
         let (events, store, held) = {
             let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
             let upstream = upstreams.entry(key.clone()).or_insert_with(|| {
@@ -209,7 +214,7 @@ impl WatchHub {
             upstream.subscribers += 1;
             (upstream.events.clone(), Arc::clone(&upstream.store), Arc::clone(&upstream.held))
         };
-        let membership = Membership { hub: Arc::clone(self), key, principal: principal.to_owned() };
+        let membership = Membership { key, slot };
         let budget = Arc::clone(
             &self
                 .budgets
@@ -252,10 +257,21 @@ impl WatchHub {
         }))
     }
 
-    fn release(self: &Arc<Self>, key: &WatchKey, principal: &str) {
-        if let Some(mut count) = self.per_principal.get_mut(principal) {
-            *count = count.saturating_sub(1);
+    /// Takes one of `principal`'s concurrent subscriptions, or refuses past the cap. Every
+    /// subscription holds one, watches and the other live feeds alike.
+    pub fn reserve(self: &Arc<Self>, principal: &str) -> Result<SubscriptionSlot, WatchError> {
+        let mut count = self.per_principal.entry(principal.to_owned()).or_insert(0);
+        if *count >= self.settings.max_subscriptions_per_principal {
+            return Err(WatchError::TooMany(format!(
+                "at most {} concurrent subscriptions per principal",
+                self.settings.max_subscriptions_per_principal
+            )));
         }
+        *count += 1;
+        Ok(SubscriptionSlot { hub: Arc::clone(self), principal: principal.to_owned() })
+    }
+
+    fn release(self: &Arc<Self>, key: &WatchKey) {
         let last = {
             let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
             match upstreams.get_mut(key) {

@@ -8,6 +8,7 @@ use base64::Engine;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use kubegql::clients::ClientSettings;
 use kubegql::clients::connections::UpkeepSettings;
+use kubegql::clusters::policy::ConnectionPolicySettings;
 use kubegql::server::{RunningServer, start};
 use kubegql::settings::{ApiLimits, KeySettings, ServeSettings, StoreSettings};
 use secrecy::ExposeSecret;
@@ -76,6 +77,11 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
+        // The tests' tenant may use the in-cluster identity (a test-set host, never a real pod's).
+        connection_policy: ConnectionPolicySettings {
+            in_cluster_tenants: vec!["default".into()],
+            ..Default::default()
+        },
         upkeep: UpkeepSettings::default(),
         watch: kubegql::watch::WatchSettings::default(),
     }
@@ -220,6 +226,20 @@ impl TestServer {
     pub async fn cluster_count(&self) -> i64 {
         self.server.db.count_clusters().await.unwrap()
     }
+}
+
+/// Creates a principal in any tenant with the CLI, as the server's operator would, and returns
+/// its first token.
+pub fn cli_principal(db: &TestDb, tenant: &str, name: &str, role: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"))
+        .args(["principal", "create", "--name", name, "--role", role, "--tenant", tenant, "--database-url", &db.url])
+        .env("KUBEGQL_MASTER_KEY", test_key())
+        .output()
+        .expect("kubegql principal create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().trim().to_owned();
+    assert!(token.starts_with("kgq_"), "{token}");
+    token
 }
 
 /// The `extensions.code` of the first error, with its message for assertion output.
