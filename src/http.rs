@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, RawQuery, Request, State, WebSocketUpgrade
 use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
@@ -40,18 +40,32 @@ pub struct AppState {
     pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
 }
 
+/// Every route of the server, in one list: the router is built from it, and the boundary test
+/// (tests/boundary.rs) checks it knows each one, so a new route cannot slip past it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/graphql", get(graphql_get).post(graphql_post)),
+        ("/graphql/ws", get(graphql_ws)),
+        ("/graphql/stream", post(graphql_sse)),
+        ("/graphiql", get(graphiql)),
+        ("/api/v1/clusters/{id}/apply", post(apply_endpoint)),
+        ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),
+        ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint)),
+        ("/healthz", get(|| async { "ok" })),
+        ("/readyz", get(readyz)),
+        ("/metrics", get(metrics)),
+    ]
+}
+
+/// The paths the router serves.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphql/ws", get(graphql_ws))
-        .route("/graphql/stream", post(graphql_sse))
-        .route("/graphiql", get(graphiql))
-        .route("/api/v1/clusters/{id}/apply", post(apply_endpoint))
-        .route("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint))
-        .route("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             refuse_declared_oversize(request, next, max_body_bytes)
