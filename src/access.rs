@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 
 /// Bounds on an impersonation block, so a request cannot make kubegql send huge headers.
 pub const MAX_GROUPS: usize = 32;
@@ -135,7 +135,7 @@ impl Caller {
     /// caller itself when the cluster is set to impersonate callers, else the cluster's own.
     pub fn cluster_identity(&self, impersonate_caller: bool) -> Result<Option<Impersonation>, ImpersonationError> {
         if let Some(requested) = &self.impersonation {
-            if self.principal.role != Role::Admin {
+            if crate::authz::may_impersonate(&self.principal).is_err() {
                 return Err(ImpersonationError::NotAllowed(format!(
                     "only ADMIN principals may impersonate; {} has {}",
                     self.principal.name,
@@ -152,18 +152,8 @@ impl Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::PrincipalKind;
-
-    fn principal(role: Role) -> Principal {
-        Principal {
-            id: "p".into(),
-            name: "jane".into(),
-            kind: PrincipalKind::User,
-            role,
-            tenant: "blue".into(),
-            token_id: "t".into(),
-        }
-    }
+    use crate::auth::Role;
+    use crate::auth::tests::principal;
 
     fn caller(role: Role, impersonation: Option<Impersonation>) -> Caller {
         Caller { principal: principal(role), impersonation, request_id: "r".into() }

@@ -226,8 +226,20 @@ pub async fn bootstrap_admin(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A principal of tenant `blue` with `role`, for the policy's unit tests.
+    pub(crate) fn principal(role: Role) -> Principal {
+        Principal {
+            id: "p".into(),
+            name: "jane".into(),
+            kind: PrincipalKind::User,
+            role,
+            tenant: "blue".into(),
+            token_id: "t".into(),
+        }
+    }
 
     #[test]
     fn bearer_header_parsing() {

@@ -123,6 +123,12 @@ impl From<AccessError> for ApiError {
     }
 }
 
+impl From<crate::authz::Denied> for ApiError {
+    fn from(err: crate::authz::Denied) -> Self {
+        ApiError::new(ErrorCode::Forbidden, err.to_string())
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {

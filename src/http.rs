@@ -162,11 +162,28 @@ fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, R
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
-    authenticate_with(state, headers, None).await
+/// The authenticated caller of a plain HTTP request, as an extractor: the bearer token of the
+/// `Authorization` header or, on a WebSocket upgrade (a browser cannot set headers there), of
+/// the Kubernetes bearer subprotocol; with the `Impersonate-*` headers and the request id. What
+/// the caller may then do is asked of `authz`. A refusal is the HTTP answer to send (401, or 400
+/// for malformed impersonation headers), before any other work.
+pub struct Authenticated(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let upgrade = parts
+            .headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let protocol_token = if upgrade { token_from_protocols(&parts.headers) } else { None };
+        authenticate_with(state, &parts.headers, protocol_token.as_deref()).await.map(Authenticated)
+    }
 }
 
-/// As `authenticate`, with a token found elsewhere than the Authorization header.
+/// The caller named by the `Authorization` header, or by `other_token` when there is none.
 async fn authenticate_with(state: &AppState, headers: &HeaderMap, other_token: Option<&str>) -> Result<Caller, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -201,13 +218,9 @@ fn respond(mut batch: BatchResponse) -> Response {
 
 async fn graphql_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let caller = match authenticate(&state, &headers).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
@@ -234,13 +247,9 @@ async fn graphql_post(
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
 async fn graphql_get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let caller = match authenticate(&state, &headers).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let request = match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) => request,
         Err(err) => {
@@ -272,13 +281,13 @@ async fn graphql_get(
 
 /// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
 /// as `next` events, then `complete`. Subscriptions stream for as long as the client stays.
-async fn graphql_sse(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn graphql_sse(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
-    let caller = match authenticate(&state, &headers).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
@@ -426,10 +435,9 @@ where
             ));
         }
     };
-    let outcome = if caller.principal.role == crate::auth::Role::Viewer {
-        Err(crate::error::ApiError::new(ErrorCode::Forbidden, format!("this needs the OPERATOR role; {} has VIEWER", caller.principal.name)))
-    } else {
-        action().await
+    let outcome = match crate::authz::require(&caller.principal, crate::auth::Role::Operator) {
+        Err(denied) => Err(crate::error::ApiError::from(denied)),
+        Ok(()) => action().await,
     };
     let (audit_outcome, code) = match &outcome {
         Ok(_) => (AuditOutcome::Success, None),
@@ -446,15 +454,11 @@ where
 /// mutation's shape.
 async fn apply_endpoint(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     axum::extract::Path(cluster_id): axum::extract::Path<String>,
-    headers: HeaderMap,
     query: Result<axum::extract::Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let caller = match authenticate(&state, &headers).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let id = caller.request_id.clone();
     let query = match query {
         Ok(axum::extract::Query(q)) => q,
@@ -529,16 +533,11 @@ struct PortForwardQuery {
 /// before the upgrade, so a missing pod or a refusal is an HTTP error with its code.
 async fn port_forward_endpoint(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
-    headers: HeaderMap,
     query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let protocol_token = token_from_protocols(&headers);
-    let caller = match authenticate_with(&state, &headers, protocol_token.as_deref()).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let id = caller.request_id.clone();
     let port = match query {
         Ok(axum::extract::Query(q)) if q.port > 0 => q.port,
@@ -591,16 +590,11 @@ struct AttachQuery {
 /// audited. The attach is made before the upgrade, so refusals are HTTP errors with codes.
 async fn attach_endpoint(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
-    headers: HeaderMap,
     query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let protocol_token = token_from_protocols(&headers);
-    let caller = match authenticate_with(&state, &headers, protocol_token.as_deref()).await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
     let id = caller.request_id.clone();
     let query = match query {
         Ok(axum::extract::Query(q)) => q,

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod clients;
 pub mod clusters;
 pub mod crypto;

@@ -219,7 +219,7 @@ async fn in_cluster_is_the_operators_identity() {
         .await;
     assert_eq!(first_error(&listed).0, "FORBIDDEN", "{listed}");
     assert!(first_error(&listed).1.contains("IN_CLUSTER"), "{listed}");
-    assert!(listed["data"].is_null(), "{listed}");
+    assert!(listed["data"]["cluster"].is_null(), "{listed}");
 }
 
 /// SECURITY.md, "Kubeconfig files on the server": only under the directory the operator gave the
@@ -497,4 +497,40 @@ async fn same_names_in_two_tenants_are_two_kubernetes_users() {
         "red's vera acted as default's vera: {body}"
     );
     assert!(first_error(&body).1.contains("kubegql:red:vera"), "{body}");
+}
+
+/// SECURITY.md, "Addresses": a host name is checked when it is resolved, and the client connects
+/// to the address that was checked while the name still verifies the certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_names_are_checked_when_resolved() {
+    let cp = ControlPlane::get();
+    let by_name = cp.api_url.replace("127.0.0.1", "localhost");
+    assert_ne!(by_name, cp.api_url);
+    let input = json!({ "i": { "name": "named", "mode": "DIRECT", "apiServerUrl": by_name,
+                               "bearerToken": cp.admin_token, "caData": cp.ca_pem() } });
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let body = server.gql(TEST, input.clone()).await;
+    assert_eq!(
+        body["data"]["testClusterConnection"]["reachable"], true,
+        "{body}"
+    );
+
+    // The operator closes loopback: the same name is refused once resolved.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.connection_policy.deny_cidrs = vec!["127.0.0.0/8".into(), "::1/128".into()];
+    let server = TestServer::start_with(settings).await;
+    let body = server.gql(TEST, input).await;
+    let status = &body["data"]["testClusterConnection"];
+    assert_eq!(status["reachable"], false, "{body}");
+    assert_eq!(status["errorKind"], "CONFIG", "{body}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not allowed"),
+        "{body}"
+    );
 }

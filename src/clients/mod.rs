@@ -239,7 +239,19 @@ impl ClientFactory {
             return Ok(self.policy.check_server_url("server", &url.to_string())?);
         }
         let port = url.port_u16().unwrap_or(443);
-        let address = self.policy.resolve(&host, port).await?[0];
+        let candidates = self.policy.resolve(&host, port).await?;
+        // One address is pinned, so pick one that answers (a name such as `localhost` may list
+        // an IPv6 address the server does not listen on); with none answering, the first.
+        let mut address = candidates[0];
+        if candidates.len() > 1 {
+            for candidate in &candidates {
+                let attempt = tokio::time::timeout(self.connect_timeout(), tokio::net::TcpStream::connect(candidate));
+                if matches!(attempt.await, Ok(Ok(_))) {
+                    address = *candidate;
+                    break;
+                }
+            }
+        }
         let mut parts = url.into_parts();
         let authority = match address {
             std::net::SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),

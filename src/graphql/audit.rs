@@ -11,7 +11,8 @@ use async_graphql::{Context, ErrorExtensions, ID, InputObject, Object, Request, 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use super::{data, require_role};
+use super::data;
+use crate::authz::{AuditScope, RoleGuard, audit_scope};
 use crate::access::Caller;
 use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
@@ -240,6 +241,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// Recorded actions, newest first. ADMIN sees its tenant's; OPERATOR sees its own.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
@@ -247,7 +249,7 @@ impl AuditQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, AuditEvent>> {
-        let who = require_role(ctx, Role::Operator)?;
+        let who = super::principal(ctx)?;
         let filter = filter.unwrap_or_default();
         let mut scope_filter = AuditFilter {
             tenant: Some(who.tenant.clone()),
@@ -257,7 +259,7 @@ impl AuditQuery {
             since: filter.since.map(|t| t.naive_utc()),
             until: filter.until.map(|t| t.naive_utc()),
         };
-        if who.role != Role::Admin {
+        if audit_scope(who).map_err(ApiError::from)? == AuditScope::Own {
             scope_filter.principal_id = Some(who.id.clone());
         }
         let scope = format!(

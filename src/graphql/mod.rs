@@ -86,24 +86,6 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError
     caller(ctx).map(|c| &c.principal)
 }
 
-/// The caller, if it holds at least `role`.
-pub(crate) fn require_role<'a>(ctx: &Context<'a>, role: Role) -> Result<&'a Principal, ApiError> {
-    let who = principal(ctx)?;
-    let rank = |r: Role| match r {
-        Role::Viewer => 0,
-        Role::Operator => 1,
-        Role::Admin => 2,
-    };
-    if rank(who.role) >= rank(role) {
-        Ok(who)
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("this needs the {} role; {} has {}", role.as_str(), who.name, who.role.as_str()),
-        ))
-    }
-}
-
 pub(crate) fn data<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a T, ApiError> {
     ctx.data_opt::<T>().ok_or_else(|| ApiError::internal("schema data missing"))
 }

@@ -5,7 +5,8 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::{data, require_role};
+use super::data;
+use crate::authz::RoleGuard;
 use crate::auth::{PrincipalKind, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
@@ -111,8 +112,9 @@ pub struct PrincipalQuery;
 #[Object]
 impl PrincipalQuery {
     /// The principals of the caller's tenant, by name (ADMIN).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn principals(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, Principal>> {
-        let admin = require_role(ctx, Role::Admin)?;
+        let admin = super::principal(ctx)?;
         let scope = "principals";
         let page = PageRequest::parse(first, after.as_deref(), scope, data::<ApiLimits>(ctx)?)?;
         let service = data::<PrincipalService>(ctx)?;
@@ -131,8 +133,9 @@ pub struct PrincipalMutation;
 #[Object]
 impl PrincipalMutation {
     /// Creates a principal in the caller's tenant (ADMIN). Give it a token with `createApiToken`.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn create_principal(&self, ctx: &Context<'_>, input: CreatePrincipalInput) -> async_graphql::Result<Principal> {
-        let admin = require_role(ctx, Role::Admin)?;
+        let admin = super::principal(ctx)?;
         let row = data::<PrincipalService>(ctx)?
             .create(&admin.tenant, &input.name, input.kind, input.role)
             .await
@@ -142,6 +145,7 @@ impl PrincipalMutation {
 
     /// Issues an API token for a principal of the caller's tenant (ADMIN). The token is in the
     /// answer once; only its digest is kept.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn create_api_token(
         &self,
         ctx: &Context<'_>,
@@ -149,7 +153,7 @@ impl PrincipalMutation {
         name: String,
         #[graphql(desc = "Lifetime in seconds (at most a year); absent means no expiry.")] expires_in_seconds: Option<i64>,
     ) -> async_graphql::Result<NewApiToken> {
-        let admin = require_role(ctx, Role::Admin)?;
+        let admin = super::principal(ctx)?;
         let (token, row) = data::<PrincipalService>(ctx)?
             .issue_token(&admin.tenant, &principal_id, &name, expires_in_seconds)
             .await
@@ -158,8 +162,9 @@ impl PrincipalMutation {
     }
 
     /// Revokes an API token of the caller's tenant (ADMIN).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiToken> {
-        let admin = require_role(ctx, Role::Admin)?;
+        let admin = super::principal(ctx)?;
         let row = data::<PrincipalService>(ctx)?.revoke_token(&admin.tenant, &id).await.map_err(ApiError::from)?;
         Ok(ApiToken(row))
     }

@@ -12,6 +12,8 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 pub use super::object::Resource;
 use super::object::{Meta, ObjectMeta, Origin, WholeObject, to_chrono};
 use super::{caller, data};
+use crate::auth::Role;
+use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService};
@@ -486,6 +488,7 @@ impl ResourceMutation {
     /// documents, `List`s included. The whole manifest is checked before anything is applied;
     /// Namespaces and CRDs go first. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn apply(
         &self,
         ctx: &Context<'_>,
@@ -498,7 +501,6 @@ impl ResourceMutation {
         #[graphql(desc = "Default STRICT, as kubectl.")] field_validation: Option<FieldValidation>,
         #[graphql(desc = "CONTINUE (the default, as kubectl) or STOP at the first failing document.")] on_error: Option<OnError>,
     ) -> async_graphql::Result<ApplyOutput> {
-        super::require_role(ctx, crate::auth::Role::Operator)?;
         let options = ApplyOptions {
             namespace,
             field_manager: field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned()),
@@ -513,6 +515,7 @@ impl ResourceMutation {
     /// `kubectl patch --type strategic|merge|json`. Strategic merge is refused for custom
     /// resources. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn patch(
         &self,
         ctx: &Context<'_>,
@@ -527,7 +530,6 @@ impl ResourceMutation {
         #[graphql(desc = "Default false.")] dry_run: Option<bool>,
         #[graphql(desc = "Default `kubegql`.")] field_manager: Option<String>,
     ) -> async_graphql::Result<ChangedResource> {
-        super::require_role(ctx, crate::auth::Role::Operator)?;
         let dry_run = dry_run.unwrap_or(false);
         let field_manager = field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned());
         check_field_manager(&field_manager)?;
@@ -542,6 +544,7 @@ impl ResourceMutation {
 
     /// `kubectl delete`. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn delete_resource(
         &self,
         ctx: &Context<'_>,
@@ -555,7 +558,6 @@ impl ResourceMutation {
         grace_period_seconds: Option<i32>,
         #[graphql(desc = "Default false.")] dry_run: Option<bool>,
     ) -> async_graphql::Result<DeletedResource> {
-        super::require_role(ctx, crate::auth::Role::Operator)?;
         let dry_run = dry_run.unwrap_or(false);
         let grace = grace_period_seconds
             .map(|g| u32::try_from(g).map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative")))
@@ -578,6 +580,7 @@ impl ResourceMutation {
     /// `kubectl scale`: Deployments, StatefulSets, ReplicaSets and any kind with a scale
     /// subresource. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn scale(
         &self,
         ctx: &Context<'_>,
@@ -590,7 +593,6 @@ impl ResourceMutation {
         replicas: i32,
         #[graphql(desc = "Default false.")] dry_run: Option<bool>,
     ) -> async_graphql::Result<ScaleOutput> {
-        super::require_role(ctx, crate::auth::Role::Operator)?;
         let dry_run = dry_run.unwrap_or(false);
         let group = group.unwrap_or_else(|| "apps".to_owned());
         let (target, namespace) = resolve_kind(ctx, &cluster_id, &group, version.as_deref(), &kind, namespace).await?;

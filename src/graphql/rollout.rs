@@ -8,7 +8,8 @@ use futures_util::{Stream, StreamExt};
 use kube::api::DynamicObject;
 
 use super::object::Resource;
-use super::{caller, data, principal, require_role};
+use super::{caller, data, principal};
+use crate::authz::RoleGuard;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::ResourceService;
@@ -148,6 +149,7 @@ impl RolloutMutation {
     /// `kubectl rollout undo`: back to `toRevision`, or to the revision before the current one.
     /// A paused Deployment is refused. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn rollback(
         &self,
         ctx: &Context<'_>,
@@ -158,7 +160,6 @@ impl RolloutMutation {
         to_revision: Option<i64>,
         #[graphql(desc = "Default false.")] dry_run: Option<bool>,
     ) -> async_graphql::Result<RollbackOutput> {
-        require_role(ctx, Role::Operator)?;
         let workload = Workload::parse(&kind).map_err(ApiError::from)?;
         let done = data::<ResourceService>(ctx)?
             .rollback(caller(ctx)?, &cluster_id, workload, &namespace, &name, to_revision, dry_run.unwrap_or(false))
@@ -169,6 +170,7 @@ impl RolloutMutation {
 
     /// `kubectl rollout restart`: stamps the pod template (`kubectl.kubernetes.io/restartedAt`)
     /// so that every pod is replaced. A paused Deployment is refused. OPERATOR or ADMIN.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn rollout_restart(
         &self,
         ctx: &Context<'_>,
@@ -178,7 +180,6 @@ impl RolloutMutation {
         name: String,
         #[graphql(desc = "Default false.")] dry_run: Option<bool>,
     ) -> async_graphql::Result<Resource> {
-        require_role(ctx, Role::Operator)?;
         let workload = Workload::parse(&kind).map_err(ApiError::from)?;
         let object = data::<ResourceService>(ctx)?
             .rollout_restart(caller(ctx)?, &cluster_id, workload, &namespace, &name, chrono::Utc::now(), dry_run.unwrap_or(false))

@@ -1,0 +1,143 @@
+//! The one authorization policy (SECURITY.md): what each role may do. GraphQL fields carry a
+//! `RoleGuard`; HTTP routes take the `Authenticated` caller (see `http`) and ask `require`; the
+//! domain asks `may_impersonate` and `audit_scope`. Tenancy is the other half of the policy:
+//! every service looks objects up with the caller's tenant, and another tenant's object is
+//! NOT_FOUND, as if it did not exist.
+
+use std::cmp::Ordering;
+
+use crate::access::Caller;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ErrorCode};
+
+impl Role {
+    /// VIEWER < OPERATOR < ADMIN: each role may do all that the ones below it may.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Viewer => 0,
+            Role::Operator => 1,
+            Role::Admin => 2,
+        }
+    }
+}
+
+impl PartialOrd for Role {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Role {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// A principal lacks the role an action needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this needs the {} role; {name} has {}", needed.as_str(), has.as_str())]
+pub struct Denied {
+    pub needed: Role,
+    pub name: String,
+    pub has: Role,
+}
+
+/// Allows `principal` when it holds at least `needed`.
+pub fn require(principal: &Principal, needed: Role) -> Result<(), Denied> {
+    if principal.role >= needed {
+        Ok(())
+    } else {
+        Err(Denied {
+            needed,
+            name: principal.name.clone(),
+            has: principal.role,
+        })
+    }
+}
+
+/// Only ADMIN may ask to act on a cluster as another identity (`Impersonate-*`).
+pub fn may_impersonate(principal: &Principal) -> Result<(), Denied> {
+    require(principal, Role::Admin)
+}
+
+/// Whose audit records a principal may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every record of its tenant (ADMIN).
+    Tenant,
+    /// Only its own (OPERATOR).
+    Own,
+}
+
+/// ADMIN reads its tenant's records, OPERATOR its own; VIEWER none.
+pub fn audit_scope(principal: &Principal) -> Result<AuditScope, Denied> {
+    require(principal, Role::Operator)?;
+    Ok(if principal.role >= Role::Admin {
+        AuditScope::Tenant
+    } else {
+        AuditScope::Own
+    })
+}
+
+/// A GraphQL field guard: the caller must hold at least this role. Runs inside the field's
+/// resolution, so the audit extension records a refused mutation as DENIED.
+pub struct RoleGuard(pub Role);
+
+impl async_graphql::Guard for RoleGuard {
+    async fn check(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<()> {
+        let caller = ctx.data_opt::<Caller>().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this request is not authenticated",
+            )
+        })?;
+        require(&caller.principal, self.0).map_err(|denied| ApiError::from(denied).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tests::principal;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        let mut roles = vec![Role::Admin, Role::Viewer, Role::Operator];
+        roles.sort();
+        assert_eq!(roles, vec![Role::Viewer, Role::Operator, Role::Admin]);
+    }
+
+    #[test]
+    fn each_role_may_do_what_those_below_it_may() {
+        for (has, needed, allowed) in [
+            (Role::Viewer, Role::Viewer, true),
+            (Role::Viewer, Role::Operator, false),
+            (Role::Viewer, Role::Admin, false),
+            (Role::Operator, Role::Operator, true),
+            (Role::Operator, Role::Admin, false),
+            (Role::Admin, Role::Viewer, true),
+            (Role::Admin, Role::Admin, true),
+        ] {
+            assert_eq!(
+                require(&principal(has), needed).is_ok(),
+                allowed,
+                "{has:?} for {needed:?}"
+            );
+        }
+        let denied = require(&principal(Role::Viewer), Role::Admin).unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "this needs the ADMIN role; jane has VIEWER"
+        );
+    }
+
+    #[test]
+    fn impersonation_and_audit_scopes() {
+        assert!(may_impersonate(&principal(Role::Admin)).is_ok());
+        assert!(may_impersonate(&principal(Role::Operator)).is_err());
+        assert_eq!(audit_scope(&principal(Role::Admin)), Ok(AuditScope::Tenant));
+        assert_eq!(audit_scope(&principal(Role::Operator)), Ok(AuditScope::Own));
+        assert!(audit_scope(&principal(Role::Viewer)).is_err());
+    }
+}
