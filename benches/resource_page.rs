@@ -107,7 +107,10 @@ async fn main() {
     let settings = ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: StoreSettings { database_url: dir.path().join("bench.db").display().to_string(), db_pool_size: 4 },
-        keys: KeySettings { master_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()), ..Default::default() },
+        keys: KeySettings {
+            master_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
+            ..Default::default()
+        },
         bootstrap_admin_token: Some(token.into()),
         limits: ApiLimits::default(),
         clients: Default::default(),
@@ -152,7 +155,12 @@ async fn main() {
 
     // Both clients parse into typed values: the direct one into `ConfigMap`s, the GraphQL one into
     // structs of the fields it selected (as a typed GraphQL client such as graphql_client does).
-    async fn gql<N: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str, body: &serde_json::Value) -> Duration {
+    async fn gql<N: serde::de::DeserializeOwned>(
+        http: &reqwest::Client,
+        url: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Duration {
         let t = Instant::now();
         let response = http.post(url).bearer_auth(token).json(body).send().await.unwrap();
         let page: Response<N> = response.json().await.expect("a page of the selected fields");
@@ -184,7 +192,9 @@ async fn main() {
         let t = Instant::now();
         let dynamic_time = timed(t, dynamic.list(&params).await.unwrap().items.len());
         if round >= 3 {
-            for (slot, sample) in samples.iter_mut().zip([view, whole_time, managed_time, metadata_time, typed_time, dynamic_time]) {
+            for (slot, sample) in
+                samples.iter_mut().zip([view, whole_time, managed_time, metadata_time, typed_time, dynamic_time])
+            {
                 slot.push(sample);
             }
         }
@@ -198,7 +208,8 @@ async fn main() {
     // The machine's load drifts during a run; a round's two paths share it, so the median of the
     // per-round ratios is steadier than the ratio of the medians. Both are printed.
     let ratio = |a: usize, b: usize| {
-        let mut per_round: Vec<f64> = samples[a].iter().zip(&samples[b]).map(|(x, y)| x.as_secs_f64() / y.as_secs_f64()).collect();
+        let mut per_round: Vec<f64> =
+            samples[a].iter().zip(&samples[b]).map(|(x, y)| x.as_secs_f64() / y.as_secs_f64()).collect();
         per_round.sort_by(f64::total_cmp);
         (ms(medians[a]) / ms(medians[b]), per_round[per_round.len() / 2])
     };

@@ -35,7 +35,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// (user+system CPU seconds, peak RSS in MiB) of a process.
 fn usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -70,7 +71,10 @@ async fn main() {
     let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     if configmaps.get_opt("ticker").await.unwrap().is_none() {
-        let cm = serde_json::from_value(json!({ "metadata": { "name": "ticker", "labels": { "bench": "watch" } }, "data": { "seq": "0" } })).unwrap();
+        let cm = serde_json::from_value(
+            json!({ "metadata": { "name": "ticker", "labels": { "bench": "watch" } }, "data": { "seq": "0" } }),
+        )
+        .unwrap();
         configmaps.create(&PostParams::default(), &cm).await.unwrap();
     }
 
@@ -101,14 +105,18 @@ async fn main() {
     let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
 
     println!("watch fan-out: {RATE} changes/s for {SECONDS}s to one ConfigMap, subscribers over SSE");
-    println!("{:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}", "subscribers", "upstreams", "delivered", "p50 ms", "p99 ms", "server CPU%", "peak RSS MiB");
+    println!(
+        "{:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "subscribers", "upstreams", "delivered", "p50 ms", "p99 ms", "server CPU%", "peak RSS MiB"
+    );
     let mut seq = 1u64;
     for n in [1usize, 100, 1000] {
         let sent: Sent = Arc::default();
         let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
         let mut tasks = Vec::new();
         for _ in 0..n {
-            let (http, base, id, sent, latencies) = (http.clone(), base.clone(), id.clone(), sent.clone(), latencies.clone());
+            let (http, base, id, sent, latencies) =
+                (http.clone(), base.clone(), id.clone(), sent.clone(), latencies.clone());
             tasks.push(tokio::spawn(async move {
                 let body = json!({ "query": "subscription($id: ID!) { resourceEvents(clusterId: $id, kind: \"ConfigMap\", namespace: \"kubegql-bench-watch\", labelSelector: \"bench=watch\", eventTypes: [MODIFIED], maxEventsPerSecond: 50) { resource { json } } }", "variables": { "id": id } });
                 let response = http.post(format!("{base}/graphql/stream")).bearer_auth(token).json(&body).send().await.unwrap();
@@ -131,8 +139,10 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(3 + n as u64 / 200)).await;
         let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-        let upstreams = metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_upstreams ")).unwrap_or("?").to_owned();
-        let subs = metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_subscriptions ")).unwrap_or("?").to_owned();
+        let upstreams =
+            metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_upstreams ")).unwrap_or("?").to_owned();
+        let subs =
+            metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_subscriptions ")).unwrap_or("?").to_owned();
         assert_eq!(subs, n.to_string(), "all subscriptions open");
         let (cpu_before, _) = usage(server.id());
         let started = Instant::now();
@@ -183,7 +193,14 @@ async fn main() {
     watch.abort();
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("{:>12} {:>10} {:>10} {:>10.1} {:>10.1}   (direct kube-rs watcher, in process)", "direct", 1, format!("{}/{}", l.len(), RATE * SECONDS), percentile(&l, 0.5), percentile(&l, 0.99));
+    println!(
+        "{:>12} {:>10} {:>10} {:>10.1} {:>10.1}   (direct kube-rs watcher, in process)",
+        "direct",
+        1,
+        format!("{}/{}", l.len(), RATE * SECONDS),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99)
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -183,10 +183,8 @@ mod tests {
         assert!(smuggled.validate().is_err());
         let many = Impersonation { groups: (0..33).map(|i| format!("g{i}")).collect(), ..base.clone() };
         assert!(many.validate().is_err());
-        let huge_extra = Impersonation {
-            extra: (0..17).map(|i| (format!("k{i}"), vec!["v".into()])).collect(),
-            ..base.clone()
-        };
+        let huge_extra =
+            Impersonation { extra: (0..17).map(|i| (format!("k{i}"), vec!["v".into()])).collect(), ..base.clone() };
         assert!(huge_extra.validate().is_err());
         let long = Impersonation { user: "x".repeat(257), ..Default::default() };
         assert!(long.validate().is_err());

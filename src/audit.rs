@@ -171,7 +171,12 @@ impl AuditRecorder {
     }
 
     /// Completes the record of an action and logs it under the `audit` target.
-    pub async fn finish(&self, action: PendingAction, outcome: AuditOutcome, error_code: Option<&str>) -> Result<AuditRow, StoreError> {
+    pub async fn finish(
+        &self,
+        action: PendingAction,
+        outcome: AuditOutcome,
+        error_code: Option<&str>,
+    ) -> Result<AuditRow, StoreError> {
         let duration_ms = action.started.elapsed().as_millis() as i64;
         let _serial = self.chain.lock().await;
         let row = self.db.complete_audit(&action.id, outcome.as_str(), error_code, duration_ms).await?;
@@ -270,7 +275,8 @@ mod tests {
 
     #[test]
     fn manifests_are_summarised_not_stored() {
-        let manifest = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: ns}\nstringData: {password: hunter2}\n";
+        let manifest =
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: ns}\nstringData: {password: hunter2}\n";
         let masked = mask_arguments(json!({ "manifest": manifest }));
         assert!(!masked.to_string().contains("hunter2"));
         assert_eq!(masked["manifest"]["objects"], json!(["Secret/ns/creds"]));

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dashmap::DashMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dashmap::DashMap;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -149,14 +149,9 @@ impl Authenticator {
     }
 
     async fn lookup(&self, digest: &str) -> Result<(Principal, Option<chrono::NaiveDateTime>), AuthError> {
-        let (row, token_id, expires_at) =
-            self.db.principal_by_token(digest, now()).await?.ok_or(AuthError::Invalid)?;
+        let (row, token_id, expires_at) = self.db.principal_by_token(digest, now()).await?.ok_or(AuthError::Invalid)?;
         let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
-        let kind = if row.kind == "SERVICE_ACCOUNT" {
-            PrincipalKind::ServiceAccount
-        } else {
-            PrincipalKind::User
-        };
+        let kind = if row.kind == "SERVICE_ACCOUNT" { PrincipalKind::ServiceAccount } else { PrincipalKind::User };
         Ok((Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id }, expires_at))
     }
 }
@@ -173,10 +168,7 @@ pub enum Bootstrap {
 }
 
 /// Creates the `admin` principal and its token when the store has no token at all.
-pub async fn bootstrap_admin(
-    db: &Database,
-    configured: Option<&str>,
-) -> Result<Bootstrap, anyhow::Error> {
+pub async fn bootstrap_admin(db: &Database, configured: Option<&str>) -> Result<Bootstrap, anyhow::Error> {
     if db.count_api_tokens().await? > 0 {
         return Ok(Bootstrap::Existing);
     }
@@ -184,9 +176,7 @@ pub async fn bootstrap_admin(
         Some(text) => {
             let text = text.trim();
             if text.len() < MIN_TOKEN_LEN {
-                anyhow::bail!(
-                    "KUBEGQL_BOOTSTRAP_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters"
-                );
+                anyhow::bail!("KUBEGQL_BOOTSTRAP_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters");
             }
             (SecretString::from(text.to_owned()), None)
         }

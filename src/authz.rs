@@ -47,11 +47,7 @@ pub fn require(principal: &Principal, needed: Role) -> Result<(), Denied> {
     if principal.role >= needed {
         Ok(())
     } else {
-        Err(Denied {
-            needed,
-            name: principal.name.clone(),
-            has: principal.role,
-        })
+        Err(Denied { needed, name: principal.name.clone(), has: principal.role })
     }
 }
 
@@ -72,11 +68,7 @@ pub enum AuditScope {
 /// ADMIN reads its tenant's records, OPERATOR its own; VIEWER none.
 pub fn audit_scope(principal: &Principal) -> Result<AuditScope, Denied> {
     require(principal, Role::Operator)?;
-    Ok(if principal.role >= Role::Admin {
-        AuditScope::Tenant
-    } else {
-        AuditScope::Own
-    })
+    Ok(if principal.role >= Role::Admin { AuditScope::Tenant } else { AuditScope::Own })
 }
 
 /// A GraphQL field guard: the caller must hold at least this role. Runs inside the field's
@@ -85,12 +77,9 @@ pub struct RoleGuard(pub Role);
 
 impl async_graphql::Guard for RoleGuard {
     async fn check(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<()> {
-        let caller = ctx.data_opt::<Caller>().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "this request is not authenticated",
-            )
-        })?;
+        let caller = ctx
+            .data_opt::<Caller>()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "this request is not authenticated"))?;
         require(&caller.principal, self.0).map_err(|denied| ApiError::from(denied).into())
     }
 }
@@ -119,17 +108,10 @@ mod tests {
             (Role::Admin, Role::Viewer, true),
             (Role::Admin, Role::Admin, true),
         ] {
-            assert_eq!(
-                require(&principal(has), needed).is_ok(),
-                allowed,
-                "{has:?} for {needed:?}"
-            );
+            assert_eq!(require(&principal(has), needed).is_ok(), allowed, "{has:?} for {needed:?}");
         }
         let denied = require(&principal(Role::Viewer), Role::Admin).unwrap_err();
-        assert_eq!(
-            denied.to_string(),
-            "this needs the ADMIN role; jane has VIEWER"
-        );
+        assert_eq!(denied.to_string(), "this needs the ADMIN role; jane has VIEWER");
     }
 
     #[test]

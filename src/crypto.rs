@@ -29,9 +29,7 @@ pub enum CipherError {
     KeyFile { path: PathBuf, reason: String },
     #[error("no master key with id {key_id} is configured; it sealed the credentials of {owner}")]
     UnknownKey { key_id: String, owner: String },
-    #[error(
-        "the {column} of {owner} cannot be decrypted with key {key_id}: wrong master key or tampered data"
-    )]
+    #[error("the {column} of {owner} cannot be decrypted with key {key_id}: wrong master key or tampered data")]
     Open { owner: String, column: String, key_id: String },
     #[error("encryption failed")]
     Seal,
@@ -45,9 +43,7 @@ struct MasterKey {
 
 impl MasterKey {
     fn from_base64(text: &str) -> Result<Self, CipherError> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| CipherError::BadKey("not valid base64".into()))?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| CipherError::BadKey("not valid base64".into()))?;
         if bytes.len() != KEY_LEN {
             return Err(CipherError::BadKey(format!("got {} bytes", bytes.len())));
         }
@@ -73,8 +69,7 @@ pub struct SealContext<'a> {
 
 impl SealContext<'_> {
     fn associated_data(&self, key_id: &str) -> Vec<u8> {
-        format!("kubegql/v1\0{}\0{}\0{}\0{}", self.owner_kind, self.owner_id, self.column, key_id)
-            .into_bytes()
+        format!("kubegql/v1\0{}\0{}\0{}\0{}", self.owner_kind, self.owner_id, self.column, key_id).into_bytes()
     }
 
     fn owner(&self) -> String {
@@ -139,33 +134,18 @@ impl CredentialCipher {
         out[0] = ENVELOPE_VERSION;
         out[1..1 + XCHACHA_NONCESIZE].copy_from_slice(&nonce_bytes);
         let ad = ctx.associated_data(&self.current.id);
-        xchacha20poly1305::seal(
-            &self.current.key,
-            &nonce,
-            plaintext,
-            Some(&ad),
-            &mut out[1 + XCHACHA_NONCESIZE..],
-        )
-        .map_err(|_| CipherError::Seal)?;
+        xchacha20poly1305::seal(&self.current.key, &nonce, plaintext, Some(&ad), &mut out[1 + XCHACHA_NONCESIZE..])
+            .map_err(|_| CipherError::Seal)?;
         Ok(out)
     }
 
     /// Opens an envelope sealed under `key_id` for the same owner and column.
-    pub fn open(
-        &self,
-        ctx: SealContext<'_>,
-        key_id: &str,
-        envelope: &[u8],
-    ) -> Result<SecretString, CipherError> {
-        let key = self.key(key_id).ok_or_else(|| CipherError::UnknownKey {
-            key_id: key_id.to_owned(),
-            owner: ctx.owner(),
-        })?;
-        let failed = || CipherError::Open {
-            owner: ctx.owner(),
-            column: ctx.column.to_owned(),
-            key_id: key_id.to_owned(),
-        };
+    pub fn open(&self, ctx: SealContext<'_>, key_id: &str, envelope: &[u8]) -> Result<SecretString, CipherError> {
+        let key = self
+            .key(key_id)
+            .ok_or_else(|| CipherError::UnknownKey { key_id: key_id.to_owned(), owner: ctx.owner() })?;
+        let failed =
+            || CipherError::Open { owner: ctx.owner(), column: ctx.column.to_owned(), key_id: key_id.to_owned() };
         if envelope.len() < 1 + XCHACHA_NONCESIZE + TAG_LEN || envelope[0] != ENVELOPE_VERSION {
             return Err(failed());
         }
@@ -173,8 +153,7 @@ impl CredentialCipher {
         let sealed = &envelope[1 + XCHACHA_NONCESIZE..];
         let mut plain = vec![0u8; sealed.len() - TAG_LEN];
         let ad = ctx.associated_data(key_id);
-        xchacha20poly1305::open(&key.key, &nonce, sealed, Some(&ad), &mut plain)
-            .map_err(|_| failed())?;
+        xchacha20poly1305::open(&key.key, &nonce, sealed, Some(&ad), &mut plain).map_err(|_| failed())?;
         let text = String::from_utf8(plain).map_err(|_| failed())?;
         Ok(SecretString::from(text))
     }
@@ -202,9 +181,7 @@ pub fn load_cipher(
         (Some(path), _) => (path.clone(), false),
         (None, Some(beside)) => (default_key_path(beside), true),
         (None, None) => {
-            return Err(CipherError::BadKey(
-                "no master key: set KUBEGQL_MASTER_KEY or --master-key-file".into(),
-            ));
+            return Err(CipherError::BadKey("no master key: set KUBEGQL_MASTER_KEY or --master-key-file".into()));
         }
     };
     match std::fs::read_to_string(&path) {
@@ -214,12 +191,9 @@ pub fn load_cipher(
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && may_create => {
             let key = CredentialCipher::generate_key_base64()?;
-            write_private_file(&path, key.expose_secret()).map_err(|e| CipherError::KeyFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let cipher =
-                CredentialCipher::from_base64(key.expose_secret(), &settings.previous_master_keys)?;
+            write_private_file(&path, key.expose_secret())
+                .map_err(|e| CipherError::KeyFile { path: path.clone(), reason: e.to_string() })?;
+            let cipher = CredentialCipher::from_base64(key.expose_secret(), &settings.previous_master_keys)?;
             Ok((cipher, KeySource::Created(path)))
         }
         Err(err) => Err(CipherError::KeyFile { path, reason: err.to_string() }),

@@ -144,9 +144,7 @@ pub fn ensure_codes(response: &mut async_graphql::Response) {
     for err in &mut response.errors {
         let has_code = err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
         if !has_code {
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", ErrorCode::BadUserInput.as_str());
+            err.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
         }
     }
 }

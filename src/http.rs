@@ -10,8 +10,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, Request, State, WebSocketUpgrade};
-use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
@@ -19,12 +19,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::access::{Caller, Impersonation};
 use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
-use crate::resources::ResourceService;
-use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::auth::{AuthError, Authenticator, bearer_token};
 use crate::error::{ErrorCode, ensure_codes};
 use crate::graphql::raw::{RawJsonOutput, batch_json, response_json};
 use crate::graphql::{AppSchema, reads_only};
+use crate::resources::ResourceService;
+use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::store::Database;
 
 #[derive(Clone)]
@@ -77,11 +77,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// Refuses a body whose declared length is over the limit before reading any of it; bodies
 /// without a length (chunked) are cut at the limit by `DefaultBodyLimit` while they are read.
 async fn refuse_declared_oversize(request: Request, next: Next, max: usize) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
         return too_large();
     }
@@ -104,9 +101,7 @@ fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<String
     let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }] });
     let mut response = (status, Json(body)).into_response();
     if code == ErrorCode::Unauthenticated {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -184,12 +179,12 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
 }
 
 /// The caller named by the `Authorization` header, or by `other_token` when there is none.
-async fn authenticate_with(state: &AppState, headers: &HeaderMap, other_token: Option<&str>) -> Result<Caller, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .or(other_token);
+async fn authenticate_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    other_token: Option<&str>,
+) -> Result<Caller, Response> {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).or(other_token);
     let principal = state.auth.authenticate(token).await.map_err(auth_failure)?;
     let impersonation = impersonation_headers(headers)?;
     Ok(Caller { principal, impersonation, request_id: request_id(headers) })
@@ -258,10 +253,7 @@ async fn graphql_get(
     };
     let mut request = request;
     if let Ok(document) = request.parsed_query() {
-        let mutates = document
-            .operations
-            .iter()
-            .any(|(_, op)| op.node.ty != OperationType::Query);
+        let mutates = document.operations.iter().any(|(_, op)| op.node.ty != OperationType::Query);
         if mutates {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -296,7 +288,11 @@ async fn graphql_sse(
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, format!("the body is not a GraphQL request: {err}"));
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not a GraphQL request: {err}"),
+            );
         }
     };
     let id = caller.request_id.clone();
@@ -307,7 +303,9 @@ async fn graphql_sse(
         let body = response_json(&response).ok().and_then(|body| String::from_utf8(body).ok());
         let event = match body {
             Some(body) => Event::default().event("next").data(body),
-            None => Event::default().event("next").data(r#"{"errors":[{"message":"the response could not be written","extensions":{"code":"INTERNAL"}}]}"#),
+            None => Event::default().event("next").data(
+                r#"{"errors":[{"message":"the response could not be written","extensions":{"code":"INTERNAL"}}]}"#,
+            ),
         };
         Ok::<_, std::convert::Infallible>(event)
     });
@@ -353,38 +351,33 @@ async fn graphql_ws(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .map(str::to_owned);
+    let header_token =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).map(str::to_owned);
     let header_impersonation = match impersonation_headers(&headers) {
         Ok(found) => found,
         Err(response) => return response,
     };
     let connection_id = request_id(&headers);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            let auth = state.auth.clone();
-            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = init_payload_token(&payload).or(header_token);
-                    let principal = auth
-                        .authenticate(token.as_deref())
-                        .await
-                        .map_err(|err| async_graphql::Error::new(err.to_string()))?;
-                    let impersonation = match init_payload_impersonation(&payload) {
-                        Ok(Some(found)) => Some(found),
-                        Ok(None) => header_impersonation,
-                        Err(message) => return Err(async_graphql::Error::new(message)),
-                    };
-                    let mut data = Data::default();
-                    data.insert(Caller { principal, impersonation, request_id: connection_id });
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        let auth = state.auth.clone();
+        GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                let token = init_payload_token(&payload).or(header_token);
+                let principal = auth
+                    .authenticate(token.as_deref())
+                    .await
+                    .map_err(|err| async_graphql::Error::new(err.to_string()))?;
+                let impersonation = match init_payload_impersonation(&payload) {
+                    Ok(Some(found)) => Some(found),
+                    Ok(None) => header_impersonation,
+                    Err(message) => return Err(async_graphql::Error::new(message)),
+                };
+                let mut data = Data::default();
+                data.insert(Caller { principal, impersonation, request_id: connection_id });
+                Ok(data)
+            })
+            .serve()
+    })
 }
 
 /// Query parameters of `POST /api/v1/clusters/{id}/apply`, named as the GraphQL arguments.
@@ -419,7 +412,12 @@ fn status_of(code: ErrorCode) -> StatusCode {
 /// extension does for mutations: the record is written first (the action is refused when it
 /// cannot be), a VIEWER is refused, and the record is completed with the outcome. An error comes
 /// back as the HTTP answer to send.
-async fn audited<T, Fut>(state: &AppState, caller: &Caller, entry: AuditEntry, action: impl FnOnce() -> Fut) -> Result<T, Response>
+async fn audited<T, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    entry: AuditEntry,
+    action: impl FnOnce() -> Fut,
+) -> Result<T, Response>
 where
     Fut: std::future::Future<Output = Result<T, crate::error::ApiError>>,
 {
@@ -462,12 +460,20 @@ async fn apply_endpoint(
     let id = caller.request_id.clone();
     let query = match query {
         Ok(axum::extract::Query(q)) => q,
-        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+        Err(rejection) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
+        }
     };
     let text = match body {
         Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
             Ok(text) => text,
-            Err(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the manifest is not UTF-8 text"),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadUserInput,
+                    "the manifest is not UTF-8 text",
+                );
+            }
         },
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
         Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
@@ -501,7 +507,8 @@ async fn apply_endpoint(
         Ok(documents) => {
             let failed = documents.iter().filter(|d| d.error.is_some()).count();
             let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
-            Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents })).into_response()
+            Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents }))
+                .into_response()
         }
         Err(response) => response,
     };
@@ -541,8 +548,16 @@ async fn port_forward_endpoint(
     let id = caller.request_id.clone();
     let port = match query {
         Ok(axum::extract::Query(q)) if q.port > 0 => q.port,
-        Ok(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "port must be between 1 and 65535"),
-        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+        Ok(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                "port must be between 1 and 65535",
+            );
+        }
+        Err(rejection) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
+        }
     };
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward".into()),
@@ -556,16 +571,18 @@ async fn port_forward_endpoint(
         ..Default::default()
     };
     let opened = audited(&state, &caller, entry, || async {
-        state.resources.port_forward(&caller, &cluster_id, &namespace, &pod, port).await.map_err(crate::error::ApiError::from)
+        state
+            .resources
+            .port_forward(&caller, &cluster_id, &namespace, &pod, port)
+            .await
+            .map_err(crate::error::ApiError::from)
     })
     .await;
     let response = match opened {
-        Ok(forwarder) => upgrade
-            .protocols([PORT_FORWARD_PROTOCOL])
-            .on_upgrade(move |socket| async move {
-                let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
-                tracing::debug!(to_pod, from_pod, "port-forward closed");
-            }),
+        Ok(forwarder) => upgrade.protocols([PORT_FORWARD_PROTOCOL]).on_upgrade(move |socket| async move {
+            let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
+            tracing::debug!(to_pod, from_pod, "port-forward closed");
+        }),
         Err(response) => response,
     };
     with_request_id(response, &id)
@@ -598,7 +615,9 @@ async fn attach_endpoint(
     let id = caller.request_id.clone();
     let query = match query {
         Ok(axum::extract::Query(q)) => q,
-        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()),
+        Err(rejection) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
+        }
     };
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),
@@ -622,24 +641,24 @@ async fn attach_endpoint(
         ..Default::default()
     };
     let attached = audited(&state, &caller, entry, || async {
-        state.resources.attach(&caller, &cluster_id, &namespace, &pod, &params).await.map_err(crate::error::ApiError::from)
+        state
+            .resources
+            .attach(&caller, &cluster_id, &namespace, &pod, &params)
+            .await
+            .map_err(crate::error::ApiError::from)
     })
     .await;
     let response = match attached {
-        Ok(process) => upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| crate::tunnel::attach_bridge(socket, process)),
+        Ok(process) => {
+            upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| crate::tunnel::attach_bridge(socket, process))
+        }
         Err(response) => response,
     };
     with_request_id(response, &id)
 }
 
 async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("kubegql")
-            .finish(),
-    )
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("kubegql").finish())
 }
 
 /// Prometheus text format. Counts only: nothing here names a cluster, a principal or a secret.
@@ -654,7 +673,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     metric("kubegql_watch_upstreams", "gauge", "Upstream Kubernetes watches running.", hub.upstream_count() as u64);
-    metric("kubegql_watch_upstream_starts_total", "counter", "Upstream Kubernetes watches started.", hub.upstream_starts());
+    metric(
+        "kubegql_watch_upstream_starts_total",
+        "counter",
+        "Upstream Kubernetes watches started.",
+        hub.upstream_starts(),
+    );
     metric("kubegql_watch_subscriptions", "gauge", "Live resource subscriptions.", hub.subscription_count() as u64);
     metric("kubegql_client_cache_entries", "gauge", "Cached Kubernetes clients.", cache.len() as u64);
     metric("kubegql_client_cache_hits_total", "counter", "Client cache hits.", stats.hits.load(Relaxed));

@@ -23,7 +23,6 @@ pub mod store;
 pub mod tunnel;
 pub mod watch;
 
-
 /// The allocator of every program built on this crate. Serving a page of objects allocates and
 /// frees many small values (parsed JSON, response values), which mimalloc does faster than the
 /// system allocator (see BENCHMARKS.md, "A 500-object page").

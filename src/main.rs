@@ -138,7 +138,9 @@ async fn principal_command(command: PrincipalCommand) -> anyhow::Result<()> {
     use kubegql::principals::PrincipalService;
     use secrecy::ExposeSecret;
     let store = match &command {
-        PrincipalCommand::Create { store, .. } | PrincipalCommand::List { store, .. } | PrincipalCommand::RevokeToken { store, .. } => store,
+        PrincipalCommand::Create { store, .. }
+        | PrincipalCommand::List { store, .. }
+        | PrincipalCommand::RevokeToken { store, .. } => store,
     };
     let db = server::open_store(store).await?;
     let service = PrincipalService::new(db.clone(), Authenticator::new(db));
@@ -148,7 +150,13 @@ async fn principal_command(command: PrincipalCommand) -> anyhow::Result<()> {
             let kind = if service_account { PrincipalKind::ServiceAccount } else { PrincipalKind::User };
             let principal = service.create(&tenant, &name, kind, role).await?;
             let (token, row) = service.issue_token(&tenant, &principal.id, "initial", expires_in_seconds).await?;
-            println!("principal {} ({}) in tenant {} with role {}", principal.name, principal.id, tenant, role.as_str());
+            println!(
+                "principal {} ({}) in tenant {} with role {}",
+                principal.name,
+                principal.id,
+                tenant,
+                role.as_str()
+            );
             println!("token id {}; the token (shown only now):", row.id);
             println!("{}", token.expose_secret());
         }

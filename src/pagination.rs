@@ -23,12 +23,7 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    pub fn parse(
-        first: Option<i32>,
-        after: Option<&str>,
-        scope: &str,
-        limits: &ApiLimits,
-    ) -> Result<Self, ApiError> {
+    pub fn parse(first: Option<i32>, after: Option<&str>, scope: &str, limits: &ApiLimits) -> Result<Self, ApiError> {
         let size = match first {
             None => limits.default_page_size,
             Some(n) if n < 1 => {
@@ -58,10 +53,9 @@ pub fn decode_cursor(cursor: &str, scope: &str) -> Result<String, ApiError> {
     let mut parts = text.splitn(3, '\0');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(CURSOR_TAG), Some(found), Some(position)) if found == scope => Ok(position.to_owned()),
-        (Some(CURSOR_TAG), Some(_), Some(_)) => Err(ApiError::bad_input(
-            "after",
-            "after is a cursor of another query; start again without it",
-        )),
+        (Some(CURSOR_TAG), Some(_), Some(_)) => {
+            Err(ApiError::bad_input("after", "after is a cursor of another query; start again without it"))
+        }
         _ => Err(not_ours()),
     }
 }

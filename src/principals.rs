@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{Authenticator, PrincipalKind, Role, generate_token, token_digest};
-use crate::store::principals::{ApiTokenRow, PrincipalRow};
 use crate::store::notify::Change;
+use crate::store::principals::{ApiTokenRow, PrincipalRow};
 use crate::store::{Database, StoreError, now};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,13 @@ impl PrincipalService {
         Self { db, auth }
     }
 
-    pub async fn create(&self, tenant: &str, name: &str, kind: PrincipalKind, role: Role) -> Result<PrincipalRow, PrincipalError> {
+    pub async fn create(
+        &self,
+        tenant: &str,
+        name: &str,
+        kind: PrincipalKind,
+        role: Role,
+    ) -> Result<PrincipalRow, PrincipalError> {
         if !valid_name(name) {
             return Err(PrincipalError::Invalid(format!(
                 "{name:?} is not a valid principal name: 1-63 letters, digits, '-', '.', '_' or '@'"
@@ -68,11 +74,21 @@ impl PrincipalService {
         }
     }
 
-    pub async fn page(&self, tenant: &str, after: Option<&str>, limit: i64) -> Result<Vec<PrincipalRow>, PrincipalError> {
+    pub async fn page(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PrincipalRow>, PrincipalError> {
         Ok(self.db.principals_page(tenant, after, limit).await?)
     }
 
-    pub async fn tokens(&self, principal_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<ApiTokenRow>, PrincipalError> {
+    pub async fn tokens(
+        &self,
+        principal_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApiTokenRow>, PrincipalError> {
         Ok(self.db.api_tokens_page(principal_id, after, limit).await?)
     }
 
@@ -90,7 +106,9 @@ impl PrincipalService {
         }
         let expires_at: Option<NaiveDateTime> = match lifetime_secs {
             None => None,
-            Some(secs) if (1..=MAX_TOKEN_LIFETIME_SECS).contains(&secs) => Some(now() + chrono::Duration::seconds(secs)),
+            Some(secs) if (1..=MAX_TOKEN_LIFETIME_SECS).contains(&secs) => {
+                Some(now() + chrono::Duration::seconds(secs))
+            }
             Some(secs) => {
                 return Err(PrincipalError::Invalid(format!(
                     "expiresInSeconds must be 1 to {MAX_TOKEN_LIFETIME_SECS}, got {secs}"

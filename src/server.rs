@@ -10,22 +10,22 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::audit::AuditRecorder;
 use crate::auth::{Authenticator, Bootstrap, bootstrap_admin};
 use crate::clients::ClientFactory;
 use crate::clients::cache::{ClientCache, SystemClock};
 use crate::clients::connections::ClusterConnections;
-use crate::audit::AuditRecorder;
 use crate::clusters::ClusterService;
 use crate::clusters::policy::ConnectionPolicy;
-use crate::principals::PrincipalService;
-use crate::resources::ResourceService;
-use crate::watch::WatchHub;
-use crate::resources::discovery::DiscoveryCache;
 use crate::crypto::{CredentialCipher, KeySource, load_cipher};
 use crate::graphql::{read_schema_builder, schema_builder};
 use crate::http::{AppState, router};
+use crate::principals::PrincipalService;
+use crate::resources::ResourceService;
+use crate::resources::discovery::DiscoveryCache;
 use crate::settings::{KeySettings, ServeSettings, StoreSettings};
 use crate::store::{Database, sqlite_file};
+use crate::watch::WatchHub;
 
 /// Opens the database named by the settings and applies pending migrations.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Database> {
@@ -43,9 +43,7 @@ pub fn open_cipher(keys: &KeySettings, store: &StoreSettings) -> anyhow::Result<
     let beside = sqlite_file(&store.database_url);
     let (cipher, source) = load_cipher(keys, beside.as_deref()).map_err(|err| {
         if beside.is_none() && keys.master_key.is_none() && keys.master_key_file.is_none() {
-            anyhow::anyhow!(
-                "a PostgreSQL store needs KUBEGQL_MASTER_KEY or --master-key-file, shared by every replica"
-            )
+            anyhow::anyhow!("a PostgreSQL store needs KUBEGQL_MASTER_KEY or --master-key-file, shared by every replica")
         } else {
             anyhow::Error::from(err)
         }
@@ -56,7 +54,9 @@ pub fn open_cipher(keys: &KeySettings, store: &StoreSettings) -> anyhow::Result<
             key_id = cipher.current_key_id(),
             "no master key configured: created a new random key file; back it up, credentials cannot be read without it"
         ),
-        KeySource::File(path) => tracing::info!(path = %path.display(), key_id = cipher.current_key_id(), "master key loaded from file"),
+        KeySource::File(path) => {
+            tracing::info!(path = %path.display(), key_id = cipher.current_key_id(), "master key loaded from file")
+        }
         KeySource::Environment => tracing::info!(key_id = cipher.current_key_id(), "master key loaded from settings"),
     }
     Ok(cipher)
@@ -99,19 +99,16 @@ impl RunningServer {
 pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let db = open_store(&settings.store).await?;
     let cipher = Arc::new(open_cipher(&settings.keys, &settings.store)?);
-    let generated_admin_token =
-        match bootstrap_admin(&db, settings.bootstrap_admin_token.as_deref()).await? {
-            Bootstrap::Generated(token) => Some(token),
-            Bootstrap::FromSettings => {
-                tracing::info!("created the admin principal with the configured bootstrap token");
-                None
-            }
-            Bootstrap::Existing => None,
-        };
-    let client_cache = Arc::new(ClientCache::new(
-        Duration::from_secs(settings.upkeep.client_ttl_secs),
-        Arc::new(SystemClock),
-    ));
+    let generated_admin_token = match bootstrap_admin(&db, settings.bootstrap_admin_token.as_deref()).await? {
+        Bootstrap::Generated(token) => Some(token),
+        Bootstrap::FromSettings => {
+            tracing::info!("created the admin principal with the configured bootstrap token");
+            None
+        }
+        Bootstrap::Existing => None,
+    };
+    let client_cache =
+        Arc::new(ClientCache::new(Duration::from_secs(settings.upkeep.client_ttl_secs), Arc::new(SystemClock)));
     let policy = Arc::new(ConnectionPolicy::new(&settings.connection_policy).map_err(anyhow::Error::msg)?);
     let clusters = ClusterService::new(db.clone(), cipher, client_cache, Arc::clone(&policy));
     // Listen for other replicas' changes before the bulk load, so none falls between the two.

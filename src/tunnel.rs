@@ -66,7 +66,10 @@ pub mod channel {
     pub const RESIZE: u8 = 4;
 }
 
-async fn read_some(reader: &mut Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>, buf: &mut [u8]) -> Option<usize> {
+async fn read_some(
+    reader: &mut Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>,
+    buf: &mut [u8],
+) -> Option<usize> {
     match reader {
         Some(r) => match r.read(buf).await {
             Ok(0) | Err(_) => None,

@@ -80,7 +80,8 @@ async fn update_keeps_absent_fields_and_clears_nulls() {
     // Removing the only credential of a DIRECT cluster is refused as a whole.
     let body = server.gql(update, json!({ "id": id, "input": { "bearerToken": null, "name": "x" } })).await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
-    let still = server.gql_ok("query($id: ID!) { cluster(id: $id) { name hasBearerToken } }", json!({ "id": id })).await;
+    let still =
+        server.gql_ok("query($id: ID!) { cluster(id: $id) { name hasBearerToken } }", json!({ "id": id })).await;
     assert_eq!(still["cluster"], json!({ "name": "edited", "hasBearerToken": true }));
 
     let deleted = server.gql_ok("mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
@@ -130,16 +131,66 @@ async fn bad_cluster_input_is_refused_and_writes_nothing() {
     let cases: Vec<(&str, Value, &str, &str)> = vec![
         ("duplicate name", direct_input("taken"), "CONFLICT", "already exists"),
         ("invalid name", direct_input("not a name!"), "BAD_USER_INPUT", "not a valid cluster name"),
-        ("DIRECT without URL", json!({ "name": "a", "mode": "DIRECT", "bearerToken": "t" }), "BAD_USER_INPUT", "apiServerUrl"),
-        ("http URL", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "http://127.0.0.1:6443", "bearerToken": "t" }), "BAD_USER_INPUT", "https"),
-        ("DIRECT without credentials", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example:6443" }), "BAD_USER_INPUT", "bearerToken"),
-        ("CA not PEM", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": "not a certificate" }), "BAD_USER_INPUT", "PEM"),
-        ("CA with insecure flag", json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": TEST_CA_PEM, "insecureSkipTlsVerify": true }), "BAD_USER_INPUT", "caData"),
-        ("unreadable kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": "/nonexistent/kubeconfig" }), "BAD_USER_INPUT", "not allowed for this tenant"),
-        ("unknown context", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "nope" }), "BAD_USER_INPUT", "context \"nope\""),
-        ("garbage inline kubeconfig", json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfig": "{{{: nope" }), "BAD_USER_INPUT", "not a valid kubeconfig"),
-        ("field of another mode", json!({ "name": "a", "mode": "IN_CLUSTER", "bearerToken": "t" }), "BAD_USER_INPUT", "IN_CLUSTER"),
-        ("duplicate label", json!({ "name": "a", "mode": "IN_CLUSTER", "labels": [{"key": "k", "value": "1"}, {"key": "k", "value": "2"}] }), "BAD_USER_INPUT", "twice"),
+        (
+            "DIRECT without URL",
+            json!({ "name": "a", "mode": "DIRECT", "bearerToken": "t" }),
+            "BAD_USER_INPUT",
+            "apiServerUrl",
+        ),
+        (
+            "http URL",
+            json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "http://127.0.0.1:6443", "bearerToken": "t" }),
+            "BAD_USER_INPUT",
+            "https",
+        ),
+        (
+            "DIRECT without credentials",
+            json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example:6443" }),
+            "BAD_USER_INPUT",
+            "bearerToken",
+        ),
+        (
+            "CA not PEM",
+            json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": "not a certificate" }),
+            "BAD_USER_INPUT",
+            "PEM",
+        ),
+        (
+            "CA with insecure flag",
+            json!({ "name": "a", "mode": "DIRECT", "apiServerUrl": "https://k8s.example", "bearerToken": "t", "caData": TEST_CA_PEM, "insecureSkipTlsVerify": true }),
+            "BAD_USER_INPUT",
+            "caData",
+        ),
+        (
+            "unreadable kubeconfig",
+            json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": "/nonexistent/kubeconfig" }),
+            "BAD_USER_INPUT",
+            "not allowed for this tenant",
+        ),
+        (
+            "unknown context",
+            json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "nope" }),
+            "BAD_USER_INPUT",
+            "context \"nope\"",
+        ),
+        (
+            "garbage inline kubeconfig",
+            json!({ "name": "a", "mode": "KUBECONFIG", "kubeconfig": "{{{: nope" }),
+            "BAD_USER_INPUT",
+            "not a valid kubeconfig",
+        ),
+        (
+            "field of another mode",
+            json!({ "name": "a", "mode": "IN_CLUSTER", "bearerToken": "t" }),
+            "BAD_USER_INPUT",
+            "IN_CLUSTER",
+        ),
+        (
+            "duplicate label",
+            json!({ "name": "a", "mode": "IN_CLUSTER", "labels": [{"key": "k", "value": "1"}, {"key": "k", "value": "2"}] }),
+            "BAD_USER_INPUT",
+            "twice",
+        ),
         ("unknown mode", json!({ "name": "a", "mode": "SSH" }), "BAD_USER_INPUT", "SSH"),
     ];
     for (what, input, code, needle) in cases {
@@ -152,7 +203,11 @@ async fn bad_cluster_input_is_refused_and_writes_nothing() {
     }
 
     // The good kubeconfig with a real context is accepted.
-    let ok = create(&server, json!({ "name": "kc", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "admin" })).await;
+    let ok = create(
+        &server,
+        json!({ "name": "kc", "mode": "KUBECONFIG", "kubeconfigPath": kubeconfig, "kubeconfigContext": "admin" }),
+    )
+    .await;
     assert!(ok.get("errors").is_none(), "{ok}");
 }
 
@@ -184,12 +239,14 @@ async fn bad_ids_cursors_and_page_sizes() {
     assert_refused(&server, &body, "BAD_USER_INPUT", "UUID", before).await;
     let body = server.gql("{ cluster(id: \"00000000-0000-4000-8000-000000000000\") { name } }", json!({})).await;
     assert_refused(&server, &body, "NOT_FOUND", "no cluster", before).await;
-    let body = server.gql("mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }", json!({})).await;
+    let body =
+        server.gql("mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }", json!({})).await;
     assert_refused(&server, &body, "NOT_FOUND", "no cluster", before).await;
     let body = server.gql("mutation { updateCluster(id: \"nope\", input: {name: \"x\"}) { id } }", json!({})).await;
     assert_refused(&server, &body, "BAD_USER_INPUT", "UUID", before).await;
     for first in [100000, 501, 0, -5] {
-        let body = server.gql("query($f: Int) { clusters(first: $f) { edges { cursor } } }", json!({ "f": first })).await;
+        let body =
+            server.gql("query($f: Int) { clusters(first: $f) { edges { cursor } } }", json!({ "f": first })).await;
         assert_refused(&server, &body, "BAD_USER_INPUT", "first must be", before).await;
     }
     let ok = server.gql_ok("{ clusters(first: 500) { edges { cursor } } }", json!({})).await;
@@ -220,7 +277,13 @@ async fn requests_need_a_valid_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn get_serves_queries_but_not_mutations() {
     let (_db, server) = server().await;
-    let ok = server.client.get(server.url("/graphql?query=%7Bviewer%7Bname%7D%7D")).bearer_auth(&server.token).send().await.unwrap();
+    let ok = server
+        .client
+        .get(server.url("/graphql?query=%7Bviewer%7Bname%7D%7D"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["data"]["viewer"]["name"], "admin");

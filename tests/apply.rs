@@ -14,7 +14,9 @@ async fn setup() -> (ControlPlane, TestDb, TestServer, String) {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let input = json!({ "name": "apply", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let data = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await;
     let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
     (cp, db, server, id)
 }
@@ -35,7 +37,14 @@ fn actions(body: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("no documents: {body}"))
         .iter()
-        .map(|d| format!("{}/{}:{}", d["kind"].as_str().unwrap(), d["name"].as_str().unwrap(), d["action"].as_str().unwrap_or("FAILED")))
+        .map(|d| {
+            format!(
+                "{}/{}:{}",
+                d["kind"].as_str().unwrap(),
+                d["name"].as_str().unwrap(),
+                d["action"].as_str().unwrap_or("FAILED")
+            )
+        })
         .collect()
 }
 
@@ -148,16 +157,23 @@ async fn a_multi_document_manifest_is_created_then_unchanged_then_configured() {
 async fn dry_runs_change_nothing() {
     let (_cp, _db, server, id) = setup().await;
     let ns = unique_namespace("dry");
-    let base = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keep, namespace: {ns}}}\ndata: {{k: v}}\n");
+    let base = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keep, namespace: {ns}}}\ndata: {{k: v}}\n"
+    );
     apply(&server, &id, &base, json!({})).await;
     let before = get(&server, &id, "", "ConfigMap", &ns, "keep").await;
     let rv = before["data"]["cluster"]["resource"]["metadata"]["resourceVersion"].clone();
 
-    let new_one = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ghost, namespace: {ns}}}\ndata: {{k: v}}\n");
+    let new_one =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ghost, namespace: {ns}}}\ndata: {{k: v}}\n");
     let dry = apply(&server, &id, &new_one, json!({ "dry": true })).await;
     assert_eq!(dry["data"]["apply"]["dryRun"], true);
     assert_eq!(actions(&dry), vec!["ConfigMap/ghost:CREATED"]);
-    assert_eq!(first_error(&get(&server, &id, "", "ConfigMap", &ns, "ghost").await).0, "NOT_FOUND", "a dry-run create stores nothing");
+    assert_eq!(
+        first_error(&get(&server, &id, "", "ConfigMap", &ns, "ghost").await).0,
+        "NOT_FOUND",
+        "a dry-run create stores nothing"
+    );
 
     let changed = base.replace("{k: v}", "{k: changed}");
     let dry = apply(&server, &id, &changed, json!({ "dry": true })).await;
@@ -168,7 +184,10 @@ async fn dry_runs_change_nothing() {
     let patch = server
         .gql("mutation($id: ID!, $ns: String) { patch(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, name: \"keep\", type: MERGE, patch: {data: {k: \"patched\"}}, dryRun: true) { object { json } } }", json!({ "id": id, "ns": ns }))
         .await;
-    assert_eq!(patch["data"]["patch"]["object"]["json"]["data"]["k"], "patched", "the answer shows what would be stored: {patch}");
+    assert_eq!(
+        patch["data"]["patch"]["object"]["json"]["data"]["k"], "patched",
+        "the answer shows what would be stored: {patch}"
+    );
     let delete = server
         .gql("mutation($id: ID!, $ns: String) { deleteResource(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, name: \"keep\", dryRun: true) { object { metadata { name } } } }", json!({ "id": id, "ns": ns }))
         .await;
@@ -194,7 +213,10 @@ async fn strategic_merge_json_patch_and_merge_patch() {
         .gql(patch, json!({ "id": id, "ns": ns, "g": "apps", "k": "Deployment", "n": "web", "t": "STRATEGIC",
             "p": { "spec": { "template": { "spec": { "containers": [{ "name": "main", "env": [{ "name": "MODE", "value": "fast" }] }] } } } } }))
         .await;
-    let containers = body["data"]["patch"]["object"]["json"]["spec"]["template"]["spec"]["containers"].as_array().unwrap_or_else(|| panic!("{body}")).clone();
+    let containers = body["data"]["patch"]["object"]["json"]["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .clone();
     assert_eq!(containers.len(), 2, "merged, not replaced");
     assert_eq!(containers[0]["env"][0]["value"], "fast");
     assert_eq!(containers[1]["name"], "sidecar");
@@ -203,7 +225,10 @@ async fn strategic_merge_json_patch_and_merge_patch() {
         .gql(patch, json!({ "id": id, "ns": ns, "g": "apps", "k": "Deployment", "n": "web", "t": "MERGE",
             "p": { "spec": { "template": { "spec": { "containers": [{ "name": "only", "image": "registry.invalid/only:1" }] } } } } }))
         .await;
-    assert_eq!(body["data"]["patch"]["object"]["json"]["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        body["data"]["patch"]["object"]["json"]["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(),
+        1
+    );
 
     // JSON patch on a ConfigMap: add, test, remove.
     let ops = json!([
@@ -211,19 +236,29 @@ async fn strategic_merge_json_patch_and_merge_patch() {
         { "op": "test", "path": "/data/mode", "value": "one" },
         { "op": "remove", "path": "/data/mode" }
     ]);
-    let body = server.gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": ops })).await;
+    let body = server
+        .gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": ops }))
+        .await;
     assert_eq!(body["data"]["patch"]["object"]["json"]["data"], json!({ "extra": "1" }), "{body}");
     let failing_test = json!([{ "op": "test", "path": "/data/extra", "value": "nope" }]);
-    let body = server.gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": failing_test })).await;
+    let body = server
+        .gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": failing_test }))
+        .await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "a failing test op: {body}");
     let bad_op = json!([{ "op": "frobnicate", "path": "/data/x" }]);
-    let body = server.gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": bad_op })).await;
+    let body = server
+        .gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": bad_op }))
+        .await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
     let bad_path = json!([{ "op": "add", "path": "data/x", "value": "1" }]);
-    let body = server.gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": bad_path })).await;
+    let body = server
+        .gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": bad_path }))
+        .await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body}");
     let missing = json!([{ "op": "remove", "path": "/data/absent" }]);
-    let body = server.gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": missing })).await;
+    let body = server
+        .gql(patch, json!({ "id": id, "ns": ns, "k": "ConfigMap", "n": "settings", "t": "JSON", "p": missing }))
+        .await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "removing a missing path fails: {body}");
 
     // Strategic merge is refused for custom resources.
@@ -239,7 +274,11 @@ async fn strategic_merge_json_patch_and_merge_patch() {
 async fn conflicts_name_the_other_manager_and_force_takes_over() {
     let (_cp, _db, server, id) = setup().await;
     let ns = unique_namespace("conflict");
-    let manifest = |value: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: owned, namespace: {ns}}}\ndata: {{k: {value}}}\n");
+    let manifest = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: owned, namespace: {ns}}}\ndata: {{k: {value}}}\n"
+        )
+    };
     let first = apply(&server, &id, &manifest("theirs"), json!({ "fm": "other-team" })).await;
     assert_eq!(first["data"]["apply"]["failed"], 0, "{first}");
     let clash = apply(&server, &id, &manifest("ours"), json!({})).await;
@@ -277,7 +316,9 @@ async fn bad_manifests_are_refused_whole() {
     assert_eq!(first_error(&body).0, "NOT_FOUND");
 
     // A document the API server rejects fails alone (CONTINUE, the default), or stops the rest.
-    let mixed = format!("{ns_doc}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bad, namespace: {ns}}}\ndata: {{k: v}}\nunknownField: 1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: good, namespace: {ns}}}\n");
+    let mixed = format!(
+        "{ns_doc}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bad, namespace: {ns}}}\ndata: {{k: v}}\nunknownField: 1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: good, namespace: {ns}}}\n"
+    );
     let body = apply(&server, &id, &mixed, json!({})).await;
     let docs = body["data"]["apply"]["documents"].as_array().unwrap();
     assert_eq!(docs[1]["error"]["code"], "BAD_USER_INPUT", "strict field validation: {body}");
@@ -291,7 +332,9 @@ async fn bad_manifests_are_refused_whole() {
 async fn the_apply_endpoint_gives_the_same_result() {
     let (_cp, _db, server, id) = setup().await;
     let ns = unique_namespace("curl");
-    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: {ns}}}\ndata: {{k: v}}\n");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: {ns}}}\ndata: {{k: v}}\n"
+    );
     let post = |query: &'static str, body: String| {
         server
             .client
@@ -319,7 +362,13 @@ async fn the_apply_endpoint_gives_the_same_result() {
     assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
     let unknown_param = post("?dryrun=true", manifest.clone()).await.unwrap();
     assert_eq!(unknown_param.status(), 400, "a misspelt parameter is refused, not ignored");
-    let unauthenticated = server.client.post(server.url(&format!("/api/v1/clusters/{id}/apply"))).body(manifest.clone()).send().await.unwrap();
+    let unauthenticated = server
+        .client
+        .post(server.url(&format!("/api/v1/clusters/{id}/apply")))
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthenticated.status(), 401);
     let big = format!("# {}\n{manifest}", "x".repeat(2 * 1024 * 1024));
     assert_eq!(post("", big).await.unwrap().status(), 413);
@@ -335,11 +384,22 @@ async fn the_apply_endpoint_gives_the_same_result() {
     assert_eq!(denied.status(), 403);
 
     // Audited like the mutation, with the manifest summarised.
-    let events = server.gql_ok("{ auditEvents(first: 20) { edges { node { field verb outcome arguments } } } }", json!({})).await;
-    let applies: Vec<&Value> = events["auditEvents"]["edges"].as_array().unwrap().iter().map(|e| &e["node"]).filter(|n| n["field"] == "apply").collect();
+    let events = server
+        .gql_ok("{ auditEvents(first: 20) { edges { node { field verb outcome arguments } } } }", json!({}))
+        .await;
+    let applies: Vec<&Value> = events["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["field"] == "apply")
+        .collect();
     assert!(applies.iter().any(|n| n["outcome"] == "DENIED"));
     assert!(applies.iter().all(|n| n["verb"] == "PATCH"));
-    assert!(applies.iter().any(|n| n["arguments"]["manifest"]["objects"] == json!([format!("Namespace/{ns}"), format!("ConfigMap/{ns}/c")])));
+    assert!(
+        applies.iter().any(|n| n["arguments"]["manifest"]["objects"]
+            == json!([format!("Namespace/{ns}"), format!("ConfigMap/{ns}/c")]))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -409,7 +469,16 @@ async fn same_objects_as_kubectl_server_side_apply() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), manifest(&theirs)).unwrap();
     let out = std::process::Command::new(&cp.kubectl)
-        .args(["--kubeconfig", cp.kubeconfig.to_str().unwrap(), "--context", "admin", "apply", "--server-side", "-f", file.path().to_str().unwrap()])
+        .args([
+            "--kubeconfig",
+            cp.kubeconfig.to_str().unwrap(),
+            "--context",
+            "admin",
+            "apply",
+            "--server-side",
+            "-f",
+            file.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -446,7 +515,8 @@ async fn the_api_servers_warnings_reach_the_caller() {
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web.v2, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app: w}}}}\n  template:\n    metadata: {{labels: {{app: w}}}}\n    spec: {{containers: [{{name: main, image: registry.invalid/w:1}}]}}\n"
     );
     let body = apply(&server, &id, &manifest, json!({})).await;
-    let warnings = body["data"]["apply"]["documents"][1]["warnings"].as_array().unwrap_or_else(|| panic!("{body}")).clone();
+    let warnings =
+        body["data"]["apply"]["documents"][1]["warnings"].as_array().unwrap_or_else(|| panic!("{body}")).clone();
     assert!(!warnings.is_empty(), "{body}");
     assert!(warnings[0].as_str().unwrap().contains("DNS"), "{warnings:?}");
 }

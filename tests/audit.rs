@@ -37,12 +37,14 @@ async fn every_outcome_is_recorded_with_secrets_masked() {
     let failed = server.gql(create, json!({ "input": input })).await;
     assert_eq!(first_error(&failed).0, "CONFLICT");
     let (_, viewer) = server.principal("vic", "VIEWER").await;
-    let denied = server.gql_as(&viewer, &[], "mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
+    let denied =
+        server.gql_as(&viewer, &[], "mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
     assert_eq!(first_error(&denied).0, "FORBIDDEN");
 
     let all = events(&server).await;
     // Newest first: the denied delete, the two principal mutations, the conflict, the create.
-    let fields: Vec<(&str, &str)> = all.iter().map(|e| (e["field"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    let fields: Vec<(&str, &str)> =
+        all.iter().map(|e| (e["field"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
     assert_eq!(
         fields,
         vec![
@@ -82,7 +84,14 @@ async fn viewers_cannot_read_the_trail_and_operators_see_their_own() {
     let server = TestServer::start(&db).await;
     let (_, viewer) = server.principal("v", "VIEWER").await;
     let (_, operator) = server.principal("o", "OPERATOR").await;
-    server.gql_as(&operator, &[], "mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }", json!({})).await;
+    server
+        .gql_as(
+            &operator,
+            &[],
+            "mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }",
+            json!({}),
+        )
+        .await;
     let body = server.gql_as(&viewer, &[], EVENTS, json!({})).await;
     assert_eq!(first_error(&body).0, "FORBIDDEN");
     let own = server.gql_as(&operator, &[], EVENTS, json!({})).await;
@@ -96,7 +105,8 @@ async fn viewers_cannot_read_the_trail_and_operators_see_their_own() {
     // Pages follow the same rules as every list.
     let page = server.gql_ok(EVENTS, json!({ "first": 2 })).await;
     assert_eq!(page["auditEvents"]["pageInfo"]["hasNextPage"], true);
-    let next = server.gql_ok(EVENTS, json!({ "first": 2, "after": page["auditEvents"]["pageInfo"]["endCursor"] })).await;
+    let next =
+        server.gql_ok(EVENTS, json!({ "first": 2, "after": page["auditEvents"]["pageInfo"]["endCursor"] })).await;
     assert_eq!(next["auditEvents"]["edges"][0]["node"]["seq"], 3);
     let bad = server.gql(EVENTS, json!({ "first": 501 })).await;
     assert_eq!(first_error(&bad).0, "BAD_USER_INPUT");
@@ -172,7 +182,10 @@ async fn no_mutation_escapes_the_audit() {
         let query = format!("mutation Walk{params} {{ {name}{args} {{ __typename }} }}");
         let before = server.server.db.count_audit().await.unwrap();
         let body = server.gql(&query, Value::Object(vars)).await;
-        assert!(body["errors"].as_array().is_none_or(|e| e.iter().all(|e| e.get("path").is_some())), "{name} ran: {body}");
+        assert!(
+            body["errors"].as_array().is_none_or(|e| e.iter().all(|e| e.get("path").is_some())),
+            "{name} ran: {body}"
+        );
         let after = server.server.db.count_audit().await.unwrap();
         assert_eq!(after, before + 1, "{name} left exactly one audit record: {body}");
         let last = &events(&server).await[0];
@@ -188,17 +201,21 @@ async fn every_way_of_sending_a_mutation_is_audited() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let count = || async { server.server.db.count_audit().await.unwrap() };
-    let create = |name: &str| format!("mutation {{ createCluster(input: {{ name: \"{name}\", mode: IN_CLUSTER }}) {{ name }} }}");
+    let create = |name: &str| {
+        format!("mutation {{ createCluster(input: {{ name: \"{name}\", mode: IN_CLUSTER }}) {{ name }} }}")
+    };
 
     let before = count().await;
     server.gql_ok("{ clusters { edges { node { id } } } viewer { name } }", json!({})).await;
     assert_eq!(count().await, before, "a read leaves no record");
 
-    let batch = server.post_json("/graphql", json!([{ "query": "{ viewer { name } }" }, { "query": create("batched") }])).await;
+    let batch =
+        server.post_json("/graphql", json!([{ "query": "{ viewer { name } }" }, { "query": create("batched") }])).await;
     assert_eq!(batch[1]["data"]["createCluster"]["name"], "batched", "{batch}");
     assert_eq!(count().await, before + 1, "the batched mutation is recorded");
 
-    let document = format!("query Look {{ viewer {{ name }} }} {}", create("named").replacen("mutation", "mutation Make", 1));
+    let document =
+        format!("query Look {{ viewer {{ name }} }} {}", create("named").replacen("mutation", "mutation Make", 1));
     let named = server.post_json("/graphql", json!({ "query": document, "operationName": "Make" })).await;
     assert_eq!(named["data"]["createCluster"]["name"], "named", "{named}");
     assert_eq!(count().await, before + 2, "the chosen mutation is recorded");
@@ -231,7 +248,8 @@ async fn an_unwritable_trail_refuses_the_action() {
         use diesel::connection::SimpleConnection;
         conn.batch_execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END;").unwrap();
     }
-    let body = server.gql("mutation { createCluster(input: { name: \"x\", mode: IN_CLUSTER }) { id } }", json!({})).await;
+    let body =
+        server.gql("mutation { createCluster(input: { name: \"x\", mode: IN_CLUSTER }) { id } }", json!({})).await;
     let (code, message) = first_error(&body);
     assert_eq!(code, "INTERNAL");
     assert!(message.contains("audit record could not be written"), "{message}");
@@ -245,7 +263,12 @@ async fn verify_detects_an_edited_or_deleted_record() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     for i in 0..4 {
-        server.gql_ok("mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }", json!({ "n": format!("c{i}") })).await;
+        server
+            .gql_ok(
+                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
+                json!({ "n": format!("c{i}") }),
+            )
+            .await;
     }
     server.server.stop().await.unwrap();
     assert!(verify(&db).0);
@@ -261,7 +284,12 @@ async fn verify_detects_an_edited_or_deleted_record() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     for i in 0..4 {
-        server.gql_ok("mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }", json!({ "n": format!("c{i}") })).await;
+        server
+            .gql_ok(
+                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
+                json!({ "n": format!("c{i}") }),
+            )
+            .await;
     }
     server.server.stop().await.unwrap();
     let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
@@ -316,7 +344,8 @@ async fn logs_carry_audit_lines_but_no_secrets() {
     stdout.read_line(&mut line).unwrap();
     let base = line.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
     let client = reqwest::Client::new();
-    let input = json!({ "name": "logged", "mode": "DIRECT", "apiServerUrl": "https://127.0.0.1:1", "bearerToken": secret });
+    let input =
+        json!({ "name": "logged", "mode": "DIRECT", "apiServerUrl": "https://127.0.0.1:1", "bearerToken": secret });
     let body: Value = client
         .post(format!("{base}/graphql"))
         .bearer_auth(admin)

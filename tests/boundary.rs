@@ -69,18 +69,9 @@ const ROUTES: [(&str, &str); 10] = [
     ("/graphql/stream", "every Subscription field, below"),
     ("/graphql/ws", "a refused field over WebSocket, below"),
     ("/graphiql", "a static page: no tenant data"),
-    (
-        "/api/v1/clusters/{id}/apply",
-        "another tenant's cluster, below",
-    ),
-    (
-        "/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward",
-        "another tenant's cluster, below",
-    ),
-    (
-        "/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach",
-        "another tenant's cluster, below",
-    ),
+    ("/api/v1/clusters/{id}/apply", "another tenant's cluster, below"),
+    ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", "another tenant's cluster, below"),
+    ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", "another tenant's cluster, below"),
     ("/healthz", "no tenant data"),
     ("/readyz", "no tenant data"),
     ("/metrics", "aggregate counts: no tenant data"),
@@ -89,36 +80,21 @@ const ROUTES: [(&str, &str); 10] = [
 fn codes(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
+        .map(|errors| errors.iter().map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>").to_owned()).collect())
         .unwrap_or_default()
 }
 
 /// A's state that must not move: its records, its ConfigMap on the control plane.
 async fn snapshot(server: &TestServer, cp_client: &kube::Client, t: &Targets) -> Value {
-    let cluster = server
-        .server
-        .db
-        .cluster(&t.cluster)
-        .await
-        .unwrap()
-        .map(|r| (r.name, r.updated_at.to_string()));
-    let principals = server.gql_ok("{ principals { edges { node { id name role apiTokens { edges { node { id active } } } } } } }", json!({})).await;
+    let cluster = server.server.db.cluster(&t.cluster).await.unwrap().map(|r| (r.name, r.updated_at.to_string()));
+    let principals = server
+        .gql_ok(
+            "{ principals { edges { node { id name role apiTokens { edges { node { id active } } } } } } }",
+            json!({}),
+        )
+        .await;
     let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(cp_client.clone(), &t.namespace);
-    let victim = configmaps
-        .get_opt("victim")
-        .await
-        .unwrap()
-        .map(|c| (c.metadata.resource_version, c.data));
+    let victim = configmaps.get_opt("victim").await.unwrap().map(|c| (c.metadata.resource_version, c.data));
     json!({ "cluster": format!("{cluster:?}"), "principals": principals, "victim": format!("{victim:?}") })
 }
 
@@ -130,61 +106,31 @@ async fn every_field_and_route_keeps_other_tenants_out() {
     let admin = cp.client("admin").await;
     let namespace = unique_namespace("boundary");
     ready_namespace(&admin, &namespace).await;
-    let victim: ConfigMap = serde_json::from_value(
-        json!({ "metadata": { "name": "victim" }, "data": { "owned": "by-default" } }),
-    )
-    .unwrap();
-    kube::Api::<ConfigMap>::namespaced(admin.clone(), &namespace)
-        .create(&Default::default(), &victim)
-        .await
-        .unwrap();
+    let victim: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "victim" }, "data": { "owned": "by-default" } })).unwrap();
+    kube::Api::<ConfigMap>::namespaced(admin.clone(), &namespace).create(&Default::default(), &victim).await.unwrap();
 
     // Tenant `default`: a cluster on the control plane, a principal with a token.
     let input = json!({ "name": "a-cluster", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
     let cluster = server
-        .gql_ok(
-            "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
-            json!({ "i": input }),
-        )
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
         .await["createCluster"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let (principal, _) = server.principal("alice", "OPERATOR").await;
-    let tokens = server
-        .gql_ok(
-            "{ principals { edges { node { id apiTokens { edges { node { id } } } } } } }",
-            json!({}),
-        )
-        .await;
+    let tokens =
+        server.gql_ok("{ principals { edges { node { id apiTokens { edges { node { id } } } } } } }", json!({})).await;
     let token = tokens["principals"]["edges"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["node"]["id"] == principal.as_str())
-        .map(|e| {
-            e["node"]["apiTokens"]["edges"][0]["node"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|e| e["node"]["apiTokens"]["edges"][0]["node"]["id"].as_str().unwrap().to_owned())
         .unwrap();
-    let targets = Targets {
-        cluster,
-        namespace,
-        principal,
-        token,
-    };
-    let admin_id = server.gql_ok("{ viewer { id } }", json!({})).await["viewer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let markers = [
-        targets.cluster.clone(),
-        targets.principal.clone(),
-        targets.token.clone(),
-        admin_id,
-    ];
+    let targets = Targets { cluster, namespace, principal, token };
+    let admin_id = server.gql_ok("{ viewer { id } }", json!({})).await["viewer"]["id"].as_str().unwrap().to_owned();
+    let markers = [targets.cluster.clone(), targets.principal.clone(), targets.token.clone(), admin_id];
     let before = snapshot(&server, &admin, &targets).await;
 
     // The schema's fields, by introspection, must all be known here.
@@ -192,49 +138,29 @@ async fn every_field_and_route_keeps_other_tenants_out() {
         .gql_ok("{ __schema { queryType { fields { name } } mutationType { fields { name } } subscriptionType { fields { name } } } }", json!({}))
         .await;
     let mut in_schema = BTreeSet::new();
-    for (kind, key) in [
-        ("Query", "queryType"),
-        ("Mutation", "mutationType"),
-        ("Subscription", "subscriptionType"),
-    ] {
+    for (kind, key) in [("Query", "queryType"), ("Mutation", "mutationType"), ("Subscription", "subscriptionType")] {
         for field in introspection["__schema"][key]["fields"].as_array().unwrap() {
             in_schema.insert((kind.to_owned(), field["name"].as_str().unwrap().to_owned()));
         }
     }
     let table = calls(&targets);
-    let known: BTreeSet<(String, String)> = table
-        .iter()
-        .map(|(k, f, ..)| (k.to_string(), f.to_string()))
-        .collect();
-    assert_eq!(
-        in_schema, known,
-        "every root field must be in the boundary test's table, and only those"
-    );
+    let known: BTreeSet<(String, String)> = table.iter().map(|(k, f, ..)| (k.to_string(), f.to_string())).collect();
+    assert_eq!(in_schema, known, "every root field must be in the boundary test's table, and only those");
     let routes: BTreeSet<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
     assert_eq!(
-        kubegql::http::route_paths()
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
+        kubegql::http::route_paths().into_iter().collect::<BTreeSet<_>>(),
         routes,
         "every route must be in the boundary test"
     );
 
     let blue: Vec<(&str, String)> = ["VIEWER", "OPERATOR", "ADMIN"]
         .into_iter()
-        .map(|role| {
-            (
-                role,
-                cli_principal(&db, "blue", &format!("b-{}", role.to_lowercase()), role),
-            )
-        })
+        .map(|role| (role, cli_principal(&db, "blue", &format!("b-{}", role.to_lowercase()), role)))
         .collect();
     for (role, token) in &blue {
         for (kind, field, document, variables, answer) in &table {
             let body = if *kind == "Subscription" {
-                match server
-                    .subscribe_sse(token, document, variables.clone())
-                    .await
-                {
+                match server.subscribe_sse(token, document, variables.clone()).await {
                     Err((_, body)) => body,
                     Ok(mut events) => {
                         match tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
@@ -252,28 +178,14 @@ async fn every_field_and_route_keeps_other_tenants_out() {
             // its refused attempts (their clusterId is blue's argument); apart from that, data
             // must hold nothing of `default`'s.
             let data = body["data"].to_string();
-            let own_words = if *field == "auditEvents" {
-                &markers[1..]
-            } else {
-                &markers[..]
-            };
+            let own_words = if *field == "auditEvents" { &markers[1..] } else { &markers[..] };
             let leaked = own_words.iter().any(|m| data.contains(m.as_str()));
-            assert!(
-                !leaked,
-                "{role} of blue saw default's objects through {field}: {body}"
-            );
-            let refused =
-                !found.is_empty() && found.iter().all(|c| c == "NOT_FOUND" || c == "FORBIDDEN");
+            assert!(!leaked, "{role} of blue saw default's objects through {field}: {body}");
+            let refused = !found.is_empty() && found.iter().all(|c| c == "NOT_FOUND" || c == "FORBIDDEN");
             match answer {
-                Answer::Refused => assert!(
-                    refused,
-                    "{role} of blue: {field} must be refused, got {body}"
-                ),
+                Answer::Refused => assert!(refused, "{role} of blue: {field} must be refused, got {body}"),
                 Answer::OwnTenant => {
-                    assert!(
-                        refused || found.is_empty(),
-                        "{role} of blue: {field} answered {body}"
-                    )
+                    assert!(refused || found.is_empty(), "{role} of blue: {field} answered {body}")
                 }
             }
         }
@@ -287,22 +199,15 @@ async fn every_field_and_route_keeps_other_tenants_out() {
             .send()
             .await
             .unwrap();
-        assert!(
-            [403, 404].contains(&apply.status().as_u16()),
-            "{role}: apply answered {}",
-            apply.status()
-        );
+        assert!([403, 404].contains(&apply.status().as_u16()), "{role}: apply answered {}", apply.status());
         for what in ["portforward?port=80", "attach?container=c"] {
             let url = format!(
                 "ws://{}/api/v1/clusters/{}/namespaces/{}/pods/p/{what}",
                 server.server.addr, targets.cluster, targets.namespace
             );
             let mut request =
-                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
-                    .unwrap();
-            request
-                .headers_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+            request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
             match tokio_tungstenite::connect_async(request).await {
                 Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                     assert!(
@@ -315,34 +220,15 @@ async fn every_field_and_route_keeps_other_tenants_out() {
             }
         }
         // A refused field over WebSocket.
-        let body = ws_query(
-            &server,
-            token,
-            "query($c: ID!) { cluster(id: $c) { name } }",
-            json!({ "c": targets.cluster }),
-        )
-        .await;
-        assert_eq!(
-            codes(&body),
-            vec!["NOT_FOUND"],
-            "{role}: over WebSocket {body}"
-        );
+        let body =
+            ws_query(&server, token, "query($c: ID!) { cluster(id: $c) { name } }", json!({ "c": targets.cluster }))
+                .await;
+        assert_eq!(codes(&body), vec!["NOT_FOUND"], "{role}: over WebSocket {body}");
     }
     // The routes without tenant data say nothing of `default`'s objects.
     for path in ["/graphiql", "/healthz", "/readyz", "/metrics"] {
-        let text = server
-            .client
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !markers.iter().any(|m| text.contains(m.as_str())),
-            "{path} names default's objects"
-        );
+        let text = server.client.get(server.url(path)).send().await.unwrap().text().await.unwrap();
+        assert!(!markers.iter().any(|m| text.contains(m.as_str())), "{path} names default's objects");
     }
 
     let after = snapshot(&server, &admin, &targets).await;
@@ -354,23 +240,21 @@ async fn ws_query(server: &TestServer, token: &str, query: &str, variables: Valu
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let url = format!("ws://{}/graphql/ws", server.server.addr);
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
-            .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let send = |v: Value| Message::Text(v.to_string().into());
-    socket.send(send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }))).await.unwrap();
-    socket.send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }))).await.unwrap();
+    socket
+        .send(send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })))
+        .await
+        .unwrap();
+    socket
+        .send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } })))
+        .await
+        .unwrap();
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("an answer")
-            .unwrap()
-            .unwrap();
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("an answer").unwrap().unwrap();
         let Message::Text(text) = message else {
             continue;
         };

@@ -57,14 +57,22 @@ async fn kubeconfig_mode_with_a_context() {
     let mut settings = settings_for(&db);
     settings.connection_policy.kubeconfig_dirs = vec![format!("default={}", kubeconfig_dir.path().display())];
     let server = TestServer::start_with(settings).await;
-    let id = create(&server, json!({ "name": "kc", "mode": "KUBECONFIG",
-        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "admin" })).await;
+    let id = create(
+        &server,
+        json!({ "name": "kc", "mode": "KUBECONFIG",
+        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "admin" }),
+    )
+    .await;
     assert_reachable(&status(&server, &id).await);
     assert!(list_namespaces(&server, &id).await.contains(&"kube-system".to_owned()));
 
     // The limited context of the same file is a different identity: listing namespaces is denied.
-    let limited = create(&server, json!({ "name": "kc-limited", "mode": "KUBECONFIG",
-        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "limited" })).await;
+    let limited = create(
+        &server,
+        json!({ "name": "kc-limited", "mode": "KUBECONFIG",
+        "kubeconfigPath": "kubeconfig", "kubeconfigContext": "limited" }),
+    )
+    .await;
     let client = server.server.connections.client(&limited).await.unwrap();
     let err = Api::<Namespace>::all(client).list(&ListParams::default()).await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 403), "{err:?}");
@@ -73,8 +81,10 @@ async fn kubeconfig_mode_with_a_context() {
     // sent through the API is refused: the server's files are not the caller's).
     let inline = std::fs::read_to_string(&cp.kubeconfig).unwrap();
     let body = server
-        .gql("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
-             json!({ "i": { "name": "kc-path", "mode": "KUBECONFIG", "kubeconfig": inline } }))
+        .gql(
+            "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
+            json!({ "i": { "name": "kc-path", "mode": "KUBECONFIG", "kubeconfig": inline } }),
+        )
         .await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body}");
     assert!(first_error(&body).1.contains("certificate-authority"), "{body}");
@@ -255,7 +265,8 @@ async fn an_update_rebuilds_the_client_with_the_new_credentials() {
     input["bearerToken"] = json!("stale-token");
     let id = create(&server, input).await;
     assert_eq!(status(&server, &id).await["errorKind"], "UNAUTHORIZED");
-    let update = "mutation($id: ID!, $token: String!) { updateCluster(id: $id, input: { bearerToken: $token }) { id } }";
+    let update =
+        "mutation($id: ID!, $token: String!) { updateCluster(id: $id, input: { bearerToken: $token }) { id } }";
     server.gql_ok(update, json!({ "id": id, "token": cp.admin_token })).await;
     assert_reachable(&status(&server, &id).await);
 }
@@ -333,7 +344,9 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
     }
     server.server.connections.health_check_once().await;
     assert_eq!(server.server.clusters.clients().len(), 0, "evicted after a failed check");
-    let s = server.gql_ok("query($id: ID!) { cluster(id: $id) { status { reachable errorKind } } }", json!({ "id": id })).await;
+    let s = server
+        .gql_ok("query($id: ID!) { cluster(id: $id) { status { reachable errorKind } } }", json!({ "id": id }))
+        .await;
     assert_eq!(s["cluster"]["status"]["reachable"], false, "{s}");
 }
 

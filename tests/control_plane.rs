@@ -75,7 +75,10 @@ async fn a_deployment_gets_a_replica_set_and_ready_pods_on_kwok_nodes() {
     let rs = eventually(Duration::from_secs(60), "the controller-manager's ReplicaSet", || async {
         let list = replica_sets.list(&ListParams::default()).await.ok()?;
         list.items.into_iter().find(|rs| {
-            rs.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|o| o.kind == "Deployment" && o.name == "web"))
+            rs.metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|o| o.kind == "Deployment" && o.name == "web"))
         })
     })
     .await;
@@ -148,10 +151,7 @@ async fn port_forward_through_the_api_server_reaches_the_echo_server() {
     let mut stream = forwarder.take_stream(8080).expect("stream for port 8080");
     stream.write_all(b"kubegql says hello\n").await.unwrap();
     let mut echoed = vec![0u8; 19];
-    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut echoed))
-        .await
-        .expect("echo in time")
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut echoed)).await.expect("echo in time").unwrap();
     assert_eq!(&echoed, b"kubegql says hello\n");
     drop(stream);
     forwarder.abort();

@@ -9,17 +9,21 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 
-const NAMESPACES: &str = "query($id: ID!) { cluster(id: $id) { namespaces(first: 5) { edges { node { metadata { name } } } } } }";
+const NAMESPACES: &str =
+    "query($id: ID!) { cluster(id: $id) { namespaces(first: 5) { edges { node { metadata { name } } } } } }";
 
 async fn cluster(server: &TestServer, cp: &ControlPlane, name: &str, impersonate_caller: bool) -> String {
     let input = json!({ "name": name, "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token,
                         "caData": cp.ca_pem(), "impersonateCaller": impersonate_caller });
-    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let data = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await;
     data["createCluster"]["id"].as_str().unwrap().to_owned()
 }
 
 fn ok(body: &Value) -> bool {
-    body.get("errors").is_none() && body["data"]["cluster"]["namespaces"]["edges"].as_array().is_some_and(|e| !e.is_empty())
+    body.get("errors").is_none()
+        && body["data"]["cluster"]["namespaces"]["edges"].as_array().is_some_and(|e| !e.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,14 +36,20 @@ async fn impersonating_the_limited_user_is_refused_where_its_rbac_says() {
     let own = server.gql(NAMESPACES, json!({ "id": id })).await;
     assert!(ok(&own), "as kubegql's own identity: {own}");
 
-    let as_limited = server.gql_as(&server.token, &[("Impersonate-User", &cp.limited_user)], NAMESPACES, json!({ "id": id })).await;
+    let as_limited =
+        server.gql_as(&server.token, &[("Impersonate-User", &cp.limited_user)], NAMESPACES, json!({ "id": id })).await;
     let (code, message) = first_error(&as_limited);
     assert_eq!(code, "FORBIDDEN", "{as_limited}");
     assert!(message.contains(&cp.limited_user), "the API server names the user: {message}");
 
     // Groups travel too: system:masters may do anything.
     let as_master = server
-        .gql_as(&server.token, &[("Impersonate-User", "someone"), ("Impersonate-Group", "system:masters")], NAMESPACES, json!({ "id": id }))
+        .gql_as(
+            &server.token,
+            &[("Impersonate-User", "someone"), ("Impersonate-Group", "system:masters")],
+            NAMESPACES,
+            json!({ "id": id }),
+        )
         .await;
     assert!(ok(&as_master), "{as_master}");
 
@@ -58,7 +68,9 @@ async fn only_admins_impersonate_and_are_refused_before_anything_is_sent() {
         listener.local_addr().unwrap().port()
     };
     let input = json!({ "name": "dead", "mode": "DIRECT", "apiServerUrl": format!("https://127.0.0.1:{dead}"), "bearerToken": "t" });
-    let id = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await["createCluster"]["id"]
+    let id = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await["createCluster"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -70,12 +82,14 @@ async fn only_admins_impersonate_and_are_refused_before_anything_is_sent() {
     assert_eq!(server.server.clusters.clients().len(), 0, "no client was even built");
 
     // Bad blocks are refused with a clear error.
-    let too_many: Vec<(String, String)> = (0..17).map(|i| (format!("Impersonate-Extra-k{i}"), "v".to_owned())).collect();
+    let too_many: Vec<(String, String)> =
+        (0..17).map(|i| (format!("Impersonate-Extra-k{i}"), "v".to_owned())).collect();
     let mut headers: Vec<(&str, &str)> = too_many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     headers.push(("Impersonate-User", "someone"));
     let body = server.gql_as(&server.token, &headers, NAMESPACES, json!({ "id": id })).await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body}");
-    let body = server.gql_as(&server.token, &[("Impersonate-Group", "system:masters")], NAMESPACES, json!({ "id": id })).await;
+    let body =
+        server.gql_as(&server.token, &[("Impersonate-Group", "system:masters")], NAMESPACES, json!({ "id": id })).await;
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "a group without a user: {body}");
 
     // An impersonation header smuggled through an argument is only a string to the API server.
@@ -88,7 +102,12 @@ async fn only_admins_impersonate_and_are_refused_before_anything_is_sent() {
 
     // An attempted mutation with impersonation is audited, naming the identity asked for.
     server
-        .gql_as(&server.token, &[("Impersonate-User", "jane"), ("Impersonate-Group", "ops")], "mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }", json!({}))
+        .gql_as(
+            &server.token,
+            &[("Impersonate-User", "jane"), ("Impersonate-Group", "ops")],
+            "mutation { deleteCluster(id: \"00000000-0000-4000-8000-000000000000\") { id } }",
+            json!({}),
+        )
         .await;
     let events = server.gql_ok("{ auditEvents(first: 1) { edges { node { field impersonated } } } }", json!({})).await;
     let last = &events["auditEvents"]["edges"][0]["node"];
@@ -105,7 +124,18 @@ async fn a_cluster_can_impersonate_its_callers_so_its_rbac_decides() {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let tenant = format!("t{suffix}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"))
-        .args(["principal", "create", "--name", &format!("boss-{suffix}"), "--role", "ADMIN", "--tenant", &tenant, "--database-url", &db.url])
+        .args([
+            "principal",
+            "create",
+            "--name",
+            &format!("boss-{suffix}"),
+            "--role",
+            "ADMIN",
+            "--tenant",
+            &tenant,
+            "--database-url",
+            &db.url,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

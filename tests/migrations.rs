@@ -34,14 +34,8 @@ async fn upgrading_sqlite_keeps_principals_and_their_tokens() {
 
     // Starting the new server runs the pending migrations.
     let server = TestServer::start_with(settings_for(&db)).await;
-    let me = server
-        .gql_as(OLD_TOKEN, &[], "{ viewer { name tenant role } }", json!({}))
-        .await;
-    assert_eq!(
-        me["data"]["viewer"],
-        json!({ "name": "old-admin", "tenant": "default", "role": "ADMIN" }),
-        "{me}"
-    );
+    let me = server.gql_as(OLD_TOKEN, &[], "{ viewer { name tenant role } }", json!({})).await;
+    assert_eq!(me["data"]["viewer"], json!({ "name": "old-admin", "tenant": "default", "role": "ADMIN" }), "{me}");
 
     // The same name is free in another tenant, taken in its own.
     cli_principal(&db, "red", "old-admin", "VIEWER");

@@ -20,7 +20,9 @@ async fn setup() -> (TestDb, TestServer, String, String) {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let input = json!({ "name": "pf", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let data = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await;
     let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
     let ns = unique_namespace("pf");
     ready_namespace(&client, &ns).await;
@@ -49,11 +51,15 @@ fn tunnel_url(server: &TestServer, id: &str, ns: &str, pod: &str, what: &str, qu
     format!("ws://{}/api/v1/clusters/{id}/namespaces/{ns}/pods/{pod}/{what}?{query}", server.server.addr)
 }
 
-async fn echo_through(socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, text: &[u8]) -> Vec<u8> {
+async fn echo_through(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    text: &[u8],
+) -> Vec<u8> {
     socket.send(Message::Binary(text.to_vec().into())).await.unwrap();
     let mut got = Vec::new();
     while got.len() < text.len() {
-        let message = tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("echo in time").unwrap().unwrap();
+        let message =
+            tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("echo in time").unwrap().unwrap();
         if let Message::Binary(bytes) = message {
             got.extend_from_slice(&bytes);
         }
@@ -66,7 +72,10 @@ async fn refused(request: tokio_tungstenite::tungstenite::handshake::client::Req
     match tokio_tungstenite::connect_async(request).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body: Value = response.body().as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
-            (response.status().as_u16(), body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default().to_owned())
+            (
+                response.status().as_u16(),
+                body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default().to_owned(),
+            )
         }
         Ok(_) => panic!("the upgrade was accepted"),
         Err(other) => panic!("unexpected error: {other}"),
@@ -80,7 +89,11 @@ async fn bytes_reach_the_pod_and_come_back() {
     request.headers_mut().insert("Authorization", format!("Bearer {}", server.token).parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the port-forward opens");
     assert_eq!(echo_through(&mut socket, b"kubegql forwards this\n").await, b"kubegql forwards this\n");
-    assert_eq!(echo_through(&mut socket, b"and this too\n").await, b"and this too\n", "the same connection carries more");
+    assert_eq!(
+        echo_through(&mut socket, b"and this too\n").await,
+        b"and this too\n",
+        "the same connection carries more"
+    );
     socket.close(None).await.unwrap();
 
     // A browser sends its token as a subprotocol, as to the Kubernetes API server.
@@ -129,12 +142,17 @@ async fn attach_streams_the_containers_output_on_its_channel() {
         request.headers_mut().insert("Sec-WebSocket-Protocol", "v1.attach.kubegql".parse().unwrap());
         request
     };
-    let (mut socket, response) = tokio_tungstenite::connect_async(request("container=main", &server.token)).await.expect("the attach opens");
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(request("container=main", &server.token)).await.expect("the attach opens");
     assert_eq!(response.headers()["sec-websocket-protocol"], "v1.attach.kubegql");
     // kwok's attach follows the file the harness's ticker appends a line to every second.
     let mut stdout = Vec::new();
     while !String::from_utf8_lossy(&stdout).contains("tick") {
-        let message = tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("output in time").unwrap().unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("output in time")
+            .unwrap()
+            .unwrap();
         if let Message::Binary(bytes) = message {
             let (channel, data) = bytes.split_first().expect("a channel byte");
             assert!(*channel == 1 || *channel == 2, "output comes on stdout or stderr, not {channel}");

@@ -10,7 +10,13 @@ use serde_json::{Value, json};
 
 /// Polls `query` on `server` until `done` holds, for at most 5 seconds (the refresh backstops are
 /// 60 s for clusters and 10 s for tokens, so passing here proves the notice did it).
-async fn within_moments(server: &TestServer, token: &str, query: &str, vars: Value, done: impl Fn(&Value) -> bool) -> Value {
+async fn within_moments(
+    server: &TestServer,
+    token: &str,
+    query: &str,
+    vars: Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let body = server.gql_as(token, &[], query, vars.clone()).await;
@@ -26,7 +32,9 @@ async fn cluster_changes_and_revocations_reach_the_other_replica() {
     let db = TestDb::new(Backend::Postgres).await;
     let a = TestServer::start(&db).await;
     let b = TestServer::start_with(settings_for(&db)).await;
-    let id = a.gql_ok("mutation { createCluster(input: { name: \"shared\", mode: IN_CLUSTER }) { id } }", json!({})).await["createCluster"]["id"]
+    let id = a
+        .gql_ok("mutation { createCluster(input: { name: \"shared\", mode: IN_CLUSTER }) { id } }", json!({}))
+        .await["createCluster"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -36,7 +44,8 @@ async fn cluster_changes_and_revocations_reach_the_other_replica() {
 
     a.gql_ok("mutation($id: ID!) { updateCluster(id: $id, input: { name: \"renamed\", defaultNamespace: \"apps\" }) { id } }", json!({ "id": id }))
         .await;
-    let body = within_moments(&b, &b.token, read, json!({ "id": id }), |b| b["data"]["cluster"]["name"] == "renamed").await;
+    let body =
+        within_moments(&b, &b.token, read, json!({ "id": id }), |b| b["data"]["cluster"]["name"] == "renamed").await;
     assert_eq!(body["data"]["cluster"], json!({ "name": "renamed", "defaultNamespace": "apps" }), "{body}");
 
     a.gql_ok("mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
@@ -47,9 +56,8 @@ async fn cluster_changes_and_revocations_reach_the_other_replica() {
     let (principal, token) = a.principal("roaming", "VIEWER").await;
     let me = b.gql_as(&token, &[], "{ viewer { name } }", json!({})).await;
     assert_eq!(me["data"]["viewer"]["name"], "roaming");
-    let tokens = a
-        .gql_ok("{ principals { edges { node { id apiTokens { edges { node { id } } } } } } }", json!({}))
-        .await;
+    let tokens =
+        a.gql_ok("{ principals { edges { node { id apiTokens { edges { node { id } } } } } } }", json!({})).await;
     let token_id = tokens["principals"]["edges"]
         .as_array()
         .unwrap()
@@ -61,7 +69,16 @@ async fn cluster_changes_and_revocations_reach_the_other_replica() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut status = 200;
     while Instant::now() < deadline {
-        status = b.client.post(b.url("/graphql")).bearer_auth(&token).json(&json!({ "query": "{ viewer { name } }" })).send().await.unwrap().status().as_u16();
+        status = b
+            .client
+            .post(b.url("/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ viewer { name } }" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if status == 401 {
             break;
         }

@@ -19,7 +19,10 @@ async fn server_with_cluster(cp: &ControlPlane) -> (TestDb, TestServer, String) 
     let input = json!({ "name": "local", "mode": "DIRECT", "apiServerUrl": cp.api_url,
                         "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
     let data = server
-        .gql_ok("mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }", json!({ "input": input }))
+        .gql_ok(
+            "mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }",
+            json!({ "input": input }),
+        )
         .await;
     let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
     (db, server, id)
@@ -82,7 +85,8 @@ async fn twelve_hundred_config_maps_in_three_pages_without_gaps() {
     let mut after = Value::Null;
     let mut pages = 0;
     loop {
-        let page = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 500, "after": after })).await;
+        let page =
+            list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 500, "after": after })).await;
         assert!(page.get("errors").is_none(), "{page}");
         let conn = &page["data"]["cluster"]["resources"];
         pages += 1;
@@ -108,19 +112,26 @@ async fn twelve_hundred_config_maps_in_three_pages_without_gaps() {
     }
 
     // Selectors are applied by the API server.
-    let page = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 500 })).await;
+    let page =
+        list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 500 })).await;
     let odd = names(&page);
     assert_eq!(odd.len(), 500);
     assert!(odd.iter().all(|n| n[3..].parse::<u32>().unwrap() % 2 == 1));
-    let page = list(&server, json!({ "id": id, "kind": "configmaps", "ns": ns, "fields": "metadata.name=cm-0042" })).await;
+    let page =
+        list(&server, json!({ "id": id, "kind": "configmaps", "ns": ns, "fields": "metadata.name=cm-0042" })).await;
     assert_eq!(names(&page), vec!["cm-0042"]);
 
     // A cursor is bound to its query: another namespace refuses it; so does a too-large page.
     let first = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 10 })).await;
     let cursor = first["data"]["cluster"]["resources"]["pageInfo"]["endCursor"].clone();
-    let other = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": "default", "first": 10, "after": cursor })).await;
+    let other =
+        list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": "default", "first": 10, "after": cursor })).await;
     assert_eq!(first_error(&other).0, "BAD_USER_INPUT", "{other}");
-    let other = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 10, "after": cursor })).await;
+    let other = list(
+        &server,
+        json!({ "id": id, "kind": "ConfigMap", "ns": ns, "labels": "batch=odd", "first": 10, "after": cursor }),
+    )
+    .await;
     assert_eq!(first_error(&other).0, "BAD_USER_INPUT");
     let big = list(&server, json!({ "id": id, "kind": "ConfigMap", "ns": ns, "first": 501 })).await;
     assert_eq!(first_error(&big).0, "BAD_USER_INPUT");
@@ -187,7 +198,11 @@ async fn a_custom_resource_goes_through_the_same_fields() {
             json!({ "id": id, "group": group, "ns": ns }),
         )
         .await;
-    assert_eq!(with_fragment["data"]["cluster"]["resources"]["edges"][0]["node"]["spec"], json!({ "size": 3 }), "{with_fragment}");
+    assert_eq!(
+        with_fragment["data"]["cluster"]["resources"]["edges"][0]["node"]["spec"],
+        json!({ "size": 3 }),
+        "{with_fragment}"
+    );
     let nodes = server
         .gql(
             "query($id: ID!, $group: String, $ns: String) { cluster(id: $id) {
@@ -266,18 +281,32 @@ async fn namespaces_single_objects_events_and_errors() {
     let (_db, server, id) = server_with_cluster(&cp).await;
 
     let data = server
-        .gql_ok("query($id: ID!) { cluster(id: $id) { namespaces(first: 500) { edges { node { metadata { name } } } } } }", json!({ "id": id }))
+        .gql_ok(
+            "query($id: ID!) { cluster(id: $id) { namespaces(first: 500) { edges { node { metadata { name } } } } } }",
+            json!({ "id": id }),
+        )
         .await;
-    let all: Vec<&str> = data["cluster"]["namespaces"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["metadata"]["name"].as_str().unwrap()).collect();
+    let all: Vec<&str> = data["cluster"]["namespaces"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert!(all.contains(&ns.as_str()) && all.contains(&"kube-system"));
 
     // The scheduler records a Scheduled event for the pod.
-    let query = "query($id: ID!, $ns: String) { cluster(id: $id) { resource(kind: \"Pod\", namespace: $ns, name: \"p1\") {
+    let query =
+        "query($id: ID!, $ns: String) { cluster(id: $id) { resource(kind: \"Pod\", namespace: $ns, name: \"p1\") {
         metadata { name } events(first: 50) { edges { node { type reason message } } } } } }";
     let mut reasons = Vec::new();
     for _ in 0..60 {
         let data = server.gql_ok(query, json!({ "id": id, "ns": ns })).await;
-        reasons = data["cluster"]["resource"]["events"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["reason"].as_str().unwrap_or("").to_owned()).collect();
+        reasons = data["cluster"]["resource"]["events"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["reason"].as_str().unwrap_or("").to_owned())
+            .collect();
         if reasons.iter().any(|r| r == "Scheduled") {
             break;
         }
@@ -291,13 +320,19 @@ async fn namespaces_single_objects_events_and_errors() {
     let (code, message) = first_error(&unknown);
     assert_eq!(code, "NOT_FOUND");
     assert!(message.contains("Gizmo"));
-    let no_ns = server.gql("query($id: ID!) { cluster(id: $id) { resource(kind: \"Pod\", name: \"p1\") { kind } } }", json!({ "id": id })).await;
+    let no_ns = server
+        .gql(
+            "query($id: ID!) { cluster(id: $id) { resource(kind: \"Pod\", name: \"p1\") { kind } } }",
+            json!({ "id": id }),
+        )
+        .await;
     assert_eq!(first_error(&no_ns).0, "BAD_USER_INPUT");
     let bad_selector = list(&server, json!({ "id": id, "kind": "Pod", "labels": "a in (" })).await;
     assert_eq!(first_error(&bad_selector).0, "BAD_USER_INPUT", "{bad_selector}");
 
     // Across all namespaces when no namespace is given.
-    let everywhere = list(&server, json!({ "id": id, "kind": "Pod", "fields": format!("metadata.namespace={ns}") })).await;
+    let everywhere =
+        list(&server, json!({ "id": id, "kind": "Pod", "fields": format!("metadata.namespace={ns}") })).await;
     assert_eq!(names(&everywhere), vec!["p1"]);
     drop_namespace(&client, &ns).await;
 }
@@ -337,7 +372,12 @@ async fn pod_logs_come_back_from_a_kwok_pod() {
         .await;
     assert_eq!(capped["data"]["podLogs"]["text"].as_str().unwrap().len(), 4, "{capped}");
     assert_eq!(capped["data"]["podLogs"]["truncated"], true);
-    let missing = server.gql("query($id: ID!, $ns: String!) { podLogs(clusterId: $id, namespace: $ns, pod: \"absent\") { text } }", json!({ "id": id, "ns": ns })).await;
+    let missing = server
+        .gql(
+            "query($id: ID!, $ns: String!) { podLogs(clusterId: $id, namespace: $ns, pod: \"absent\") { text } }",
+            json!({ "id": id, "ns": ns }),
+        )
+        .await;
     assert_eq!(first_error(&missing).0, "NOT_FOUND", "{missing}");
     drop_namespace(&client, &ns).await;
 }
@@ -354,7 +394,13 @@ async fn a_page_resolves_the_same_in_one_pass_as_through_the_executor() {
     let (_db, server, id) = server_with_cluster(&cp).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let owner = api
-        .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": "owner", "labels": { "set": "pass" } }, "data": { "k": "v" } })).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({ "metadata": { "name": "owner", "labels": { "set": "pass" } }, "data": { "k": "v" } }),
+            )
+            .unwrap(),
+        )
         .await
         .unwrap();
     let held: ConfigMap = serde_json::from_value(json!({
@@ -372,7 +418,10 @@ async fn a_page_resolves_the_same_in_one_pass_as_through_the_executor() {
     // With a field selected twice under one key (merged), and without: over HTTP the first is built
     // as values, the second written as text; over WebSocket both are values; with `events` both go
     // through the generic executor.
-    let variants = [("labels { key __typename }", "... on Resource { metadata { labels { value } } }"), ("labels { key __typename value }", "")];
+    let variants = [
+        ("labels { key __typename }", "... on Resource { metadata { labels { value } } }"),
+        ("labels { key __typename value }", ""),
+    ];
     for (labels, merged) in variants {
         let query = |extra: &str| {
             format!(
@@ -394,7 +443,10 @@ async fn a_page_resolves_the_same_in_one_pass_as_through_the_executor() {
         // change anywhere, so it is checked for presence and left out of the comparisons.
         let without_revision = |mut body: Value| {
             let page = body["data"]["cluster"]["resources"].as_object_mut().expect("a page");
-            assert!(page.remove("resourceVersion").is_some_and(|v| v.is_string()), "the list's resourceVersion is given");
+            assert!(
+                page.remove("resourceVersion").is_some_and(|v| v.is_string()),
+                "the list's resourceVersion is given"
+            );
             body
         };
         let one_pass = without_revision(server.gql(&query(""), vars.clone()).await);
@@ -409,18 +461,35 @@ async fn a_page_resolves_the_same_in_one_pass_as_through_the_executor() {
         for edge in page["edges"].as_array_mut().unwrap() {
             edge["node"].as_object_mut().unwrap().remove("events");
         }
-        assert!(one_pass["data"] == expected, "merged: {merged:?}: {}", first_difference(&one_pass["data"], &expected, ""));
+        assert!(
+            one_pass["data"] == expected,
+            "merged: {merged:?}: {}",
+            first_difference(&one_pass["data"], &expected, "")
+        );
         let over_ws = without_revision(ws_query(&server, &query(""), vars).await);
-        assert!(over_ws["data"] == one_pass["data"], "WebSocket and HTTP differ (merged: {merged:?}): {}", first_difference(&over_ws["data"], &one_pass["data"], ""));
+        assert!(
+            over_ws["data"] == one_pass["data"],
+            "WebSocket and HTTP differ (merged: {merged:?}): {}",
+            first_difference(&over_ws["data"], &one_pass["data"], "")
+        );
 
         // And the answer is right, not only the same.
         let nodes = one_pass["data"]["cluster"]["resources"]["nodes"].as_array().unwrap();
         let held = nodes.iter().find(|n| n["metadata"]["name"] == "held").expect("the held object is listed");
         assert_eq!(held["__typename"], "Resource");
-        let label_set: HashSet<String> = held["metadata"]["labels"].as_array().unwrap().iter().map(|l| format!("{}={}/{}", l["key"], l["value"], l["__typename"])).collect();
-        let expected_labels = ["\"app\"=\"web\"/\"Label\"", "\"set\"=\"pass\"/\"Label\"", "\"tier\"=\"front\"/\"Label\""];
+        let label_set: HashSet<String> = held["metadata"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{}={}/{}", l["key"], l["value"], l["__typename"]))
+            .collect();
+        let expected_labels =
+            ["\"app\"=\"web\"/\"Label\"", "\"set\"=\"pass\"/\"Label\"", "\"tier\"=\"front\"/\"Label\""];
         assert_eq!(label_set, HashSet::from(expected_labels.map(str::to_owned)));
-        assert_eq!(held["again"], json!({ "n": "held", "labels": [{ "value": "web" }, { "value": "pass" }, { "value": "front" }] }));
+        assert_eq!(
+            held["again"],
+            json!({ "n": "held", "labels": [{ "value": "web" }, { "value": "pass" }, { "value": "front" }] })
+        );
         assert_eq!(nodes.len(), 2, "the selector keeps the namespace's own ConfigMaps out");
         assert_eq!(held["metadata"]["annotations"], json!([{ "key": "note", "value": "x" }]));
         assert_eq!(held["metadata"]["finalizers"], json!(["kubegql.test/hold"]));
@@ -451,9 +520,16 @@ async fn ws_query(server: &TestServer, query: &str, variables: Value) -> Value {
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
     let send = |message: Value| Message::Text(message.to_string().into());
     socket.send(send(json!({ "type": "connection_init", "payload": { "token": server.token } }))).await.unwrap();
-    socket.send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }))).await.unwrap();
+    socket
+        .send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } })))
+        .await
+        .unwrap();
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("an answer in time").unwrap().unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .unwrap();
         let Message::Text(text) = message else { continue };
         let value: Value = serde_json::from_str(&text).unwrap();
         match value["type"].as_str() {
@@ -470,7 +546,11 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> String {
         (Value::Object(x), Value::Object(y)) => {
             for key in x.keys().chain(y.keys()) {
                 if x.get(key) != y.get(key) {
-                    return first_difference(x.get(key).unwrap_or(&Value::Null), y.get(key).unwrap_or(&Value::Null), &format!("{path}.{key}"));
+                    return first_difference(
+                        x.get(key).unwrap_or(&Value::Null),
+                        y.get(key).unwrap_or(&Value::Null),
+                        &format!("{path}.{key}"),
+                    );
                 }
             }
             format!("{path}: equal")

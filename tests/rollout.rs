@@ -16,7 +16,9 @@ async fn setup() -> (TestDb, TestServer, String, kube::Client) {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let input = json!({ "name": "rollouts", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let data = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await;
     let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
     (db, server, id, cp.client("admin").await)
 }
@@ -94,14 +96,20 @@ async fn a_deployment_rolls_out_keeps_its_history_and_rolls_back() {
     assert_eq!(revisions(&body), vec![(3, true), (2, false), (1, false)], "newest first: {history}");
     assert_eq!(history[0]["changeCause"], "third");
     assert_eq!(image(&history[1]["template"]), "registry.invalid/web:2");
-    assert!(history[0]["template"]["metadata"]["labels"].get("pod-template-hash").is_none(), "the controller's label is not part of the template");
+    assert!(
+        history[0]["template"]["metadata"]["labels"].get("pod-template-hash").is_none(),
+        "the controller's label is not part of the template"
+    );
 
     // A dry run changes nothing.
     let dry = server.gql(ROLLBACK, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web", "dry": true })).await;
     assert_eq!(dry["data"]["rollback"]["revision"], 2, "{dry}");
     assert_eq!(image(&dry["data"]["rollback"]["object"]["json"]["spec"]["template"]), "registry.invalid/web:2");
     let stored = api.get("web").await.unwrap();
-    assert_eq!(stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.invalid/web:3"));
+    assert_eq!(
+        stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("registry.invalid/web:3")
+    );
 
     // Undo goes back to the previous revision, which becomes the newest.
     let undone = server.gql(ROLLBACK, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" })).await;
@@ -112,7 +120,10 @@ async fn a_deployment_rolls_out_keeps_its_history_and_rolls_back() {
     assert_eq!(image(&history[0]["template"]), "registry.invalid/web:2");
     assert_eq!(history[0]["changeCause"], "second", "the revision's own change-cause comes back with it");
     let stored = api.get("web").await.unwrap();
-    assert_eq!(stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.invalid/web:2"));
+    assert_eq!(
+        stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("registry.invalid/web:2")
+    );
 
     // To a named revision; again to the same one is skipped.
     let to_first = server.gql(ROLLBACK, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web", "to": 1 })).await;
@@ -151,7 +162,8 @@ async fn a_deployment_rolls_out_keeps_its_history_and_rolls_back() {
     let (_, viewer) = server.principal("viv", "VIEWER").await;
     let read = server.gql_as(&viewer, &[], ROLLOUT, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" })).await;
     assert_eq!(read["data"]["cluster"]["rollout"]["status"]["done"], true, "{read}");
-    let refused = server.gql_as(&viewer, &[], ROLLBACK, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" })).await;
+    let refused =
+        server.gql_as(&viewer, &[], ROLLBACK, json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" })).await;
     assert_eq!(first_error(&refused).0, "FORBIDDEN");
 
     // A paused Deployment is neither rolled back nor restarted.
@@ -162,8 +174,15 @@ async fn a_deployment_rolls_out_keeps_its_history_and_rolls_back() {
     assert!(message.contains("paused"), "{message}");
 
     // Every rollback and restart left an audit record.
-    let audit = server.gql_ok("{ auditEvents(first: 50) { edges { node { field verb outcome kind name } } } }", json!({})).await;
-    let fields: Vec<String> = audit["auditEvents"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["field"].as_str().unwrap().to_owned()).collect();
+    let audit = server
+        .gql_ok("{ auditEvents(first: 50) { edges { node { field verb outcome kind name } } } }", json!({}))
+        .await;
+    let fields: Vec<String> = audit["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["field"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(fields.iter().filter(|f| *f == "rollback").count(), 7, "{fields:?}");
     assert_eq!(fields.iter().filter(|f| *f == "rolloutRestart").count(), 1, "{fields:?}");
 }
@@ -185,7 +204,10 @@ async fn a_stateful_set_and_a_daemon_set_roll_back_to_their_controller_revisions
     let body = until_done(&server, &id, "sts", &ns, "db").await;
     // The API server defaults a rolling update's partition to 0, and kubectl then speaks of a
     // partitioned roll out.
-    assert_eq!(body["data"]["cluster"]["rollout"]["status"]["message"], "partitioned roll out complete: 1 new pods have been updated...");
+    assert_eq!(
+        body["data"]["cluster"]["rollout"]["status"]["message"],
+        "partitioned roll out complete: 1 new pods have been updated..."
+    );
     assert_eq!(revisions(&body), vec![(2, true), (1, false)]);
     let history = &body["data"]["cluster"]["rollout"]["history"];
     assert_eq!(image(&history[1]["template"]), "registry.invalid/db:1");
@@ -194,7 +216,10 @@ async fn a_stateful_set_and_a_daemon_set_roll_back_to_their_controller_revisions
     let undone = server.gql(ROLLBACK, json!({ "id": id, "k": "StatefulSet", "ns": ns, "n": "db" })).await;
     assert_eq!(undone["data"]["rollback"]["revision"], 1, "{undone}");
     let stored = sets.get("db").await.unwrap();
-    assert_eq!(stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.invalid/db:1"));
+    assert_eq!(
+        stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("registry.invalid/db:1")
+    );
     let body = until_done(&server, &id, "StatefulSet", &ns, "db").await;
     assert_eq!(revisions(&body)[0], (3, true), "the old revision comes back as the newest: {body}");
 
@@ -212,7 +237,10 @@ async fn a_stateful_set_and_a_daemon_set_roll_back_to_their_controller_revisions
     let undone = server.gql(ROLLBACK, json!({ "id": id, "k": "DaemonSet", "ns": ns, "n": "agent", "to": 1 })).await;
     assert_eq!(undone["data"]["rollback"]["skipped"], false, "{undone}");
     let stored = daemons.get("agent").await.unwrap();
-    assert_eq!(stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.invalid/agent:1"));
+    assert_eq!(
+        stored.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("registry.invalid/agent:1")
+    );
 }
 
 const STATUS_SUBSCRIPTION: &str = "subscription($id: ID!, $k: String!, $ns: String!, $n: String!) {
@@ -237,24 +265,34 @@ async fn a_status_subscription_follows_the_rollout_until_it_is_done() {
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "paused": true } }))).await.unwrap();
     set_image(&api, "web", "registry.invalid/web:2", "second").await;
     let vars = json!({ "id": id, "k": "Deployment", "ns": ns, "n": "web" });
-    let mut statuses = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, vars).await.expect("the subscription opens");
-    let first = tokio::time::timeout(Duration::from_secs(20), statuses.recv()).await.expect("a status in time").expect("open");
+    let mut statuses =
+        server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, vars).await.expect("the subscription opens");
+    let first =
+        tokio::time::timeout(Duration::from_secs(20), statuses.recv()).await.expect("a status in time").expect("open");
     let first = &first["data"]["rolloutStatus"];
     assert_eq!(first["done"], false, "{first}");
     assert!(first["message"].as_str().unwrap().starts_with("Waiting for deployment"), "{first}");
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "paused": false } }))).await.unwrap();
     let mut last = Value::Null;
-    while let Some(payload) = tokio::time::timeout(Duration::from_secs(60), statuses.recv()).await.expect("the rollout finishes in time") {
+    while let Some(payload) =
+        tokio::time::timeout(Duration::from_secs(60), statuses.recv()).await.expect("the rollout finishes in time")
+    {
         last = payload["data"]["rolloutStatus"].clone();
     }
-    assert_eq!(last, json!({ "done": true, "failed": false, "message": "deployment \"web\" successfully rolled out" }), "the stream ends on the final status");
+    assert_eq!(
+        last,
+        json!({ "done": true, "failed": false, "message": "deployment \"web\" successfully rolled out" }),
+        "the stream ends on the final status"
+    );
 
     let absent = json!({ "id": id, "k": "Deployment", "ns": ns, "n": "nope" });
-    let mut errors = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, absent).await.expect("errors come inside the stream");
+    let mut errors =
+        server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, absent).await.expect("errors come inside the stream");
     let payload = tokio::time::timeout(Duration::from_secs(10), errors.recv()).await.unwrap().unwrap();
     assert_eq!(payload["errors"][0]["extensions"]["code"], "NOT_FOUND", "{payload}");
     let pod = json!({ "id": id, "k": "Pod", "ns": ns, "n": "web" });
-    let mut errors = server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, pod).await.expect("errors come inside the stream");
+    let mut errors =
+        server.subscribe_sse(&server.token, STATUS_SUBSCRIPTION, pod).await.expect("errors come inside the stream");
     let payload = tokio::time::timeout(Duration::from_secs(10), errors.recv()).await.unwrap().unwrap();
     assert_eq!(payload["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{payload}");
 }

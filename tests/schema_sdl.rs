@@ -4,8 +4,7 @@
 fn checked_in_sdl_matches_the_schema() {
     // The checkout is read at run time: the build directory is shared between checkouts.
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-    let checked_in = std::fs::read_to_string(format!("{dir}/schema.graphql"))
-        .expect("schema.graphql exists");
+    let checked_in = std::fs::read_to_string(format!("{dir}/schema.graphql")).expect("schema.graphql exists");
     let live = kubegql::graphql::sdl();
     assert!(
         checked_in == live,

@@ -206,11 +206,8 @@ async fn secrets_do_not_reach_the_database_in_clear(backend: Backend) {
             bytes
         }
         Backend::Postgres => {
-            let output = std::process::Command::new("pg_dump")
-                .arg("--dbname")
-                .arg(&db.url)
-                .output()
-                .expect("pg_dump runs");
+            let output =
+                std::process::Command::new("pg_dump").arg("--dbname").arg(&db.url).output().expect("pg_dump runs");
             assert!(output.status.success(), "pg_dump: {}", String::from_utf8_lossy(&output.stderr));
             output.stdout
         }

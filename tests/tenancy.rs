@@ -28,14 +28,23 @@ async fn roles_decide_who_may_change_what() {
     let viewer_me = server.gql_as(&viewer, &[], "{ viewer { name role tenant } }", json!({})).await;
     assert_eq!(viewer_me["data"]["viewer"], json!({ "name": "vera", "role": "VIEWER", "tenant": "default" }));
 
-    let listed = server.gql_ok("{ principals { edges { node { name role apiTokens { edges { node { name active } } } } } } }", json!({})).await;
-    let names: Vec<&str> = listed["principals"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["name"].as_str().unwrap()).collect();
+    let listed = server
+        .gql_ok(
+            "{ principals { edges { node { name role apiTokens { edges { node { name active } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> =
+        listed["principals"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["admin", "oscar", "vera"]);
     assert!(!listed.to_string().contains("kgq_"), "token values are never listed");
 
-    let bad = server.gql("mutation { createPrincipal(input: { name: \"no spaces allowed\", role: VIEWER }) { id } }", json!({})).await;
+    let bad = server
+        .gql("mutation { createPrincipal(input: { name: \"no spaces allowed\", role: VIEWER }) { id } }", json!({}))
+        .await;
     assert_eq!(first_error(&bad).0, "BAD_USER_INPUT");
-    let dup = server.gql("mutation { createPrincipal(input: { name: \"vera\", role: VIEWER }) { id } }", json!({})).await;
+    let dup =
+        server.gql("mutation { createPrincipal(input: { name: \"vera\", role: VIEWER }) { id } }", json!({})).await;
     assert_eq!(first_error(&dup).0, "CONFLICT");
 }
 
@@ -43,11 +52,25 @@ async fn roles_decide_who_may_change_what() {
 async fn tenants_do_not_see_each_other() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let ours = server.gql_ok(CREATE_CLUSTER, json!({ "name": "prod" })).await["createCluster"]["id"].as_str().unwrap().to_owned();
+    let ours = server.gql_ok(CREATE_CLUSTER, json!({ "name": "prod" })).await["createCluster"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // An admin of another tenant, made with the CLI as an operator of the server would.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"))
-        .args(["principal", "create", "--name", "rita", "--role", "ADMIN", "--tenant", "red", "--database-url", &db.url])
+        .args([
+            "principal",
+            "create",
+            "--name",
+            "rita",
+            "--role",
+            "ADMIN",
+            "--tenant",
+            "red",
+            "--database-url",
+            &db.url,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -94,17 +117,46 @@ async fn tokens_expire_and_can_be_revoked() {
     let ok = server.gql_as(&short_token, &[], "{ viewer { name } }", json!({})).await;
     assert_eq!(ok["data"]["viewer"]["name"], "temp", "valid before it expires");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let expired = server.client.post(server.url("/graphql")).bearer_auth(&short_token).json(&json!({ "query": "{ viewer { name } }" })).send().await.unwrap();
+    let expired = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&short_token)
+        .json(&json!({ "query": "{ viewer { name } }" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expired.status(), 401, "an expired token is refused even though it was just used");
 
-    let tokens = server.gql_ok("query { principals { edges { node { name apiTokens { edges { node { id name } } } } } } }", json!({})).await;
+    let tokens = server
+        .gql_ok("query { principals { edges { node { name apiTokens { edges { node { id name } } } } } } }", json!({}))
+        .await;
     let temp = tokens["principals"]["edges"].as_array().unwrap().iter().find(|e| e["node"]["name"] == "temp").unwrap();
-    let first_id = temp["node"]["apiTokens"]["edges"].as_array().unwrap().iter().find(|e| e["node"]["name"] == "test").unwrap()["node"]["id"].clone();
-    let revoked = server.gql_ok("mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt active } }", json!({ "id": first_id })).await;
+    let first_id = temp["node"]["apiTokens"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["name"] == "test")
+        .unwrap()["node"]["id"]
+        .clone();
+    let revoked = server
+        .gql_ok("mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt active } }", json!({ "id": first_id }))
+        .await;
     assert_eq!(revoked["revokeApiToken"]["active"], false);
-    let refused = server.client.post(server.url("/graphql")).bearer_auth(&token).json(&json!({ "query": "{ viewer { name } }" })).send().await.unwrap();
+    let refused = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "{ viewer { name } }" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 401, "a revoked token is refused at once");
 
-    let bad = server.gql("mutation($id: ID!) { createApiToken(principalId: $id, name: \"x\", expiresInSeconds: 0) { token } }", json!({ "id": id })).await;
+    let bad = server
+        .gql(
+            "mutation($id: ID!) { createApiToken(principalId: $id, name: \"x\", expiresInSeconds: 0) { token } }",
+            json!({ "id": id }),
+        )
+        .await;
     assert_eq!(first_error(&bad).0, "BAD_USER_INPUT");
 }

@@ -20,24 +20,35 @@ const EVENTS: &str = "subscription($id: ID!, $ns: String, $rate: Int, $initial: 
   resourceEvents(clusterId: $id, kind: $kind, namespace: $ns, maxEventsPerSecond: $rate, sendInitialState: $initial, eventTypes: $types, labelSelector: $labels) {
     type resourceVersion resource { metadata { name } json } } }";
 
-async fn setup(settings_change: impl FnOnce(&mut kubegql::settings::ServeSettings)) -> (ControlPlane, TestDb, TestServer, String, kube::Client, String) {
+async fn setup(
+    settings_change: impl FnOnce(&mut kubegql::settings::ServeSettings),
+) -> (ControlPlane, TestDb, TestServer, String, kube::Client, String) {
     let cp = ControlPlane::get();
     let db = TestDb::new(Backend::Sqlite).await;
     let mut settings = settings_for(&db);
     settings_change(&mut settings);
     let server = TestServer::start_with(settings).await;
     let input = json!({ "name": "watch", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await;
+    let data = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await;
     let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
     let client = cp.client("admin").await;
     let ns = unique_namespace("watch");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap()).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap())
+        .await
+        .unwrap();
     (cp, db, server, id, client, ns)
 }
 
 /// A subscription over SSE to the events query.
-async fn sse(server: &TestServer, token: &str, variables: Value) -> Result<mpsc::UnboundedReceiver<Value>, (u16, Value)> {
+async fn sse(
+    server: &TestServer,
+    token: &str,
+    variables: Value,
+) -> Result<mpsc::UnboundedReceiver<Value>, (u16, Value)> {
     server.subscribe_sse(token, EVENTS, variables).await
 }
 
@@ -56,7 +67,8 @@ async fn websocket(server: &TestServer, protocol: &str, variables: Value) -> mps
         while let Some(Ok(message)) = tokio::select! { m = socket.next() => m, _ = tx.closed() => None } {
             if let Message::Text(text) = message {
                 let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if matches!(value["type"].as_str(), Some("next" | "data")) && tx.send(value["payload"].clone()).is_err() {
+                if matches!(value["type"].as_str(), Some("next" | "data")) && tx.send(value["payload"].clone()).is_err()
+                {
                     return;
                 }
             }
@@ -67,7 +79,8 @@ async fn websocket(server: &TestServer, protocol: &str, variables: Value) -> mps
 
 /// (type, name) of the next event, within a time limit.
 async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> (String, String, Value) {
-    let payload = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("an event in time").expect("stream open");
+    let payload =
+        tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("an event in time").expect("stream open");
     assert!(payload.get("errors").is_none(), "{payload}");
     let event = &payload["data"]["resourceEvents"];
     (
@@ -78,7 +91,10 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> (String, String, Value
 }
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
-    serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "watch": "yes" } }, "data": { "v": value } })).unwrap()
+    serde_json::from_value(
+        json!({ "metadata": { "name": name, "labels": { "watch": "yes" } }, "data": { "v": value } }),
+    )
+    .unwrap()
 }
 
 async fn change(configmaps: &Api<ConfigMap>, name: &str, value: &str) {
@@ -102,7 +118,10 @@ async fn subscribers_share_one_upstream_and_see_every_change() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((hub.upstream_count(), hub.upstream_starts()), (1, 1), "one upstream watch for both");
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("kubegql_watch_upstreams 1\n") && metrics.contains("kubegql_watch_subscriptions 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("kubegql_watch_upstreams 1\n") && metrics.contains("kubegql_watch_subscriptions 2\n"),
+        "{metrics}"
+    );
 
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     // Each change is awaited by both subscribers before the next: changes to one object that
@@ -291,7 +310,11 @@ async fn a_subscriber_too_slow_for_churn_gets_a_resync_and_then_the_state() {
         }
     }
     let resync = events.iter().position(|(k, _)| k == "RESYNC").unwrap_or_else(|| panic!("no RESYNC in {events:?}"));
-    assert_eq!(events.last().unwrap(), &("ADDED".to_owned(), "stays".to_owned()), "the state follows the RESYNC: {events:?}");
+    assert_eq!(
+        events.last().unwrap(),
+        &("ADDED".to_owned(), "stays".to_owned()),
+        "the state follows the RESYNC: {events:?}"
+    );
     assert!(resync < events.len() - 1);
     assert!(events.len() < 15, "the churn was not delivered event by event: {events:?}");
 }

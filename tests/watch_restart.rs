@@ -18,19 +18,27 @@ async fn the_subscription_continues_across_an_api_server_restart() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let input = json!({ "name": "restart", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let id = server.gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input })).await["createCluster"]["id"]
+    let id = server
+        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+        .await["createCluster"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let client = cp.client("admin").await;
     let ns = unique_namespace("restart");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap()).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap())
+        .await
+        .unwrap();
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let cm = |name: &str| -> ConfigMap { serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "r": "y" } } })).unwrap() };
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "r": "y" } } })).unwrap()
+    };
 
     let query = "subscription($id: ID!, $ns: String) { resourceEvents(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, labelSelector: \"r=y\") { type resource { metadata { name } } } }";
-    let mut payloads = server.subscribe_sse(&server.token, query, json!({ "id": id, "ns": ns })).await.expect("subscribed");
+    let mut payloads =
+        server.subscribe_sse(&server.token, query, json!({ "id": id, "ns": ns })).await.expect("subscribed");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     tokio::spawn(async move {
         while let Some(value) = payloads.recv().await {
@@ -50,9 +58,11 @@ async fn the_subscription_continues_across_an_api_server_restart() {
 
     // Stop the API server for 3 seconds and start it again.
     let script = project_dir().join("tests/cluster/restart-apiserver");
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(script).args(["--down-for", "3"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(script).args(["--down-for", "3"]).output().unwrap()
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let client = cp.client("admin").await;
@@ -65,7 +75,9 @@ async fn the_subscription_continues_across_an_api_server_restart() {
     while Instant::now() < deadline {
         let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await else { continue };
         *seen.entry(event).or_default() += 1;
-        if seen.contains_key(&("ADDED".into(), "after".into())) && seen.contains_key(&("DELETED".into(), "before".into())) {
+        if seen.contains_key(&("ADDED".into(), "after".into()))
+            && seen.contains_key(&("DELETED".into(), "before".into()))
+        {
             break;
         }
     }

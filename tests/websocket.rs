@@ -53,7 +53,10 @@ async fn drive_until_event(server: &TestServer, socket: &mut Socket) -> Value {
     for i in 0..50 {
         let input = json!({ "name": format!("ws-{i}"), "mode": "IN_CLUSTER" });
         server
-            .gql_ok("mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }", json!({ "input": input }))
+            .gql_ok(
+                "mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }",
+                json!({ "input": input }),
+            )
             .await;
         if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(200), next_json(socket)).await {
             return message;
@@ -69,7 +72,11 @@ async fn graphql_transport_ws_delivers_cluster_changes() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let mut socket = connect(&server, "graphql-transport-ws").await;
-    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } })).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } }),
+    )
+    .await;
     assert_eq!(next_json(&mut socket).await.unwrap()["type"], "connection_ack");
     send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } })).await;
     let event = drive_until_event(&server, &mut socket).await;

@@ -114,10 +114,8 @@ impl<V: Clone> ClientCache<V> {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now();
         let slot = {
-            let mut entry = self
-                .slots
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(Slot { born: now, value: OnceCell::new() }));
+            let mut entry =
+                self.slots.entry(key.clone()).or_insert_with(|| Arc::new(Slot { born: now, value: OnceCell::new() }));
             if !self.fresh(&entry, now) {
                 *entry = Arc::new(Slot { born: now, value: OnceCell::new() });
             }
@@ -168,10 +166,7 @@ impl<V: Clone> ClientCache<V> {
 
     /// The built entries: key and value.
     pub fn entries(&self) -> Vec<(CacheKey, V)> {
-        self.slots
-            .iter()
-            .filter_map(|e| e.value().value.get().map(|v| (e.key().clone(), v.clone())))
-            .collect()
+        self.slots.iter().filter_map(|e| e.value().value.get().map(|v| (e.key().clone(), v.clone()))).collect()
     }
 
     pub fn len(&self) -> usize {

@@ -9,10 +9,10 @@ use dashmap::DashMap;
 use kube::Client;
 
 use super::cache::CacheKey;
-use crate::access::{Caller, Impersonation, ImpersonationError};
-use crate::store::clusters::ClusterRow;
 use super::{ClientFactory, ClusterStatus, ConnectError, check};
+use crate::access::{Caller, Impersonation, ImpersonationError};
 use crate::clusters::{ClusterError, ClusterService, ClusterSpec, validate};
+use crate::store::clusters::ClusterRow;
 
 /// Why a client could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +75,16 @@ impl ClusterConnections {
     /// The client a caller uses on a cluster of its tenant, acting as the identity the caller
     /// may use there (see `Caller::cluster_identity`). Refused before anything is sent when the
     /// caller may not impersonate.
-    pub async fn client_for(&self, caller: &Caller, cluster_id: &str) -> Result<(Arc<ClusterRow>, Client), AccessError> {
+    pub async fn client_for(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+    ) -> Result<(Arc<ClusterRow>, Client), AccessError> {
         let row = self.clusters.get(cluster_id, caller.tenant()).await?;
-        let identity = caller
-            .cluster_identity(row.impersonate_caller)
-            .map_err(|e| match e {
-                ImpersonationError::NotAllowed(_) => AccessError::Forbidden(e.to_string()),
-                ImpersonationError::Invalid(_) => AccessError::Invalid(e.to_string()),
-            })?;
+        let identity = caller.cluster_identity(row.impersonate_caller).map_err(|e| match e {
+            ImpersonationError::NotAllowed(_) => AccessError::Forbidden(e.to_string()),
+            ImpersonationError::Invalid(_) => AccessError::Invalid(e.to_string()),
+        })?;
         let client = self.cached_client(&row, identity).await?;
         Ok((row, client))
     }
@@ -105,11 +107,15 @@ impl ClusterConnections {
 
     /// The last known status of a cluster of `tenant`, or a fresh check when there is none, it
     /// is older than `max_age`, or `refresh` asks for one. Checked with the cluster's own identity.
-    pub async fn status(&self, cluster_id: &str, tenant: &str, max_age: Duration, refresh: bool) -> Result<ClusterStatus, AccessError> {
+    pub async fn status(
+        &self,
+        cluster_id: &str,
+        tenant: &str,
+        max_age: Duration,
+        refresh: bool,
+    ) -> Result<ClusterStatus, AccessError> {
         let row = self.clusters.get(cluster_id, tenant).await?;
-        if !refresh
-            && let Some(known) = self.statuses.get(&row.id)
-        {
+        if !refresh && let Some(known) = self.statuses.get(&row.id) {
             let age = chrono::Utc::now() - known.checked_at;
             if age.to_std().is_ok_and(|age| age < max_age) {
                 return Ok(known.clone());

@@ -28,11 +28,19 @@ pub struct ClientSettings {
     pub read_timeout_secs: u64,
 
     /// Service-account token file for IN_CLUSTER clusters (re-read when it rotates).
-    #[arg(long, env = "KUBEGQL_IN_CLUSTER_TOKEN_FILE", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    #[arg(
+        long,
+        env = "KUBEGQL_IN_CLUSTER_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
     pub in_cluster_token_file: PathBuf,
 
     /// CA bundle for IN_CLUSTER clusters.
-    #[arg(long, env = "KUBEGQL_IN_CLUSTER_CA_FILE", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")]
+    #[arg(
+        long,
+        env = "KUBEGQL_IN_CLUSTER_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
     pub in_cluster_ca_file: PathBuf,
 
     /// API server host for IN_CLUSTER clusters (set by Kubernetes in every pod).
@@ -86,11 +94,8 @@ pub const MAX_REMOTE_MESSAGE_CHARS: usize = 256;
 /// A message from a cluster or a connection, made safe to show: control characters removed and
 /// cut to `MAX_REMOTE_MESSAGE_CHARS`.
 pub fn bounded(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_REMOTE_MESSAGE_CHARS)
-        .collect();
+    let mut out: String =
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_REMOTE_MESSAGE_CHARS).collect();
     if text.chars().count() > MAX_REMOTE_MESSAGE_CHARS {
         out.push('…');
     }
@@ -257,11 +262,10 @@ impl ClientFactory {
             std::net::SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
             std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         };
-        parts.authority = Some(
-            authority.parse().map_err(|_| ConnectError::Config("the API server address is not valid".into()))?,
-        );
-        config.cluster_url =
-            http::Uri::from_parts(parts).map_err(|_| ConnectError::Config("the API server address is not valid".into()))?;
+        parts.authority =
+            Some(authority.parse().map_err(|_| ConnectError::Config("the API server address is not valid".into()))?);
+        config.cluster_url = http::Uri::from_parts(parts)
+            .map_err(|_| ConnectError::Config("the API server address is not valid".into()))?;
         if config.tls_server_name.is_none() {
             config.tls_server_name = Some(host);
         }

@@ -166,8 +166,7 @@ pub struct ClusterChange {
 
 /// Parses a cluster id, refusing anything that is not a UUID.
 pub fn parse_cluster_id(text: &str) -> Result<uuid::Uuid, ClusterError> {
-    uuid::Uuid::parse_str(text.trim())
-        .map_err(|_| invalid("id", format!("{text:?} is not a cluster id (a UUID)")))
+    uuid::Uuid::parse_str(text.trim()).map_err(|_| invalid("id", format!("{text:?} is not a cluster id (a UUID)")))
 }
 
 /// Cluster records: reads come from the in-memory directory, writes go to the database and then
@@ -260,7 +259,12 @@ impl ClusterService {
         Ok(row)
     }
 
-    pub async fn page(&self, tenant: &str, after_name: Option<&str>, limit: i64) -> Result<Vec<ClusterRow>, ClusterError> {
+    pub async fn page(
+        &self,
+        tenant: &str,
+        after_name: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ClusterRow>, ClusterError> {
         Ok(self.db.clusters_page(tenant, after_name, limit).await?)
     }
 
@@ -450,9 +454,8 @@ fn validate_pem(field: &'static str, text: &str, tag_suffix: &str) -> Result<(),
 }
 
 fn validate_https_url(url: &str) -> Result<(), ClusterError> {
-    let uri: axum::http::Uri = url
-        .parse()
-        .map_err(|_| invalid("apiServerUrl", format!("{url:?} is not a valid URL")))?;
+    let uri: axum::http::Uri =
+        url.parse().map_err(|_| invalid("apiServerUrl", format!("{url:?} is not a valid URL")))?;
     if uri.scheme_str() != Some("https") {
         return Err(invalid("apiServerUrl", format!("{url:?} must use https://")));
     }
@@ -470,7 +473,9 @@ pub async fn load_kubeconfig(
     policy: &ConnectionPolicy,
 ) -> Result<kube::config::Kubeconfig, ClusterError> {
     match (&spec.kubeconfig_path, &spec.kubeconfig) {
-        (Some(_), Some(_)) => Err(invalid("kubeconfig", "give either kubeconfigPath or an inline kubeconfig, not both")),
+        (Some(_), Some(_)) => {
+            Err(invalid("kubeconfig", "give either kubeconfigPath or an inline kubeconfig, not both"))
+        }
         (None, None) => Err(invalid("kubeconfigPath", "KUBECONFIG mode needs kubeconfigPath or an inline kubeconfig")),
         (Some(path), None) => Ok(policy.read_kubeconfig(tenant, path).await?),
         (None, Some(inline)) => {
@@ -485,11 +490,10 @@ pub async fn load_kubeconfig(
 
 async fn validate_kubeconfig(spec: &ClusterSpec, tenant: &str, policy: &ConnectionPolicy) -> Result<(), ClusterError> {
     let config = load_kubeconfig(spec, tenant, policy).await?;
-    let context = spec
-        .kubeconfig_context
-        .clone()
-        .or_else(|| config.current_context.clone())
-        .ok_or_else(|| invalid("kubeconfigContext", "no context given and the kubeconfig has no current-context"))?;
+    let context =
+        spec.kubeconfig_context.clone().or_else(|| config.current_context.clone()).ok_or_else(|| {
+            invalid("kubeconfigContext", "no context given and the kubeconfig has no current-context")
+        })?;
     if !config.contexts.iter().any(|c| c.name == context) {
         let known: Vec<&str> = config.contexts.iter().map(|c| c.name.as_str()).collect();
         return Err(invalid(
@@ -542,11 +546,9 @@ pub async fn validate(spec: &ClusterSpec, tenant: &str, policy: &ConnectionPolic
         ("kubeconfigContext", spec.kubeconfig_context.is_some()),
         ("kubeconfig", spec.kubeconfig.is_some()),
     ];
-    let refuse = |fields: &[(&'static str, bool)], mode: ConnectionMode| {
-        match fields.iter().find(|(_, set)| *set) {
-            Some((field, _)) => Err(invalid(field, format!("is not used in {} mode", mode.as_str()))),
-            None => Ok(()),
-        }
+    let refuse = |fields: &[(&'static str, bool)], mode: ConnectionMode| match fields.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(invalid(field, format!("is not used in {} mode", mode.as_str()))),
+        None => Ok(()),
     };
     match spec.mode {
         ConnectionMode::Direct => {

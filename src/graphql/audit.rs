@@ -7,15 +7,17 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve, ResolveInfo,
 };
-use async_graphql::{Context, ErrorExtensions, ID, InputObject, Object, Request, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputObject, Object, Request, Response, ServerError, ServerResult, Value, Variables,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use super::data;
-use crate::authz::{AuditScope, RoleGuard, audit_scope};
 use crate::access::Caller;
 use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
+use crate::authz::{AuditScope, RoleGuard, audit_scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::settings::ApiLimits;
@@ -42,9 +44,8 @@ fn text(args: &Json, key: &str) -> Option<String> {
 /// The fields of a record that can be read from a mutation's arguments.
 fn entry_of(field: &str, operation: Option<String>, args: Json) -> AuditEntry {
     // Cluster mutations name their cluster `id`; Kubernetes mutations name it `clusterId`.
-    let cluster_id = text(&args, "clusterId").or_else(|| {
-        matches!(field, "updateCluster" | "deleteCluster").then(|| text(&args, "id")).flatten()
-    });
+    let cluster_id = text(&args, "clusterId")
+        .or_else(|| matches!(field, "updateCluster" | "deleteCluster").then(|| text(&args, "id")).flatten());
     AuditEntry {
         operation,
         field: field.to_owned(),
@@ -82,21 +83,36 @@ fn refused() -> ServerError {
 
 #[async_trait::async_trait]
 impl Extension for AuditExtension {
-    async fn prepare_request(&self, ctx: &ExtensionContext<'_>, request: Request, next: NextPrepareRequest<'_>) -> ServerResult<Request> {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
         if let Ok(mut vars) = self.variables.lock() {
             *vars = request.variables.clone();
         }
         next.run(ctx, request).await
     }
 
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
         if let Ok(mut op) = self.operation.lock() {
             *op = operation_name.map(str::to_owned);
         }
         next.run(ctx, operation_name).await
     }
 
-    async fn resolve(&self, ctx: &ExtensionContext<'_>, info: ResolveInfo<'_>, next: NextResolve<'_>) -> ServerResult<Option<Value>> {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
         let is_root_mutation = info.path_node.parent.is_none()
             && ctx.schema_env.registry.mutation_type.as_deref() == Some(info.parent_type);
         if !is_root_mutation {
@@ -112,7 +128,9 @@ impl Extension for AuditExtension {
             let resolved = value
                 .node
                 .clone()
-                .into_const_with(|var| Ok::<_, std::convert::Infallible>(variables.get(&var).cloned().unwrap_or(Value::Null)))
+                .into_const_with(|var| {
+                    Ok::<_, std::convert::Infallible>(variables.get(&var).cloned().unwrap_or(Value::Null))
+                })
                 .ok()
                 .and_then(|v| v.into_json().ok())
                 .unwrap_or(Json::Null);
@@ -264,23 +282,30 @@ impl AuditQuery {
         }
         let scope = format!(
             "audit:{:?}:{:?}:{:?}:{:?}:{:?}:{:?}",
-            scope_filter.tenant, scope_filter.principal_id, scope_filter.cluster_id, scope_filter.outcome, scope_filter.since, scope_filter.until
+            scope_filter.tenant,
+            scope_filter.principal_id,
+            scope_filter.cluster_id,
+            scope_filter.outcome,
+            scope_filter.since,
+            scope_filter.until
         );
         let page = PageRequest::parse(first, after.as_deref(), &scope, data::<ApiLimits>(ctx)?)?;
         let before = page
             .after
             .as_deref()
-            .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad_input("after", "after is not a cursor issued by this list")))
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| ApiError::bad_input("after", "after is not a cursor issued by this list"))
+            })
             .transpose()?;
         let db = data::<Database>(ctx)?;
         let mut rows = db.audit_page(&scope_filter, before, i64::from(page.size) + 1).await.map_err(ApiError::from)?;
         let has_next = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
         let mut conn = Connection::new(page.after.is_some(), has_next);
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|row| Edge::new(encode_cursor(&scope, &row.seq.unwrap_or_default().to_string()), AuditEvent(row))),
-        );
+        conn.edges
+            .extend(rows.into_iter().map(|row| {
+                Edge::new(encode_cursor(&scope, &row.seq.unwrap_or_default().to_string()), AuditEvent(row))
+            }));
         Ok(conn)
     }
 }

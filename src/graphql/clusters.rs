@@ -13,14 +13,14 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::resources::{self, ApiResourceInfo, ListArgs, Resource, ResourceConnection};
 use super::{data, principal};
-use crate::authz::RoleGuard;
-use crate::resources::ListQuery;
 use crate::auth::Role;
+use crate::authz::RoleGuard;
 use crate::clients::connections::ClusterConnections;
 use crate::clients::{ClusterStatus, ConnectError};
 use crate::clusters::{ClusterChangeKind, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
 use crate::error::ApiError;
 use crate::pagination::{PageRequest, encode_cursor};
+use crate::resources::ListQuery;
 use crate::settings::ApiLimits;
 use crate::store::clusters::ClusterRow;
 use crate::watch::WatchHub;
@@ -137,7 +137,14 @@ impl Cluster {
         label_selector: Option<String>,
     ) -> async_graphql::Result<ResourceConnection> {
         let query = ListQuery { namespace: None, label_selector, field_selector: None };
-        let args = ListArgs { group: String::new(), version: Some("v1".into()), kind: "Namespace".into(), query, first, after };
+        let args = ListArgs {
+            group: String::new(),
+            version: Some("v1".into()),
+            kind: "Namespace".into(),
+            query,
+            first,
+            after,
+        };
         resources::list_resources(ctx, &self.0.id, args).await
     }
 
@@ -163,7 +170,13 @@ impl Cluster {
     }
 
     /// The rollout of a Deployment, StatefulSet or DaemonSet (`kubectl rollout status|history`).
-    async fn rollout(&self, ctx: &Context<'_>, kind: String, namespace: String, name: String) -> async_graphql::Result<super::rollout::Rollout> {
+    async fn rollout(
+        &self,
+        ctx: &Context<'_>,
+        kind: String,
+        namespace: String,
+        name: String,
+    ) -> async_graphql::Result<super::rollout::Rollout> {
         super::rollout::rollout(ctx, &self.0.id, &kind, namespace, name)
     }
 
@@ -190,10 +203,8 @@ impl Cluster {
         #[graphql(default = false)] refresh: bool,
     ) -> async_graphql::Result<ConnectionStatus> {
         let connections = data::<ClusterConnections>(ctx)?;
-        let status = connections
-            .status(&self.0.id, &self.0.tenant, STATUS_MAX_AGE, refresh)
-            .await
-            .map_err(ApiError::from)?;
+        let status =
+            connections.status(&self.0.id, &self.0.tenant, STATUS_MAX_AGE, refresh).await.map_err(ApiError::from)?;
         Ok(ConnectionStatus::from(status).noting_tls(self.0.insecure_skip_tls_verify))
     }
 }
@@ -285,16 +296,13 @@ impl ClusterQuery {
         let limits = data::<ApiLimits>(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), CLUSTERS_SCOPE, limits)?;
         let service = data::<ClusterService>(ctx)?;
-        let mut rows = service
-            .page(tenant, page.after.as_deref(), i64::from(page.size) + 1)
-            .await
-            .map_err(ApiError::from)?;
+        let mut rows =
+            service.page(tenant, page.after.as_deref(), i64::from(page.size) + 1).await.map_err(ApiError::from)?;
         let has_next = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
         let mut connection = Connection::new(page.after.is_some(), has_next);
         connection.edges.extend(
-            rows.into_iter()
-                .map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(Arc::new(row)))),
+            rows.into_iter().map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(Arc::new(row)))),
         );
         Ok(connection)
     }
@@ -436,11 +444,7 @@ pub struct ClusterMutation;
 impl ClusterMutation {
     /// Registers a cluster. Credentials are validated, then sealed before they are stored.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
-    async fn create_cluster(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateClusterInput,
-    ) -> async_graphql::Result<Cluster> {
+    async fn create_cluster(&self, ctx: &Context<'_>, input: CreateClusterInput) -> async_graphql::Result<Cluster> {
         let admin = principal(ctx)?;
         let spec = input.into_spec()?;
         let row = data::<ClusterService>(ctx)?.create(&admin.tenant, spec).await.map_err(ApiError::from)?;

@@ -2,9 +2,9 @@
 
 mod audit;
 mod clusters;
-mod principals;
 mod object;
 mod page;
+mod principals;
 pub mod raw;
 mod resources;
 mod rollout;
@@ -117,4 +117,3 @@ impl ViewerQuery {
         })
     }
 }
-

@@ -13,11 +13,13 @@ use std::sync::{Arc, OnceLock};
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
-use async_graphql::{ContextSelectionSet, Json, Name, Object, OutputType, Positioned, ServerError, ServerResult, SimpleObject, Value};
+use async_graphql::{
+    ContextSelectionSet, Json, Name, Object, OutputType, Positioned, ServerError, ServerResult, SimpleObject, Value,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference as KubeOwnerReference, Time};
 use kube::api::DynamicObject;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::clusters::Label;
 use super::raw::{RawJsonOutput, raw_value};
@@ -178,7 +180,9 @@ impl Resource {
         let Body::Raw(raw) = &self.body else { return None };
         let Pairs(fields) = serde_json::from_str(raw.get()).ok()?;
         match fields.iter().find(|(k, _)| *k == "metadata") {
-            Some((_, meta)) if meta.get().starts_with('{') => serde_json::from_str::<Pairs>(meta.get()).ok().map(|p| p.0),
+            Some((_, meta)) if meta.get().starts_with('{') => {
+                serde_json::from_str::<Pairs>(meta.get()).ok().map(|p| p.0)
+            }
             Some(_) => None,
             None => Some(Vec::new()),
         }
@@ -191,7 +195,10 @@ impl Resource {
             Body::Raw(raw) => {
                 let fields: BTreeMap<&str, &serde_json::value::RawValue> =
                     serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-                fields.get(key).map(|part| serde_json::from_str(part.get()).map_err(|e| e.to_string())).unwrap_or(Ok(serde_json::Value::Null))
+                fields
+                    .get(key)
+                    .map(|part| serde_json::from_str(part.get()).map_err(|e| e.to_string()))
+                    .unwrap_or(Ok(serde_json::Value::Null))
             }
         }
     }
@@ -510,7 +517,9 @@ mod tests {
             assert!(text.starts_with(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a""#), "{text}");
         }
         // A custom resource's list items carry their type; it is kept as it is.
-        let raw = serde_json::value::RawValue::from_string(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#.to_owned()).unwrap();
+        let raw =
+            serde_json::value::RawValue::from_string(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#.to_owned())
+                .unwrap();
         let item = Resource::raw(raw, Origin::new("x.io/v1", "W", "c"));
         assert_eq!(item.whole_text(false).unwrap(), r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#);
         // Parsed objects have no text.

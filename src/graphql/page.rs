@@ -31,7 +31,13 @@ pub struct ResourceConnection {
 }
 
 impl ResourceConnection {
-    pub fn new(has_previous_page: bool, has_next_page: bool, cursor: String, items: Vec<Resource>, info: ListInfo) -> Self {
+    pub fn new(
+        has_previous_page: bool,
+        has_next_page: bool,
+        cursor: String,
+        items: Vec<Resource>,
+        info: ListInfo,
+    ) -> Self {
         Self { has_previous_page, has_next_page, cursor, items, info }
     }
 
@@ -59,7 +65,8 @@ mod tests {
 
     #[test]
     fn an_empty_page_with_more_to_come_still_gives_its_cursor() {
-        let info = ResourceConnection::new(true, true, "next".into(), Vec::new(), ListInfo::default()).page_info_value();
+        let info =
+            ResourceConnection::new(true, true, "next".into(), Vec::new(), ListInfo::default()).page_info_value();
         assert!(info.has_next_page);
         assert_eq!(info.end_cursor.as_deref(), Some("next"));
         let last = ResourceConnection::empty(true).page_info_value();
@@ -138,7 +145,8 @@ impl OutputType for Edges<'_> {
         if let Some(values) = direct.collect::<Option<Vec<_>>>() {
             return Ok(Value::List(values));
         }
-        let edges: Vec<ResourceEdge> = page.items.iter().map(|node| ResourceEdge { cursor: &page.cursor, node }).collect();
+        let edges: Vec<ResourceEdge> =
+            page.items.iter().map(|node| ResourceEdge { cursor: &page.cursor, node }).collect();
         edges.resolve(ctx, field).await
     }
 }
@@ -238,7 +246,11 @@ fn bool_argument(ctx: &ContextSelectionSet<'_>, f: &Positioned<Field>, name: &st
 }
 
 /// An object whose fields are plain reads: `field` gives a field's value by its name.
-fn plain_object(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, field: impl Fn(&str) -> Option<Value>) -> Option<Value> {
+fn plain_object(
+    ctx: &ContextSelectionSet<'_>,
+    set: &SelectionSet,
+    field: impl Fn(&str) -> Option<Value>,
+) -> Option<Value> {
     let mut out = IndexMap::new();
     each_field(ctx, set, &mut |p| {
         let value = field(p.node.name.node.as_str())?;
@@ -252,7 +264,13 @@ fn text(value: Option<&str>) -> Value {
     value.map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null)
 }
 
-fn edge_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Resource, cursor: &str, out: &mut IndexMap<Name, Value>) -> Option<()> {
+fn edge_fields(
+    ctx: &ContextSelectionSet<'_>,
+    set: &SelectionSet,
+    item: &Resource,
+    cursor: &str,
+    out: &mut IndexMap<Name, Value>,
+) -> Option<()> {
     each_field(ctx, set, &mut |f| {
         let value = match f.node.name.node.as_str() {
             "__typename" => Value::String("ResourceEdge".into()),
@@ -269,7 +287,12 @@ fn edge_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Resourc
     })
 }
 
-fn resource_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Resource, out: &mut IndexMap<Name, Value>) -> Option<()> {
+fn resource_fields(
+    ctx: &ContextSelectionSet<'_>,
+    set: &SelectionSet,
+    item: &Resource,
+    out: &mut IndexMap<Name, Value>,
+) -> Option<()> {
     each_field(ctx, set, &mut |f| {
         let managed_fields = || bool_argument(ctx, f, "managedFields", false);
         let value = match f.node.name.node.as_str() {
@@ -297,7 +320,12 @@ fn resource_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, item: &Res
     })
 }
 
-fn meta_fields(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, meta: &Meta, out: &mut IndexMap<Name, Value>) -> Option<()> {
+fn meta_fields(
+    ctx: &ContextSelectionSet<'_>,
+    set: &SelectionSet,
+    meta: &Meta,
+    out: &mut IndexMap<Name, Value>,
+) -> Option<()> {
     each_field(ctx, set, &mut |f| {
         let time = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.map(|t| super::object::to_chrono(&t.0).to_value()).unwrap_or(Value::Null)
@@ -415,7 +443,11 @@ mod text {
         Some(())
     }
 
-    fn list<T>(out: &mut String, items: impl IntoIterator<Item = T>, mut item: impl FnMut(&mut String, T) -> Option<()>) -> Option<()> {
+    fn list<T>(
+        out: &mut String,
+        items: impl IntoIterator<Item = T>,
+        mut item: impl FnMut(&mut String, T) -> Option<()>,
+    ) -> Option<()> {
         out.push('[');
         for (i, t) in items.into_iter().enumerate() {
             if i > 0 {
@@ -427,7 +459,12 @@ mod text {
         Some(())
     }
 
-    pub(super) fn edges(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items: &[Resource], cursor: &str) -> Option<String> {
+    pub(super) fn edges(
+        ctx: &ContextSelectionSet<'_>,
+        set: &SelectionSet,
+        items: &[Resource],
+        cursor: &str,
+    ) -> Option<String> {
         let mut out = String::with_capacity(items.len() * 256);
         list(&mut out, items, |out, item| {
             object(ctx, set, out, |out, f| {
@@ -456,7 +493,9 @@ mod text {
                 "apiVersion" => string(out, &item.origin().api_version),
                 "kind" => string(out, &item.origin().kind),
                 "metadata" => meta(ctx, &f.node.selection_set.node, &item.raw_metadata()?, out)?,
-                "spec" | "status" => out.push_str(&serde_json::to_string(&item.part(f.node.name.node.as_str()).ok()?).ok()?),
+                "spec" | "status" => {
+                    out.push_str(&serde_json::to_string(&item.part(f.node.name.node.as_str()).ok()?).ok()?)
+                }
                 "json" => out.push_str(&item.whole_text(bool_argument(ctx, f, "managedFields", false)?)?),
                 "yaml" => {
                     let managed_fields = bool_argument(ctx, f, "managedFields", false)?;
@@ -471,7 +510,12 @@ mod text {
     /// The metadata of a list item, copied from its bytes where the JSON is the same (strings,
     /// numbers, the finalizer list) and converted where the schema's form differs (labels as
     /// key/value pairs, timestamps as RFC 3339 with an offset, as the value path writes them).
-    fn meta(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, fields: &[(&str, &RawValue)], out: &mut String) -> Option<()> {
+    fn meta(
+        ctx: &ContextSelectionSet<'_>,
+        set: &SelectionSet,
+        fields: &[(&str, &RawValue)],
+        out: &mut String,
+    ) -> Option<()> {
         let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.get()).filter(|v| *v != "null");
         object(ctx, set, out, |out, f| {
             let name = f.node.name.node.as_str();
@@ -589,7 +633,8 @@ mod text {
 
         #[test]
         fn strings_are_escaped_as_json_escapes_them() {
-            for s in ["plain", "quote \" and \\ back", "line\nbreak\ttab\r", "\u{1}\u{1f} control", "ünïcødé ✓", ""] {
+            for s in ["plain", "quote \" and \\ back", "line\nbreak\ttab\r", "\u{1}\u{1f} control", "ünïcødé ✓", ""]
+            {
                 let mut out = String::new();
                 super::string(&mut out, s);
                 assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");

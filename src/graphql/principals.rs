@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
 use super::data;
-use crate::authz::RoleGuard;
 use crate::auth::{PrincipalKind, Role};
+use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::principals::{PrincipalError, PrincipalService};
@@ -52,11 +52,19 @@ impl Principal {
         utc(self.0.created_at)
     }
     /// The principal's tokens (never their values).
-    async fn api_tokens(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, ApiToken>> {
+    async fn api_tokens(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ApiToken>> {
         let scope = format!("tokens:{}", self.0.id);
         let page = PageRequest::parse(first, after.as_deref(), &scope, data::<ApiLimits>(ctx)?)?;
         let service = data::<PrincipalService>(ctx)?;
-        let mut rows = service.tokens(&self.0.id, page.after.as_deref(), i64::from(page.size) + 1).await.map_err(ApiError::from)?;
+        let mut rows = service
+            .tokens(&self.0.id, page.after.as_deref(), i64::from(page.size) + 1)
+            .await
+            .map_err(ApiError::from)?;
         let has_next = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
         let mut conn = Connection::new(page.after.is_some(), has_next);
@@ -113,12 +121,20 @@ pub struct PrincipalQuery;
 impl PrincipalQuery {
     /// The principals of the caller's tenant, by name (ADMIN).
     #[graphql(guard = "RoleGuard(Role::Admin)")]
-    async fn principals(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, Principal>> {
+    async fn principals(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Principal>> {
         let admin = super::principal(ctx)?;
         let scope = "principals";
         let page = PageRequest::parse(first, after.as_deref(), scope, data::<ApiLimits>(ctx)?)?;
         let service = data::<PrincipalService>(ctx)?;
-        let mut rows = service.page(&admin.tenant, page.after.as_deref(), i64::from(page.size) + 1).await.map_err(ApiError::from)?;
+        let mut rows = service
+            .page(&admin.tenant, page.after.as_deref(), i64::from(page.size) + 1)
+            .await
+            .map_err(ApiError::from)?;
         let has_next = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
         let mut conn = Connection::new(page.after.is_some(), has_next);
@@ -134,7 +150,11 @@ pub struct PrincipalMutation;
 impl PrincipalMutation {
     /// Creates a principal in the caller's tenant (ADMIN). Give it a token with `createApiToken`.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
-    async fn create_principal(&self, ctx: &Context<'_>, input: CreatePrincipalInput) -> async_graphql::Result<Principal> {
+    async fn create_principal(
+        &self,
+        ctx: &Context<'_>,
+        input: CreatePrincipalInput,
+    ) -> async_graphql::Result<Principal> {
         let admin = super::principal(ctx)?;
         let row = data::<PrincipalService>(ctx)?
             .create(&admin.tenant, &input.name, input.kind, input.role)
@@ -151,7 +171,9 @@ impl PrincipalMutation {
         ctx: &Context<'_>,
         principal_id: ID,
         name: String,
-        #[graphql(desc = "Lifetime in seconds (at most a year); absent means no expiry.")] expires_in_seconds: Option<i64>,
+        #[graphql(desc = "Lifetime in seconds (at most a year); absent means no expiry.")] expires_in_seconds: Option<
+            i64,
+        >,
     ) -> async_graphql::Result<NewApiToken> {
         let admin = super::principal(ctx)?;
         let (token, row) = data::<PrincipalService>(ctx)?

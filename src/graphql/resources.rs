@@ -52,7 +52,12 @@ fn scope_of(parts: &[&str]) -> String {
 /// Builds a connection from a page. The API server pages by continue token, not by item, so every
 /// edge of a page carries the same cursor: the one that continues after the page's last item
 /// (`pageInfo.endCursor`). Continuing from a middle edge is not possible with Kubernetes lists.
-fn connection<K, N>(page: ListPage<K>, scope: &str, had_cursor: bool, node: impl Fn(K) -> N) -> Connection<String, N, ListInfo>
+fn connection<K, N>(
+    page: ListPage<K>,
+    scope: &str,
+    had_cursor: bool,
+    node: impl Fn(K) -> N,
+) -> Connection<String, N, ListInfo>
 where
     N: async_graphql::OutputType,
 {
@@ -77,7 +82,11 @@ pub struct ListArgs {
     pub after: Option<String>,
 }
 
-pub async fn list_resources(ctx: &Context<'_>, cluster_id: &str, args: ListArgs) -> async_graphql::Result<ResourceConnection> {
+pub async fn list_resources(
+    ctx: &Context<'_>,
+    cluster_id: &str,
+    args: ListArgs,
+) -> async_graphql::Result<ResourceConnection> {
     let reader = data::<ResourceService>(ctx)?;
     let limits = data::<ApiLimits>(ctx)?;
     let caller = caller(ctx)?;
@@ -193,7 +202,12 @@ impl Resource {
         Ok(serde_saphyr::to_string(&value).map_err(ApiError::internal)?)
     }
     /// Events about this object, newest pages first as the API server returns them.
-    async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Connection<String, EventNode, ListInfo>> {
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, EventNode, ListInfo>> {
         let meta = self.meta()?;
         let uid = meta.uid().unwrap_or_default();
         let cluster_id = &self.origin().cluster_id;
@@ -317,11 +331,19 @@ impl ResourceQuery {
         #[graphql(default = false)] timestamps: bool,
     ) -> async_graphql::Result<PodLogOutput> {
         let caller = caller(ctx)?;
-        if tail_lines.is_some_and(|n| n < 0) || since_seconds.is_some_and(|n| n < 1) || limit_bytes.is_some_and(|n| n < 1) {
-            return Err(ApiError::new(ErrorCode::BadUserInput, "tailLines must be >= 0, sinceSeconds and limitBytes >= 1").into());
+        if tail_lines.is_some_and(|n| n < 0)
+            || since_seconds.is_some_and(|n| n < 1)
+            || limit_bytes.is_some_and(|n| n < 1)
+        {
+            return Err(ApiError::new(
+                ErrorCode::BadUserInput,
+                "tailLines must be >= 0, sinceSeconds and limitBytes >= 1",
+            )
+            .into());
         }
         let reader = data::<ResourceService>(ctx)?;
-        let request = crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
+        let request =
+            crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
         let log = reader.pod_logs(caller, &cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
         Ok(PodLogOutput { text: log.text, truncated: log.truncated })
     }
@@ -469,13 +491,14 @@ pub async fn apply_manifest(
 ) -> async_graphql::Result<ApplyOutput> {
     check_field_manager(&options.field_manager)?;
     let caller = caller(ctx)?;
-    let results = data::<ResourceService>(ctx)?
-        .apply(caller, cluster_id, manifest, &options)
-        .await
-        .map_err(ApiError::from)?;
+    let results =
+        data::<ResourceService>(ctx)?.apply(caller, cluster_id, manifest, &options).await.map_err(ApiError::from)?;
     Ok(ApplyOutput {
         dry_run: options.dry_run,
-        documents: results.into_iter().map(|result| AppliedDocument { result, cluster_id: cluster_id.to_owned() }).collect(),
+        documents: results
+            .into_iter()
+            .map(|result| AppliedDocument { result, cluster_id: cluster_id.to_owned() })
+            .collect(),
     })
 }
 
@@ -494,12 +517,17 @@ impl ResourceMutation {
         ctx: &Context<'_>,
         cluster_id: ID,
         manifest: String,
-        #[graphql(desc = "Namespace for namespaced objects that name none (default: the cluster's).")] namespace: Option<String>,
+        #[graphql(desc = "Namespace for namespaced objects that name none (default: the cluster's).")]
+        namespace: Option<String>,
         #[graphql(desc = "Default `kubegql`.")] field_manager: Option<String>,
-        #[graphql(desc = "Take fields owned by other managers (`--force-conflicts`). Default false.")] force: Option<bool>,
+        #[graphql(desc = "Take fields owned by other managers (`--force-conflicts`). Default false.")] force: Option<
+            bool,
+        >,
         #[graphql(desc = "The API server's dry run: nothing is stored. Default false.")] dry_run: Option<bool>,
         #[graphql(desc = "Default STRICT, as kubectl.")] field_validation: Option<FieldValidation>,
-        #[graphql(desc = "CONTINUE (the default, as kubectl) or STOP at the first failing document.")] on_error: Option<OnError>,
+        #[graphql(desc = "CONTINUE (the default, as kubectl) or STOP at the first failing document.")] on_error: Option<
+            OnError,
+        >,
     ) -> async_graphql::Result<ApplyOutput> {
         let options = ApplyOptions {
             namespace,
@@ -536,10 +564,23 @@ impl ResourceMutation {
         let (target, namespace) =
             resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
         let (object, warnings) = data::<ResourceService>(ctx)?
-            .patch(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, patch_type, patch.0, dry_run, &field_manager)
+            .patch(
+                caller(ctx)?,
+                &cluster_id,
+                &target,
+                namespace.as_deref(),
+                &name,
+                patch_type,
+                patch.0,
+                dry_run,
+                &field_manager,
+            )
             .await
             .map_err(ApiError::from)?;
-        Ok(ChangedResource { object: Resource::new(object, &target.0.api_version, &target.0.kind, &cluster_id), warnings })
+        Ok(ChangedResource {
+            object: Resource::new(object, &target.0.api_version, &target.0.kind, &cluster_id),
+            warnings,
+        })
     }
 
     /// `kubectl delete`. OPERATOR or ADMIN.
@@ -560,7 +601,10 @@ impl ResourceMutation {
     ) -> async_graphql::Result<DeletedResource> {
         let dry_run = dry_run.unwrap_or(false);
         let grace = grace_period_seconds
-            .map(|g| u32::try_from(g).map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative")))
+            .map(|g| {
+                u32::try_from(g)
+                    .map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative"))
+            })
             .transpose()?;
         let (target, namespace) =
             resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;

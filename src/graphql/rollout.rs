@@ -9,8 +9,8 @@ use kube::api::DynamicObject;
 
 use super::object::Resource;
 use super::{caller, data, principal};
-use crate::authz::RoleGuard;
 use crate::auth::Role;
+use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::ResourceService;
 use crate::resources::rollout::{Revision, Workload, status_of};
@@ -97,7 +97,9 @@ impl Rollout {
     async fn history(&self, ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<Vec<RolloutRevision>> {
         let first = first.unwrap_or(50);
         if !(1..=MAX_HISTORY).contains(&first) {
-            return Err(ApiError::new(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_HISTORY}")).into());
+            return Err(
+                ApiError::new(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_HISTORY}")).into()
+            );
         }
         let history = data::<ResourceService>(ctx)?
             .rollout_history(caller(ctx)?, &self.cluster_id, self.workload, &self.namespace, &self.name)
@@ -108,7 +110,13 @@ impl Rollout {
 }
 
 /// The workload's rollout, for `Cluster.rollout`.
-pub fn rollout(ctx: &Context<'_>, cluster_id: &str, kind: &str, namespace: String, name: String) -> async_graphql::Result<Rollout> {
+pub fn rollout(
+    ctx: &Context<'_>,
+    cluster_id: &str,
+    kind: &str,
+    namespace: String,
+    name: String,
+) -> async_graphql::Result<Rollout> {
     principal(ctx)?;
     Ok(Rollout::new(cluster_id, kind, namespace, name)?)
 }
@@ -165,7 +173,11 @@ impl RolloutMutation {
             .rollback(caller(ctx)?, &cluster_id, workload, &namespace, &name, to_revision, dry_run.unwrap_or(false))
             .await
             .map_err(ApiError::from)?;
-        Ok(RollbackOutput { revision: done.revision, skipped: done.skipped, object: workload_resource(done.object, workload, &cluster_id)? })
+        Ok(RollbackOutput {
+            revision: done.revision,
+            skipped: done.skipped,
+            object: workload_resource(done.object, workload, &cluster_id)?,
+        })
     }
 
     /// `kubectl rollout restart`: stamps the pod template (`kubectl.kubernetes.io/restartedAt`)
@@ -182,7 +194,15 @@ impl RolloutMutation {
     ) -> async_graphql::Result<Resource> {
         let workload = Workload::parse(&kind).map_err(ApiError::from)?;
         let object = data::<ResourceService>(ctx)?
-            .rollout_restart(caller(ctx)?, &cluster_id, workload, &namespace, &name, chrono::Utc::now(), dry_run.unwrap_or(false))
+            .rollout_restart(
+                caller(ctx)?,
+                &cluster_id,
+                workload,
+                &namespace,
+                &name,
+                chrono::Utc::now(),
+                dry_run.unwrap_or(false),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(workload_resource(object, workload, &cluster_id)?)
@@ -224,10 +244,13 @@ impl RolloutSubscription {
             field_selector: Some(format!("metadata.name={name}")),
         };
         let options = SubscribeOptions { event_types: None, send_initial_state: true, events_per_second: None };
-        let events = hub.subscribe(key, &caller.principal.id, client, resource, options).await.map_err(ApiError::from)?;
+        let events =
+            hub.subscribe(key, &caller.principal.id, client, resource, options).await.map_err(ApiError::from)?;
         let statuses = events.filter_map(move |event| async move {
             match (event.kind, event.object) {
-                (WatchEventType::Deleted, _) => Some(Err(ApiError::new(ErrorCode::NotFound, format!("the {} was deleted", workload.kind())).into())),
+                (WatchEventType::Deleted, _) => {
+                    Some(Err(ApiError::new(ErrorCode::NotFound, format!("the {} was deleted", workload.kind())).into()))
+                }
                 (_, Some(object)) => Some(
                     status_of(workload, &object)
                         .map(|s| RolloutStatusOutput { done: s.done, failed: s.failed, message: s.message })

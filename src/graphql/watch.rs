@@ -78,7 +78,11 @@ impl WatchSubscription {
             return Err(ApiError::new(ErrorCode::BadUserInput, format!("{} cannot be watched", target.0.kind)).into());
         }
         // One small list checks the selectors and the identity's permission before subscribing.
-        let query = ListQuery { namespace: namespace.clone(), label_selector: label_selector.clone(), field_selector: field_selector.clone() };
+        let query = ListQuery {
+            namespace: namespace.clone(),
+            label_selector: label_selector.clone(),
+            field_selector: field_selector.clone(),
+        };
         service.list(caller, &cluster_id, &target, &query, 1, None, true).await.map_err(ApiError::from)?;
         let (row, client) = service.connections().client_for(caller, &cluster_id).await.map_err(ApiError::from)?;
         let identity = caller.cluster_identity(row.impersonate_caller).ok().flatten().map(|i| i.canonical());

@@ -65,7 +65,12 @@ impl DiscoveryCache {
     }
 
     /// The cluster's discovery; refreshed when older than `max_age` (or absent).
-    async fn current(&self, cluster_id: &str, client: &Client, max_age: Duration) -> Result<Arc<Discovery>, kube::Error> {
+    async fn current(
+        &self,
+        cluster_id: &str,
+        client: &Client,
+        max_age: Duration,
+    ) -> Result<Arc<Discovery>, kube::Error> {
         if let Some(entry) = self.entries.get(cluster_id)
             && entry.at.elapsed() < max_age
         {
@@ -126,11 +131,13 @@ impl DiscoveryCache {
     }
 }
 
-fn find(discovery: &Discovery, group: &str, version: Option<&str>, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
+fn find(
+    discovery: &Discovery,
+    group: &str,
+    version: Option<&str>,
+    kind: &str,
+) -> Option<(ApiResource, ApiCapabilities)> {
     let api_group = discovery.get(group)?;
     let version = version.unwrap_or_else(|| api_group.preferred_version_or_latest());
-    api_group
-        .versioned_resources(version)
-        .into_iter()
-        .find(|(r, _)| r.kind == kind || r.plural == kind)
+    api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind || r.plural == kind)
 }

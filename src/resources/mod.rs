@@ -14,8 +14,8 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::{Client, Resource};
 
 use self::discovery::DiscoveryCache;
-use crate::clients::ConnectError;
 use crate::access::Caller;
+use crate::clients::ConnectError;
 use crate::clients::connections::{AccessError, ClusterConnections};
 
 /// What a list asks the API server for.
@@ -123,13 +123,10 @@ impl ResourceService {
         kind: &str,
     ) -> Result<(ApiResource, ApiCapabilities), ResourceError> {
         let (name, client) = self.client(caller, cluster_id).await?;
-        self.discovery
-            .resolve(cluster_id, &client, group, version, kind)
-            .await
-            .map_err(|e| match e {
-                discovery::DiscoveryError::Api(err) => Self::api_error(&name, err),
-                discovery::DiscoveryError::Unknown(msg) => ResourceError::UnknownKind(msg),
-            })
+        self.discovery.resolve(cluster_id, &client, group, version, kind).await.map_err(|e| match e {
+            discovery::DiscoveryError::Api(err) => Self::api_error(&name, err),
+            discovery::DiscoveryError::Unknown(msg) => ResourceError::UnknownKind(msg),
+        })
     }
 
     /// Requests for a kind's objects, in a namespace when the kind is namespaced and one is
@@ -210,10 +207,8 @@ impl ResourceService {
             None => Api::all(client),
         };
         let query = ListQuery { field_selector: Some(format!("involvedObject.uid={uid}")), ..Default::default() };
-        let list = api
-            .list(&list_params(&query, limit, continue_token))
-            .await
-            .map_err(|e| Self::api_error(&cluster, e))?;
+        let list =
+            api.list(&list_params(&query, limit, continue_token)).await.map_err(|e| Self::api_error(&cluster, e))?;
         Ok(list.into())
     }
 
@@ -297,7 +292,11 @@ pub(crate) fn url_path(resource: &ApiResource, caps: &ApiCapabilities, namespace
 }
 
 /// A namespaced kind needs a namespace to name one object.
-pub(crate) fn require_namespace(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Result<(), ResourceError> {
+pub(crate) fn require_namespace(
+    resource: &ApiResource,
+    caps: &ApiCapabilities,
+    namespace: Option<&str>,
+) -> Result<(), ResourceError> {
     if caps.scope == Scope::Namespaced && namespace.is_none() {
         return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{ResourceError, ResourceService};
@@ -134,21 +134,35 @@ fn deployment_status(d: &Deployment) -> RolloutStatus {
     if d.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
         return waiting("Waiting for deployment spec update to be observed...".into());
     }
-    let deadline = status.conditions.iter().flatten().any(|c| c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+    let deadline =
+        status.conditions.iter().flatten().any(|c| {
+            c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        });
     if deadline {
-        return RolloutStatus { done: false, failed: true, message: format!("deployment {name:?} exceeded its progress deadline") };
+        return RolloutStatus {
+            done: false,
+            failed: true,
+            message: format!("deployment {name:?} exceeded its progress deadline"),
+        };
     }
     let (updated, replicas, available) =
         (status.updated_replicas.unwrap_or(0), status.replicas.unwrap_or(0), status.available_replicas.unwrap_or(0));
     let wanted = d.spec.replicas.unwrap_or(1);
     if updated < wanted {
-        return waiting(format!("Waiting for deployment {name:?} rollout to finish: {updated} out of {wanted} new replicas have been updated..."));
+        return waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {updated} out of {wanted} new replicas have been updated..."
+        ));
     }
     if replicas > updated {
-        return waiting(format!("Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...", replicas - updated));
+        return waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+            replicas - updated
+        ));
     }
     if available < updated {
-        return waiting(format!("Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."));
+        return waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+        ));
     }
     RolloutStatus { done: true, failed: false, message: format!("deployment {name:?} successfully rolled out") }
 }
@@ -178,16 +192,25 @@ fn stateful_set_status(s: &StatefulSet) -> Result<RolloutStatus, ResourceError> 
                 wanted - partition
             ));
         }
-        return Ok(RolloutStatus { done: true, failed: false, message: format!("partitioned roll out complete: {updated} new pods have been updated...") });
+        return Ok(RolloutStatus {
+            done: true,
+            failed: false,
+            message: format!("partitioned roll out complete: {updated} new pods have been updated..."),
+        });
     }
     let update_revision = status.update_revision.clone().unwrap_or_default();
     if status.update_revision != status.current_revision {
-        return waiting(format!("waiting for statefulset rolling update to complete {updated} pods at revision {update_revision}..."));
+        return waiting(format!(
+            "waiting for statefulset rolling update to complete {updated} pods at revision {update_revision}..."
+        ));
     }
     Ok(RolloutStatus {
         done: true,
         failed: false,
-        message: format!("statefulset rolling update complete {} pods at revision {update_revision}...", status.current_replicas.unwrap_or(0)),
+        message: format!(
+            "statefulset rolling update complete {} pods at revision {update_revision}...",
+            status.current_replicas.unwrap_or(0)
+        ),
     })
 }
 
@@ -205,11 +228,15 @@ fn daemon_set_status(d: &DaemonSet) -> Result<RolloutStatus, ResourceError> {
     let desired = status.desired_number_scheduled;
     let updated = status.updated_number_scheduled.unwrap_or(0);
     if updated < desired {
-        return waiting(format!("Waiting for daemon set {name:?} rollout to finish: {updated} out of {desired} new pods have been updated..."));
+        return waiting(format!(
+            "Waiting for daemon set {name:?} rollout to finish: {updated} out of {desired} new pods have been updated..."
+        ));
     }
     let available = status.number_available.unwrap_or(0);
     if available < desired {
-        return waiting(format!("Waiting for daemon set {name:?} rollout to finish: {available} of {desired} updated pods are available..."));
+        return waiting(format!(
+            "Waiting for daemon set {name:?} rollout to finish: {available} of {desired} updated pods are available..."
+        ));
     }
     Ok(RolloutStatus { done: true, failed: false, message: format!("daemon set {name:?} successfully rolled out") })
 }
@@ -217,7 +244,8 @@ fn daemon_set_status(d: &DaemonSet) -> Result<RolloutStatus, ResourceError> {
 /// The rollout status of a workload object as a watch delivers it.
 pub fn status_of(workload: Workload, object: &kube::api::DynamicObject) -> Result<RolloutStatus, ResourceError> {
     let value = serde_json::to_value(object).map_err(|e| ResourceError::Invalid(e.to_string()))?;
-    let unreadable = |e: serde_json::Error| ResourceError::Invalid(format!("the {} could not be read: {e}", workload.kind()));
+    let unreadable =
+        |e: serde_json::Error| ResourceError::Invalid(format!("the {} could not be read: {e}", workload.kind()));
     match workload {
         Workload::Deployment => Ok(deployment_status(&serde_json::from_value(value).map_err(unreadable)?)),
         Workload::StatefulSet => stateful_set_status(&serde_json::from_value(value).map_err(unreadable)?),
@@ -242,18 +270,38 @@ impl ResourceService {
     }
 
     /// `kubectl rollout status`, read once (the caller polls or subscribes for changes).
-    pub async fn rollout_status(&self, caller: &Caller, cluster_id: &str, workload: Workload, namespace: &str, name: &str) -> Result<RolloutStatus, ResourceError> {
+    pub async fn rollout_status(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+        workload: Workload,
+        namespace: &str,
+        name: &str,
+    ) -> Result<RolloutStatus, ResourceError> {
         let (cluster, client) = self.workload_client(caller, cluster_id).await?;
         let err = |e| Self::api_error(&cluster, e);
         match workload {
-            Workload::Deployment => Ok(deployment_status(&Api::<Deployment>::namespaced(client, namespace).get(name).await.map_err(err)?)),
-            Workload::StatefulSet => stateful_set_status(&Api::<StatefulSet>::namespaced(client, namespace).get(name).await.map_err(err)?),
-            Workload::DaemonSet => daemon_set_status(&Api::<DaemonSet>::namespaced(client, namespace).get(name).await.map_err(err)?),
+            Workload::Deployment => {
+                Ok(deployment_status(&Api::<Deployment>::namespaced(client, namespace).get(name).await.map_err(err)?))
+            }
+            Workload::StatefulSet => {
+                stateful_set_status(&Api::<StatefulSet>::namespaced(client, namespace).get(name).await.map_err(err)?)
+            }
+            Workload::DaemonSet => {
+                daemon_set_status(&Api::<DaemonSet>::namespaced(client, namespace).get(name).await.map_err(err)?)
+            }
         }
     }
 
     /// `kubectl rollout history`: the revisions still kept, oldest first.
-    pub async fn rollout_history(&self, caller: &Caller, cluster_id: &str, workload: Workload, namespace: &str, name: &str) -> Result<Vec<Revision>, ResourceError> {
+    pub async fn rollout_history(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+        workload: Workload,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<Revision>, ResourceError> {
         let (cluster, client) = self.workload_client(caller, cluster_id).await?;
         let err = |e| Self::api_error(&cluster, e);
         let mut revisions = Vec::new();
@@ -261,10 +309,20 @@ impl ResourceService {
             Workload::Deployment => {
                 let d = Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.map_err(err)?;
                 let selector = selector_text(&d.spec.selector);
-                let sets = Api::<ReplicaSet>::namespaced(client, namespace).list(&ListParams::default().labels(&selector)).await.map_err(err)?;
+                let sets = Api::<ReplicaSet>::namespaced(client, namespace)
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(err)?;
                 for rs in sets.items.into_iter().filter(|rs| owned_by(&rs.metadata, &d.metadata.uid)) {
-                    let Some(revision) = annotation(&rs.metadata, REVISION).and_then(|r| r.parse().ok()) else { continue };
-                    let template = rs.spec.template.as_ref().map(|t| serde_json::to_value(t).unwrap_or_default()).unwrap_or_default();
+                    let Some(revision) = annotation(&rs.metadata, REVISION).and_then(|r| r.parse().ok()) else {
+                        continue;
+                    };
+                    let template = rs
+                        .spec
+                        .template
+                        .as_ref()
+                        .map(|t| serde_json::to_value(t).unwrap_or_default())
+                        .unwrap_or_default();
                     revisions.push(Revision {
                         revision,
                         name: rs.metadata.name.clone().unwrap_or_default(),
@@ -283,7 +341,10 @@ impl ResourceService {
                     let d = Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await.map_err(err)?;
                     (d.metadata.uid.clone(), selector_text(&d.spec.selector))
                 };
-                let list = Api::<ControllerRevision>::namespaced(client, namespace).list(&ListParams::default().labels(&selector)).await.map_err(err)?;
+                let list = Api::<ControllerRevision>::namespaced(client, namespace)
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(err)?;
                 for cr in list.items.into_iter().filter(|cr| owned_by(&cr.metadata, &uid)) {
                     let data = cr.data.0.clone();
                     let mut template = data.pointer("/spec/template").cloned().unwrap_or(data);
@@ -323,14 +384,20 @@ impl ResourceService {
         dry_run: bool,
     ) -> Result<Rollback, ResourceError> {
         if to_revision.is_some_and(|r| r < 1) {
-            return Err(ResourceError::Invalid("toRevision must be 1 or more (leave it out for the previous revision)".into()));
+            return Err(ResourceError::Invalid(
+                "toRevision must be 1 or more (leave it out for the previous revision)".into(),
+            ));
         }
         let history = self.rollout_history(caller, cluster_id, workload, namespace, name).await?;
         let current = history.last().map(|r| r.revision);
         let target = match to_revision {
             Some(wanted) => history.iter().find(|r| r.revision == wanted).ok_or_else(|| {
                 let kept: Vec<String> = history.iter().map(|r| r.revision.to_string()).collect();
-                ResourceError::Invalid(format!("revision {wanted} is not in the history of {} {name:?} (kept: {})", workload.kind(), kept.join(", ")))
+                ResourceError::Invalid(format!(
+                    "revision {wanted} is not in the history of {} {name:?} (kept: {})",
+                    workload.kind(),
+                    kept.join(", ")
+                ))
             })?,
             None => history.iter().rev().nth(1).ok_or_else(|| {
                 ResourceError::Invalid(format!("{} {name:?} has no previous revision to roll back to", workload.kind()))
@@ -344,11 +411,17 @@ impl ResourceService {
                 let api = Api::<Deployment>::namespaced(client.clone(), namespace);
                 let d = api.get(name).await.map_err(err)?;
                 if d.spec.paused.unwrap_or(false) {
-                    return Err(ResourceError::Invalid(format!("deployment {name:?} is paused: resume it before rolling back")));
+                    return Err(ResourceError::Invalid(format!(
+                        "deployment {name:?} is paused: resume it before rolling back"
+                    )));
                 }
                 let running = serde_json::to_value(&d.spec.template).unwrap_or_default();
                 if template_without_hash(&running) == target.template {
-                    return Ok(Rollback { revision: target.revision, skipped: true, object: serde_json::to_value(&d).unwrap_or_default() });
+                    return Ok(Rollback {
+                        revision: target.revision,
+                        skipped: true,
+                        object: serde_json::to_value(&d).unwrap_or_default(),
+                    });
                 }
                 let rs = Api::<ReplicaSet>::namespaced(client, namespace).get(&target.name).await.map_err(err)?;
                 let mut annotations: BTreeMap<String, String> = BTreeMap::new();
@@ -366,23 +439,37 @@ impl ResourceService {
                     { "op": "replace", "path": "/spec/template", "value": target.template },
                     { "op": "replace", "path": "/metadata/annotations", "value": annotations },
                 ]);
-                let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ResourceError::Invalid(e.to_string()))?;
+                let patch: json_patch::Patch =
+                    serde_json::from_value(patch).map_err(|e| ResourceError::Invalid(e.to_string()))?;
                 let object = api.patch(name, &params, &Patch::<()>::Json(patch)).await.map_err(err)?;
-                Ok(Rollback { revision: target.revision, skipped: false, object: serde_json::to_value(&object).unwrap_or_default() })
+                Ok(Rollback {
+                    revision: target.revision,
+                    skipped: false,
+                    object: serde_json::to_value(&object).unwrap_or_default(),
+                })
             }
             Workload::StatefulSet | Workload::DaemonSet => {
                 if Some(target.revision) == current {
                     let object = self.workload_object(&client, workload, namespace, name).await.map_err(err)?;
                     return Ok(Rollback { revision: target.revision, skipped: true, object });
                 }
-                let cr = Api::<ControllerRevision>::namespaced(client.clone(), namespace).get(&target.name).await.map_err(err)?;
+                let cr = Api::<ControllerRevision>::namespaced(client.clone(), namespace)
+                    .get(&target.name)
+                    .await
+                    .map_err(err)?;
                 let data = cr.data.0;
                 let object = match workload {
                     Workload::StatefulSet => serde_json::to_value(
-                        Api::<StatefulSet>::namespaced(client, namespace).patch(name, &params, &Patch::Strategic(data)).await.map_err(err)?,
+                        Api::<StatefulSet>::namespaced(client, namespace)
+                            .patch(name, &params, &Patch::Strategic(data))
+                            .await
+                            .map_err(err)?,
                     ),
                     _ => serde_json::to_value(
-                        Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &Patch::Strategic(data)).await.map_err(err)?,
+                        Api::<DaemonSet>::namespaced(client, namespace)
+                            .patch(name, &params, &Patch::Strategic(data))
+                            .await
+                            .map_err(err)?,
                     ),
                 }
                 .unwrap_or_default();
@@ -391,11 +478,23 @@ impl ResourceService {
         }
     }
 
-    async fn workload_object(&self, client: &Client, workload: Workload, namespace: &str, name: &str) -> Result<Value, kube::Error> {
+    async fn workload_object(
+        &self,
+        client: &Client,
+        workload: Workload,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, kube::Error> {
         Ok(match workload {
-            Workload::Deployment => serde_json::to_value(Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await?),
-            Workload::StatefulSet => serde_json::to_value(Api::<StatefulSet>::namespaced(client.clone(), namespace).get(name).await?),
-            Workload::DaemonSet => serde_json::to_value(Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await?),
+            Workload::Deployment => {
+                serde_json::to_value(Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await?)
+            }
+            Workload::StatefulSet => {
+                serde_json::to_value(Api::<StatefulSet>::namespaced(client.clone(), namespace).get(name).await?)
+            }
+            Workload::DaemonSet => {
+                serde_json::to_value(Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await?)
+            }
         }
         .unwrap_or_default())
     }
@@ -416,18 +515,26 @@ impl ResourceService {
         let err = |e| Self::api_error(&cluster, e);
         let params = PatchParams { dry_run, ..Default::default() };
         let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let patch = Patch::Strategic(json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } }));
+        let patch = Patch::Strategic(
+            json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } }),
+        );
         let object = match workload {
             Workload::Deployment => {
                 let api = Api::<Deployment>::namespaced(client, namespace);
                 let d = api.get(name).await.map_err(err)?;
                 if d.spec.paused.unwrap_or(false) {
-                    return Err(ResourceError::Invalid(format!("deployment {name:?} is paused: resume it before restarting")));
+                    return Err(ResourceError::Invalid(format!(
+                        "deployment {name:?} is paused: resume it before restarting"
+                    )));
                 }
                 serde_json::to_value(api.patch(name, &params, &patch).await.map_err(err)?)
             }
-            Workload::StatefulSet => serde_json::to_value(Api::<StatefulSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map_err(err)?),
-            Workload::DaemonSet => serde_json::to_value(Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map_err(err)?),
+            Workload::StatefulSet => serde_json::to_value(
+                Api::<StatefulSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map_err(err)?,
+            ),
+            Workload::DaemonSet => serde_json::to_value(
+                Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map_err(err)?,
+            ),
         };
         object.map_err(|e| ResourceError::Invalid(e.to_string()))
     }
@@ -444,21 +551,42 @@ mod tests {
     #[test]
     fn deployment_status_reads_as_kubectl_says_it() {
         let d = |generation: i64, status: Value| {
-            deployment(json!({ "metadata": { "name": "web", "generation": generation }, "spec": { "replicas": 3, "selector": {}, "template": {} }, "status": status }))
+            deployment(
+                json!({ "metadata": { "name": "web", "generation": generation }, "spec": { "replicas": 3, "selector": {}, "template": {} }, "status": status }),
+            )
         };
         let cases = [
             (d(2, json!({ "observedGeneration": 1 })), false, "Waiting for deployment spec update to be observed..."),
-            (d(2, json!({ "observedGeneration": 2, "updatedReplicas": 1, "replicas": 3 })), false, "Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated..."),
-            (d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 4 })), false, "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination..."),
-            (d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2 })), false, "Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available..."),
-            (d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3 })), true, "deployment \"web\" successfully rolled out"),
+            (
+                d(2, json!({ "observedGeneration": 2, "updatedReplicas": 1, "replicas": 3 })),
+                false,
+                "Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...",
+            ),
+            (
+                d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 4 })),
+                false,
+                "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...",
+            ),
+            (
+                d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2 })),
+                false,
+                "Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available...",
+            ),
+            (
+                d(2, json!({ "observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3 })),
+                true,
+                "deployment \"web\" successfully rolled out",
+            ),
         ];
         for (d, done, message) in cases {
             let status = deployment_status(&d);
             assert_eq!((status.done, status.message.as_str()), (done, message));
             assert!(!status.failed);
         }
-        let stuck = d(2, json!({ "observedGeneration": 2, "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" }] }));
+        let stuck = d(
+            2,
+            json!({ "observedGeneration": 2, "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" }] }),
+        );
         let status = deployment_status(&stuck);
         assert!(status.failed && !status.done, "{status:?}");
     }
@@ -468,19 +596,34 @@ mod tests {
         let sts = |spec: Value, status: Value| -> StatefulSet {
             let mut spec_all = json!({ "replicas": 3, "serviceName": "db", "selector": {}, "template": {} });
             spec_all.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
-            serde_json::from_value(json!({ "metadata": { "name": "db", "generation": 2 }, "spec": spec_all, "status": status })).unwrap()
+            serde_json::from_value(
+                json!({ "metadata": { "name": "db", "generation": 2 }, "spec": spec_all, "status": status }),
+            )
+            .unwrap()
         };
         let message = |s: StatefulSet| stateful_set_status(&s).unwrap().message;
-        assert_eq!(message(sts(json!({}), json!({ "replicas": 3, "observedGeneration": 1 }))), "Waiting for statefulset spec update to be observed...");
-        assert_eq!(message(sts(json!({}), json!({ "replicas": 3, "observedGeneration": 2, "readyReplicas": 1 }))), "Waiting for 2 pods to be ready...");
+        assert_eq!(
+            message(sts(json!({}), json!({ "replicas": 3, "observedGeneration": 1 }))),
+            "Waiting for statefulset spec update to be observed..."
+        );
+        assert_eq!(
+            message(sts(json!({}), json!({ "replicas": 3, "observedGeneration": 2, "readyReplicas": 1 }))),
+            "Waiting for 2 pods to be ready..."
+        );
         let partitioned = json!({ "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "partition": 1 } } });
         let status = json!({ "replicas": 3, "observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1 });
-        assert_eq!(message(sts(partitioned.clone(), status)), "Waiting for partitioned roll out to finish: 1 out of 2 new pods have been updated...");
+        assert_eq!(
+            message(sts(partitioned.clone(), status)),
+            "Waiting for partitioned roll out to finish: 1 out of 2 new pods have been updated..."
+        );
         let status = json!({ "replicas": 3, "observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 2 });
         assert!(stateful_set_status(&sts(partitioned, status)).unwrap().done);
         let status = json!({ "replicas": 3, "observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1, "currentReplicas": 2,
                              "currentRevision": "db-1", "updateRevision": "db-2" });
-        assert_eq!(message(sts(json!({}), status)), "waiting for statefulset rolling update to complete 1 pods at revision db-2...");
+        assert_eq!(
+            message(sts(json!({}), status)),
+            "waiting for statefulset rolling update to complete 1 pods at revision db-2..."
+        );
         let on_delete = sts(json!({ "updateStrategy": { "type": "OnDelete" } }), json!({ "replicas": 3 }));
         assert!(matches!(stateful_set_status(&on_delete), Err(ResourceError::Invalid(_))));
 
@@ -491,8 +634,14 @@ mod tests {
             json!({ "observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberMisscheduled": 0,
                     "numberReady": available, "updatedNumberScheduled": updated, "numberAvailable": available })
         };
-        assert_eq!(daemon_set_status(&ds(counts(1, 1))).unwrap().message, "Waiting for daemon set \"agent\" rollout to finish: 1 out of 2 new pods have been updated...");
-        assert_eq!(daemon_set_status(&ds(counts(2, 1))).unwrap().message, "Waiting for daemon set \"agent\" rollout to finish: 1 of 2 updated pods are available...");
+        assert_eq!(
+            daemon_set_status(&ds(counts(1, 1))).unwrap().message,
+            "Waiting for daemon set \"agent\" rollout to finish: 1 out of 2 new pods have been updated..."
+        );
+        assert_eq!(
+            daemon_set_status(&ds(counts(2, 1))).unwrap().message,
+            "Waiting for daemon set \"agent\" rollout to finish: 1 of 2 updated pods are available..."
+        );
         assert!(daemon_set_status(&ds(counts(2, 2))).unwrap().done);
     }
 

@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use kube::Client;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy, ValidationDirective};
 use kube::core::Request;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-use kube::Client;
 use serde_json::Value;
 
 use super::{ResourceError, ResourceService, require_namespace, url_path};
@@ -70,15 +70,15 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Document>, String> {
         let value: Value = serde_saphyr::from_str(&chunk).map_err(|err| {
             let (line, column) = err.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
             let reason = err.to_string().lines().next().unwrap_or("invalid YAML").to_owned();
-            format!(
-                "document {raw_index}: line {}, column {column}: {reason}",
-                start_line + line.saturating_sub(1)
-            )
+            format!("document {raw_index}: line {}, column {column}: {reason}", start_line + line.saturating_sub(1))
         })?;
         raw_index += 1;
         let items = match value {
             Value::Null => continue,
-            Value::Object(ref map) if map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.get("items").is_some() => {
+            Value::Object(ref map)
+                if map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+                    && map.get("items").is_some() =>
+            {
                 match map.get("items") {
                     Some(Value::Array(items)) => items.clone(),
                     _ => return Err(format!("document {}: line {start_line}: items must be a list", raw_index - 1)),
@@ -114,7 +114,10 @@ fn check_document(doc: &Document) -> Result<(), String> {
     }
     if doc.name().is_empty() {
         if doc.object.pointer("/metadata/generateName").is_some() {
-            return Err(format!("{at}: {} uses generateName, which server-side apply cannot do; give a name", doc.kind()));
+            return Err(format!(
+                "{at}: {} uses generateName, which server-side apply cannot do; give a name",
+                doc.kind()
+            ));
         }
         return Err(format!("{at}: {} has no metadata.name", doc.kind()));
     }
@@ -242,20 +245,9 @@ struct Sent {
 async fn send(client: &Client, request: http::Request<Vec<u8>>) -> Result<Sent, kube::Error> {
     let response = client.send(request.map(kube::client::Body::from)).await?;
     let status = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(warning_text)
-        .collect();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| kube::Error::Service(Box::new(e)))?
-        .to_bytes()
-        .to_vec();
+    let warnings =
+        response.headers().get_all("warning").iter().filter_map(|v| v.to_str().ok()).map(warning_text).collect();
+    let body = response.into_body().collect().await.map_err(|e| kube::Error::Service(Box::new(e)))?.to_bytes().to_vec();
     Ok(Sent { status, warnings, body })
 }
 
@@ -357,11 +349,11 @@ impl ResourceService {
             if defined_here.contains(&(group.to_owned(), doc.kind().to_owned())) {
                 continue;
             }
-            let (_, caps) = self
-                .resolve(caller, cluster_id, group, Some(version), doc.kind())
-                .await
-                .map_err(|e| match e {
-                    ResourceError::UnknownKind(msg) => ResourceError::Invalid(format!("document {} (line {}): {msg}", doc.index, doc.line)),
+            let (_, caps) =
+                self.resolve(caller, cluster_id, group, Some(version), doc.kind()).await.map_err(|e| match e {
+                    ResourceError::UnknownKind(msg) => {
+                        ResourceError::Invalid(format!("document {} (line {}): {msg}", doc.index, doc.line))
+                    }
                     other => other,
                 })?;
             if caps.scope == Scope::Namespaced {
@@ -369,13 +361,19 @@ impl ResourceService {
                     (Some(own), Some(asked)) if own != asked => {
                         return Err(ResourceError::Invalid(format!(
                             "document {} (line {}): {} {} is in namespace {own}, not the namespace {asked} asked for",
-                            doc.index, doc.line, doc.kind(), doc.name()
+                            doc.index,
+                            doc.line,
+                            doc.kind(),
+                            doc.name()
                         )));
                     }
                     (None, None) if default_namespace.is_none() => {
                         return Err(ResourceError::Invalid(format!(
                             "document {} (line {}): {} {} is namespaced, and neither it, the request nor the cluster names a namespace",
-                            doc.index, doc.line, doc.kind(), doc.name()
+                            doc.index,
+                            doc.line,
+                            doc.kind(),
+                            doc.name()
                         )));
                     }
                     _ => {}
@@ -391,7 +389,9 @@ impl ResourceService {
             if stopped {
                 break;
             }
-            let result = self.apply_one(caller, cluster_id, &client, &row.name, doc, default_namespace.as_deref(), options).await;
+            let result = self
+                .apply_one(caller, cluster_id, &client, &row.name, doc, default_namespace.as_deref(), options)
+                .await;
             if result.error.is_some() && options.on_error == OnError::Stop {
                 stopped = true;
             }
@@ -444,17 +444,18 @@ impl ResourceService {
         }
         let path = url_path(&resource, &caps, namespace.as_deref());
         let request = Request::new(path);
-        let existing = match request.get(doc.name(), &kube::api::GetParams::default()).map_err(kube::Error::BuildRequest) {
-            Ok(get) => match send(client, get).await {
-                Ok(sent) if sent.status == 404 => None,
-                Ok(sent) => match sent.into_object() {
-                    Ok((object, _)) => Some(object),
+        let existing =
+            match request.get(doc.name(), &kube::api::GetParams::default()).map_err(kube::Error::BuildRequest) {
+                Ok(get) => match send(client, get).await {
+                    Ok(sent) if sent.status == 404 => None,
+                    Ok(sent) => match sent.into_object() {
+                        Ok((object, _)) => Some(object),
+                        Err(err) => return fail(result, Self::api_error(cluster_name, err)),
+                    },
                     Err(err) => return fail(result, Self::api_error(cluster_name, err)),
                 },
                 Err(err) => return fail(result, Self::api_error(cluster_name, err)),
-            },
-            Err(err) => return fail(result, Self::api_error(cluster_name, err)),
-        };
+            };
         let mut params = PatchParams::apply(&options.field_manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
@@ -553,7 +554,9 @@ impl ResourceService {
                 for op in &ops.0 {
                     let path = op_path(op);
                     if !path.is_empty() && !path.starts_with('/') {
-                        return Err(ResourceError::Invalid(format!("the JSON patch path {path:?} must start with '/'")));
+                        return Err(ResourceError::Invalid(format!(
+                            "the JSON patch path {path:?} must start with '/'"
+                        )));
                     }
                 }
                 Patch::Json::<Value>(ops)
@@ -591,7 +594,8 @@ impl ResourceService {
     ) -> Result<(Option<DynamicObject>, Vec<String>), ResourceError> {
         require_namespace(resource, caps, namespace)?;
         let (cluster, client) = self.client(caller, cluster_id).await?;
-        let params = DeleteParams { dry_run, grace_period_seconds, propagation_policy: propagation, ..Default::default() };
+        let params =
+            DeleteParams { dry_run, grace_period_seconds, propagation_policy: propagation, ..Default::default() };
         let request = Request::new(url_path(resource, caps, namespace))
             .delete(name, &params)
             .map_err(|e| Self::api_error(&cluster, kube::Error::BuildRequest(e)))?;
@@ -600,7 +604,9 @@ impl ResourceService {
             return Err(Self::api_error(&cluster, sent.into_error()));
         }
         let warnings = sent.warnings.clone();
-        let object = serde_json::from_slice::<DynamicObject>(&sent.body).ok().filter(|o| o.types.as_ref().is_none_or(|t| t.kind != "Status"));
+        let object = serde_json::from_slice::<DynamicObject>(&sent.body)
+            .ok()
+            .filter(|o| o.types.as_ref().is_none_or(|t| t.kind != "Status"));
         Ok((object, warnings))
     }
 
@@ -617,7 +623,10 @@ impl ResourceService {
         dry_run: bool,
     ) -> Result<Value, ResourceError> {
         if !caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
-            return Err(ResourceError::Invalid(format!("{} cannot be scaled (it has no scale subresource)", resource.kind)));
+            return Err(ResourceError::Invalid(format!(
+                "{} cannot be scaled (it has no scale subresource)",
+                resource.kind
+            )));
         }
         if replicas < 0 {
             return Err(ResourceError::Invalid("replicas must not be negative".into()));
@@ -642,7 +651,9 @@ impl ResourceService {
 /// fault, so it is reported as 422.
 fn schema_error_is_input(err: kube::Error) -> kube::Error {
     match err {
-        kube::Error::Api(mut status) if status.code == 500 && status.message.contains("failed to create typed patch object") => {
+        kube::Error::Api(mut status)
+            if status.code == 500 && status.message.contains("failed to create typed patch object") =>
+        {
             status.code = 422;
             kube::Error::Api(status)
         }
@@ -693,7 +704,9 @@ mod tests {
         assert!(parse_manifest("").unwrap_err().contains("no object"));
         assert!(parse_manifest("# only a comment\n---\n").unwrap_err().contains("no object"));
         assert!(parse_manifest("apiVersion: v1\nmetadata: {name: x}\n").unwrap_err().contains("no kind"));
-        assert!(parse_manifest("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n").unwrap_err().contains("no metadata.name"));
+        assert!(
+            parse_manifest("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n").unwrap_err().contains("no metadata.name")
+        );
         assert!(parse_manifest("kind: ConfigMap\nmetadata: {name: x}\n").unwrap_err().contains("no apiVersion"));
         assert!(parse_manifest("- a\n- b\n").unwrap_err().contains("not a mapping"));
     }

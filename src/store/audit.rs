@@ -143,7 +143,12 @@ impl Database {
     }
 
     /// Completed records, newest first, before `before_seq` (keyset).
-    pub async fn audit_page(&self, filter: &AuditFilter, before_seq: Option<i64>, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         with_conn!(self, |conn| {
             let mut query = audit_events::table
                 .filter(audit_events::seq.is_not_null())
@@ -204,8 +209,6 @@ impl Database {
     }
 
     pub async fn count_audit(&self) -> Result<i64, StoreError> {
-        with_conn!(self, |conn| {
-            audit_events::table.count().get_result(conn).await.map_err(StoreError::from)
-        })
+        with_conn!(self, |conn| audit_events::table.count().get_result(conn).await.map_err(StoreError::from))
     }
 }

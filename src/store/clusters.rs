@@ -98,9 +98,7 @@ impl Database {
     }
 
     pub async fn count_clusters(&self) -> Result<i64, StoreError> {
-        with_conn!(self, |conn| {
-            clusters::table.count().get_result(conn).await.map_err(StoreError::from)
-        })
+        with_conn!(self, |conn| clusters::table.count().get_result(conn).await.map_err(StoreError::from))
     }
 
     /// Replaces every column of the row with this id; false when no such row exists.
@@ -116,9 +114,7 @@ impl Database {
     }
 
     pub async fn delete_cluster(&self, id: &str) -> Result<bool, StoreError> {
-        let deleted = with_conn!(self, |conn| {
-            diesel::delete(clusters::table.find(id)).execute(conn).await?
-        });
+        let deleted = with_conn!(self, |conn| diesel::delete(clusters::table.find(id)).execute(conn).await?);
         Ok(deleted == 1)
     }
 }

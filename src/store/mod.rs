@@ -65,10 +65,7 @@ impl Backend {
 
 /// The SQLite file behind a URL (`sqlite://path`, `file:path` or a bare path).
 pub fn sqlite_path(url: &str) -> PathBuf {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("file:"))
-        .unwrap_or(url);
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
     PathBuf::from(path)
 }
 
@@ -151,10 +148,8 @@ impl Database {
                     }
                     .boxed()
                 });
-                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
-                    path.to_string_lossy(),
-                    config,
-                );
+                let manager =
+                    AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path.to_string_lossy(), config);
                 let pool = Pool::builder()
                     .max_size(pool_size.max(1))
                     .connection_timeout(Duration::from_secs(10))
@@ -223,10 +218,7 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 
 /// True when a diesel error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(err: &diesel::result::Error) -> bool {
-    matches!(
-        err,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+    matches!(err, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
 
 /// Now, in UTC, truncated to microseconds so a value reads back equal on both backends.
@@ -234,4 +226,3 @@ pub(crate) fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }
-

@@ -32,9 +32,7 @@ pub struct ApiTokenRow {
 
 impl Database {
     pub async fn count_api_tokens(&self) -> Result<i64, StoreError> {
-        with_conn!(self, |conn| {
-            api_tokens::table.count().get_result(conn).await.map_err(StoreError::from)
-        })
+        with_conn!(self, |conn| api_tokens::table.count().get_result(conn).await.map_err(StoreError::from))
     }
 
     /// Creates a principal and its first token in one transaction.
@@ -54,7 +52,10 @@ impl Database {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("principal {:?} already exists in tenant {:?}", principal.name, principal.tenant))
+                    StoreError::Conflict(format!(
+                        "principal {:?} already exists in tenant {:?}",
+                        principal.name, principal.tenant
+                    ))
                 } else {
                     StoreError::Query(e)
                 }
@@ -88,7 +89,10 @@ impl Database {
         with_conn!(self, |conn| {
             diesel::insert_into(principals::table).values(principal).execute(conn).await.map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("a principal named {:?} already exists in this tenant", principal.name))
+                    StoreError::Conflict(format!(
+                        "a principal named {:?} already exists in this tenant",
+                        principal.name
+                    ))
                 } else {
                     StoreError::Query(e)
                 }
@@ -110,7 +114,12 @@ impl Database {
     }
 
     /// A page of a tenant's principals by name (keyset).
-    pub async fn principals_page(&self, tenant: &str, after_name: Option<&str>, limit: i64) -> Result<Vec<PrincipalRow>, StoreError> {
+    pub async fn principals_page(
+        &self,
+        tenant: &str,
+        after_name: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PrincipalRow>, StoreError> {
         with_conn!(self, |conn| {
             let mut query = principals::table
                 .filter(principals::tenant.eq(tenant.to_owned()))
@@ -145,7 +154,12 @@ impl Database {
     }
 
     /// A page of one principal's tokens by id (keyset).
-    pub async fn api_tokens_page(&self, principal_id: &str, after_id: Option<&str>, limit: i64) -> Result<Vec<ApiTokenRow>, StoreError> {
+    pub async fn api_tokens_page(
+        &self,
+        principal_id: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApiTokenRow>, StoreError> {
         with_conn!(self, |conn| {
             let mut query = api_tokens::table
                 .filter(api_tokens::principal_id.eq(principal_id.to_owned()))

@@ -20,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 use tokio::sync::{RwLock, broadcast};
 
 use self::coalesce::{Coalescer, ObjectKey, WatchEvent, WatchEventType, object_key};
@@ -232,7 +232,9 @@ impl WatchHub {
         };
         let mut coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
         let wanted = options.event_types.clone();
-        let accept = move |kind: WatchEventType| kind == WatchEventType::Resync || wanted.as_ref().is_none_or(|w| w.contains(&kind));
+        let accept = move |kind: WatchEventType| {
+            kind == WatchEventType::Resync || wanted.as_ref().is_none_or(|w| w.contains(&kind))
+        };
         for object in snapshot {
             if accept(WatchEventType::Added) {
                 coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(object) });
@@ -344,7 +346,9 @@ impl SubscriberState {
                 match self.receiver.try_recv() {
                     Ok(event) => self.take(Ok(event)),
                     Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => self.take(Err(broadcast::error::RecvError::Lagged(n))),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.take(Err(broadcast::error::RecvError::Lagged(n)))
+                    }
                     Err(broadcast::error::TryRecvError::Closed) => {
                         self.closed = true;
                         break;
@@ -415,13 +419,16 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
                         let mut state = store.write().await;
                         for (key, old) in state.iter() {
                             if !fresh.contains_key(key) {
-                                let _ = events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::clone(old)) });
+                                let _ = events
+                                    .send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::clone(old)) });
                             }
                         }
                         for (key, new) in &fresh {
                             let kind = match state.get(key) {
                                 None => Some(WatchEventType::Added),
-                                Some(old) if old.metadata.resource_version != new.metadata.resource_version => Some(WatchEventType::Modified),
+                                Some(old) if old.metadata.resource_version != new.metadata.resource_version => {
+                                    Some(WatchEventType::Modified)
+                                }
                                 Some(_) => None,
                             };
                             if let Some(kind) = kind {
@@ -447,7 +454,8 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
                         let mut state = store.write().await;
                         state.remove(&object_key(&object));
                         held.store(state.len(), Ordering::Relaxed);
-                        let _ = events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::new(object)) });
+                        let _ =
+                            events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::new(object)) });
                     }
                     Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
                 }

@@ -21,9 +21,7 @@ pub struct ControlPlane {
 /// The checkout the tests run in. Read at run time: the build directory is shared between
 /// checkouts, so a path fixed at compile time could name another one.
 pub fn project_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn state_dir() -> PathBuf {
@@ -47,18 +45,9 @@ impl ControlPlane {
         let vars: HashMap<String, String> = text
             .lines()
             .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.trim().to_owned(),
-                    v.trim().trim_matches(['"', '\'']).to_owned(),
-                )
-            })
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches(['"', '\'']).to_owned()))
             .collect();
-        let var = |key: &str| {
-            vars.get(key)
-                .cloned()
-                .unwrap_or_else(|| panic!("{key} missing from {}", path.display()))
-        };
+        let var = |key: &str| vars.get(key).cloned().unwrap_or_else(|| panic!("{key} missing from {}", path.display()));
         ControlPlane {
             api_url: var("KUBE_TEST_API_URL"),
             ca_file: var("KUBE_TEST_CA_FILE").into(),
@@ -78,23 +67,15 @@ impl ControlPlane {
     /// A kube-rs client for a context of the generated kubeconfig (`admin` or `limited`).
     pub async fn client(&self, context: &str) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let options = KubeConfigOptions {
-            context: Some(context.into()),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .expect("config");
+        let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
         kube::Client::try_from(config).expect("client")
     }
 }
 
 /// A namespace name unique to one test run.
 pub fn unique_namespace(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Creates a namespace and waits until its `default` ServiceAccount exists: until the
@@ -103,12 +84,8 @@ pub async fn ready_namespace(client: &kube::Client, name: &str) {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     use kube::api::{Api, PostParams};
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace created");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
     for _ in 0..240 {
         if accounts.get_opt("default").await.ok().flatten().is_some() {

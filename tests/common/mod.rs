@@ -35,17 +35,9 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let file = dir.path().join("kubegql.db");
-                TestDb {
-                    url: file.display().to_string(),
-                    sqlite_file: Some(file),
-                    _dir: Some(dir),
-                }
+                TestDb { url: file.display().to_string(), sqlite_file: Some(file), _dir: Some(dir) }
             }
-            Backend::Postgres => TestDb {
-                url: fresh_postgres_database().await,
-                sqlite_file: None,
-                _dir: None,
-            },
+            Backend::Postgres => TestDb { url: fresh_postgres_database().await, sqlite_file: None, _dir: None },
         }
     }
 }
@@ -68,9 +60,7 @@ pub async fn fresh_postgres_database() -> String {
     let mut conn = AsyncPgConnection::establish(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL server: {e}"));
-    conn.batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
+    conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
     let (base, _) = admin.rsplit_once('/').expect("URL with a database name");
     format!("{base}/{name}")
 }
@@ -82,15 +72,8 @@ pub fn test_key() -> String {
 pub fn settings_for(db: &TestDb) -> ServeSettings {
     ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store: StoreSettings {
-            database_url: db.url.clone(),
-            db_pool_size: 4,
-        },
-        keys: KeySettings {
-            master_key: Some(test_key()),
-            master_key_file: None,
-            previous_master_keys: vec![],
-        },
+        store: StoreSettings { database_url: db.url.clone(), db_pool_size: 4 },
+        keys: KeySettings { master_key: Some(test_key()), master_key_file: None, previous_master_keys: vec![] },
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
@@ -121,19 +104,9 @@ impl TestServer {
         let token = settings
             .bootstrap_admin_token
             .clone()
-            .or_else(|| {
-                server
-                    .generated_admin_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_owned())
-            })
+            .or_else(|| server.generated_admin_token.as_ref().map(|t| t.expose_secret().to_owned()))
             .unwrap();
-        TestServer {
-            base: format!("http://{}", server.addr),
-            server,
-            client: reqwest::Client::new(),
-            token,
-        }
+        TestServer { base: format!("http://{}", server.addr), server, client: reqwest::Client::new(), token }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -150,36 +123,20 @@ impl TestServer {
             .send()
             .await
             .expect("request");
-        assert_eq!(
-            response.status(),
-            200,
-            "GraphQL over HTTP answers 200 for executed requests"
-        );
+        assert_eq!(response.status(), 200, "GraphQL over HTTP answers 200 for executed requests");
         response.json().await.expect("JSON body")
     }
 
     /// POSTs any JSON body (a batch, a request with an operation name) to `path` with the admin
     /// token and returns the JSON answer.
     pub async fn post_json(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let response =
+            self.client.post(self.url(path)).bearer_auth(&self.token).json(&body).send().await.expect("request");
         response.json().await.expect("JSON body")
     }
 
     /// POSTs a GraphQL request with another token and extra headers; returns the JSON body.
-    pub async fn gql_as(
-        &self,
-        token: &str,
-        headers: &[(&str, &str)],
-        query: &str,
-        variables: Value,
-    ) -> Value {
+    pub async fn gql_as(&self, token: &str, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
         let mut request = self
             .client
             .post(self.url("/graphql"))
@@ -207,10 +164,7 @@ impl TestServer {
                 json!({ "id": id }),
             )
             .await;
-        (
-            id,
-            data["createApiToken"]["token"].as_str().unwrap().to_owned(),
-        )
+        (id, data["createApiToken"]["token"].as_str().unwrap().to_owned())
     }
 
     /// Subscribes over Server-Sent Events (`POST /graphql/stream`): each `next` payload arrives on
@@ -241,9 +195,7 @@ impl TestServer {
         tokio::spawn(async move {
             let mut buffer = String::new();
             // Stop reading (and so close the connection) once the receiver is dropped.
-            while let Some(Ok(chunk)) =
-                tokio::select! { chunk = body.next() => chunk, _ = tx.closed() => None }
-            {
+            while let Some(Ok(chunk)) = tokio::select! { chunk = body.next() => chunk, _ = tx.closed() => None } {
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(end) = buffer.find("\n\n") {
                     let block: String = buffer.drain(..end + 2).collect();
@@ -256,11 +208,7 @@ impl TestServer {
                             data.push_str(d.trim_start());
                         }
                     }
-                    if event == "next"
-                        && tx
-                            .send(serde_json::from_str(&data).unwrap_or(Value::Null))
-                            .is_err()
-                    {
+                    if event == "next" && tx.send(serde_json::from_str(&data).unwrap_or(Value::Null)).is_err() {
                         return;
                     }
                 }
@@ -285,33 +233,12 @@ impl TestServer {
 /// its first token.
 pub fn cli_principal(db: &TestDb, tenant: &str, name: &str, role: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"))
-        .args([
-            "principal",
-            "create",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--tenant",
-            tenant,
-            "--database-url",
-            &db.url,
-        ])
+        .args(["principal", "create", "--name", name, "--role", role, "--tenant", tenant, "--database-url", &db.url])
         .env("KUBEGQL_MASTER_KEY", test_key())
         .output()
         .expect("kubegql principal create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().trim().to_owned();
     assert!(token.starts_with("kgq_"), "{token}");
     token
 }
@@ -321,10 +248,7 @@ pub fn first_error(body: &Value) -> (String, String) {
     let err = &body["errors"][0];
     assert!(!err.is_null(), "expected an error, got {body}");
     (
-        err["extensions"]["code"]
-            .as_str()
-            .unwrap_or("<none>")
-            .to_owned(),
+        err["extensions"]["code"].as_str().unwrap_or("<none>").to_owned(),
         err["message"].as_str().unwrap_or_default().to_owned(),
     )
 }
