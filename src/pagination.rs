@@ -5,6 +5,7 @@
 //! filters; a cursor presented to a list with another scope is refused, so a page of one query can
 //! never be continued as another.
 
+use async_graphql::connection::{Connection, Edge};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -42,6 +43,30 @@ impl PageRequest {
     }
 }
 
+impl PageRequest {
+    /// How many rows to ask the database for: one more than the page, which only tells whether
+    /// more follow.
+    pub fn fetch_limit(&self) -> i64 {
+        i64::from(self.size) + 1
+    }
+
+    /// The Relay connection of database rows fetched with `fetch_limit`, keyed in `scope` by
+    /// `key` (the position the next page starts after).
+    pub fn connection<Row, Node: async_graphql::OutputType>(
+        &self,
+        scope: &str,
+        mut rows: Vec<Row>,
+        key: impl Fn(&Row) -> String,
+        node: impl Fn(Row) -> Node,
+    ) -> Connection<String, Node> {
+        let has_next = rows.len() > self.size as usize;
+        rows.truncate(self.size as usize);
+        let mut connection = Connection::new(self.after.is_some(), has_next);
+        connection.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(scope, &key(&row)), node(row))));
+        connection
+    }
+}
+
 pub fn encode_cursor(scope: &str, position: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_TAG}\0{scope}\0{position}"))
 }
@@ -64,6 +89,23 @@ pub fn decode_cursor(cursor: &str, scope: &str) -> Result<String, ApiError> {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    #[test]
+    fn database_pages_fetch_one_more_and_key_their_cursors() {
+        let limits = ApiLimits::default();
+        let first = PageRequest::parse(Some(2), None, "names", &limits).unwrap();
+        assert_eq!(first.fetch_limit(), 3);
+        let page = first.connection("names", vec!["a", "b", "c"], |n| n.to_string(), |n| n.to_uppercase());
+        assert!(page.has_next_page && !page.has_previous_page);
+        let nodes: Vec<&str> = page.edges.iter().map(|e| e.node.as_str()).collect();
+        assert_eq!(nodes, ["A", "B"], "the extra row is not served");
+        let next = page.edges.last().unwrap().cursor.clone();
+        let second = PageRequest::parse(Some(2), Some(&next), "names", &limits).unwrap();
+        assert_eq!(second.after.as_deref(), Some("b"));
+        let last = second.connection("names", vec!["c"], |n| n.to_string(), |n| n.to_uppercase());
+        assert!(!last.has_next_page && last.has_previous_page);
+        assert!(PageRequest::parse(Some(2), Some(&next), "other", &limits).is_err());
+    }
 
     #[test]
     fn defaults_and_limits() {

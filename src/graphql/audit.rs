@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve, ResolveInfo,
 };
@@ -19,7 +19,7 @@ use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
 use crate::authz::{AuditScope, RoleGuard, audit_scope};
 use crate::error::{ApiError, ErrorCode};
-use crate::pagination::{PageRequest, encode_cursor};
+use crate::pagination::PageRequest;
 use crate::settings::ApiLimits;
 use crate::store::Database;
 use crate::store::audit::{AuditFilter, AuditRow};
@@ -298,14 +298,7 @@ impl AuditQuery {
             })
             .transpose()?;
         let db = data::<Database>(ctx)?;
-        let mut rows = db.audit_page(&scope_filter, before, i64::from(page.size) + 1).await.map_err(ApiError::from)?;
-        let has_next = rows.len() > page.size as usize;
-        rows.truncate(page.size as usize);
-        let mut conn = Connection::new(page.after.is_some(), has_next);
-        conn.edges
-            .extend(rows.into_iter().map(|row| {
-                Edge::new(encode_cursor(&scope, &row.seq.unwrap_or_default().to_string()), AuditEvent(row))
-            }));
-        Ok(conn)
+        let rows = db.audit_page(&scope_filter, before, page.fetch_limit()).await.map_err(ApiError::from)?;
+        Ok(page.connection(&scope, rows, |row| row.seq.unwrap_or_default().to_string(), AuditEvent))
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
@@ -19,7 +19,7 @@ use crate::clients::connections::ClusterConnections;
 use crate::clients::{ClusterStatus, ConnectError};
 use crate::clusters::{ClusterChangeKind, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
 use crate::error::ApiError;
-use crate::pagination::{PageRequest, encode_cursor};
+use crate::pagination::PageRequest;
 use crate::resources::ListQuery;
 use crate::settings::ApiLimits;
 use crate::store::clusters::ClusterRow;
@@ -296,15 +296,8 @@ impl ClusterQuery {
         let limits = data::<ApiLimits>(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), CLUSTERS_SCOPE, limits)?;
         let service = data::<ClusterService>(ctx)?;
-        let mut rows =
-            service.page(tenant, page.after.as_deref(), i64::from(page.size) + 1).await.map_err(ApiError::from)?;
-        let has_next = rows.len() > page.size as usize;
-        rows.truncate(page.size as usize);
-        let mut connection = Connection::new(page.after.is_some(), has_next);
-        connection.edges.extend(
-            rows.into_iter().map(|row| Edge::new(encode_cursor(CLUSTERS_SCOPE, &row.name), Cluster(Arc::new(row)))),
-        );
-        Ok(connection)
+        let rows = service.page(tenant, page.after.as_deref(), page.fetch_limit()).await.map_err(ApiError::from)?;
+        Ok(page.connection(CLUSTERS_SCOPE, rows, |row| row.name.clone(), |row| Cluster(Arc::new(row))))
     }
 
     /// One cluster by id.

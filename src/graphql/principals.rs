@@ -1,6 +1,6 @@
 //! Principals and API tokens in the schema (ADMIN, within the caller's tenant).
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -9,7 +9,7 @@ use super::data;
 use crate::auth::{PrincipalKind, Role};
 use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
-use crate::pagination::{PageRequest, encode_cursor};
+use crate::pagination::PageRequest;
 use crate::principals::{PrincipalError, PrincipalService};
 use crate::settings::ApiLimits;
 use crate::store::principals::{ApiTokenRow, PrincipalRow};
@@ -61,15 +61,9 @@ impl Principal {
         let scope = format!("tokens:{}", self.0.id);
         let page = PageRequest::parse(first, after.as_deref(), &scope, data::<ApiLimits>(ctx)?)?;
         let service = data::<PrincipalService>(ctx)?;
-        let mut rows = service
-            .tokens(&self.0.id, page.after.as_deref(), i64::from(page.size) + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let has_next = rows.len() > page.size as usize;
-        rows.truncate(page.size as usize);
-        let mut conn = Connection::new(page.after.is_some(), has_next);
-        conn.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&scope, &row.id), ApiToken(row))));
-        Ok(conn)
+        let rows =
+            service.tokens(&self.0.id, page.after.as_deref(), page.fetch_limit()).await.map_err(ApiError::from)?;
+        Ok(page.connection(&scope, rows, |row| row.id.clone(), ApiToken))
     }
 }
 
@@ -131,15 +125,9 @@ impl PrincipalQuery {
         let scope = "principals";
         let page = PageRequest::parse(first, after.as_deref(), scope, data::<ApiLimits>(ctx)?)?;
         let service = data::<PrincipalService>(ctx)?;
-        let mut rows = service
-            .page(&admin.tenant, page.after.as_deref(), i64::from(page.size) + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let has_next = rows.len() > page.size as usize;
-        rows.truncate(page.size as usize);
-        let mut conn = Connection::new(page.after.is_some(), has_next);
-        conn.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(scope, &row.name), Principal(row))));
-        Ok(conn)
+        let rows =
+            service.page(&admin.tenant, page.after.as_deref(), page.fetch_limit()).await.map_err(ApiError::from)?;
+        Ok(page.connection(scope, rows, |row| row.name.clone(), Principal))
     }
 }
 
