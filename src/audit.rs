@@ -58,8 +58,7 @@ pub fn mask_arguments(value: Value) -> Value {
 }
 
 fn manifest_summary(text: &str) -> Value {
-    use sha2::{Digest, Sha256};
-    let digest: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = crate::digest::sha256_hex(text.as_bytes());
     let objects: Vec<String> = crate::resources::write::parse_manifest(text)
         .map(|docs| {
             docs.iter()

@@ -10,7 +10,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 use crate::store::principals::{ApiTokenRow, PrincipalRow};
 use crate::store::{Database, StoreError, now};
@@ -81,7 +80,7 @@ pub enum AuthError {
 }
 
 pub fn token_digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(token.as_bytes())
 }
 
 pub fn generate_token() -> SecretString {

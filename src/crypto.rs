@@ -55,7 +55,7 @@ impl MasterKey {
 /// The key id is a short digest of the key: stable, public, and useless for recovering the key.
 fn key_id_of(key: &[u8]) -> String {
     let digest = Sha256::new().chain_update(b"kubegql master key id\0").chain_update(key).finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::hex(&digest[..8])
 }
 
 /// Where a sealed value belongs: the owner (for example `cluster 3f2a...`) and the column.

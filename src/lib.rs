@@ -11,6 +11,7 @@ pub mod authz;
 pub mod clients;
 pub mod clusters;
 pub mod crypto;
+pub mod digest;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -23,6 +23,7 @@ use crate::pagination::PageRequest;
 use crate::settings::ApiLimits;
 use crate::store::Database;
 use crate::store::audit::{AuditFilter, AuditRow};
+use crate::store::utc;
 
 /// The HTTP verb each mutation sends to a cluster; mutations absent here change only kubegql's
 /// own store.
@@ -168,10 +169,6 @@ impl Extension for AuditExtension {
 
 /// One recorded action.
 pub struct AuditEvent(AuditRow);
-
-fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(at, Utc)
-}
 
 #[Object]
 impl AuditEvent {

@@ -23,6 +23,7 @@ use crate::pagination::PageRequest;
 use crate::resources::ListQuery;
 use crate::settings::ApiLimits;
 use crate::store::clusters::ClusterRow;
+use crate::store::utc;
 use crate::watch::WatchHub;
 
 const CLUSTERS_SCOPE: &str = "clusters";
@@ -42,10 +43,6 @@ pub struct Label {
 pub struct LabelInput {
     pub key: String,
     pub value: String,
-}
-
-fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(at, Utc)
 }
 
 #[Object]

@@ -13,6 +13,7 @@ use crate::pagination::PageRequest;
 use crate::principals::{PrincipalError, PrincipalService};
 use crate::settings::ApiLimits;
 use crate::store::principals::{ApiTokenRow, PrincipalRow};
+use crate::store::utc;
 
 impl From<PrincipalError> for ApiError {
     fn from(err: PrincipalError) -> Self {
@@ -22,10 +23,6 @@ impl From<PrincipalError> for ApiError {
             PrincipalError::Store(store) => store.into(),
         }
     }
-}
-
-fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(at, Utc)
 }
 
 /// A user or service account of the API.

@@ -1,7 +1,6 @@
 //! Kubernetes objects in the schema: one `Resource` type for every kind (built-in or CRD), lists
 //! as Relay connections cut by the API server, events, and pod logs.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
@@ -42,11 +41,12 @@ pub struct ListInfo {
 
 pub use super::page::ResourceConnection;
 
-/// A cursor scope binds a continue token to the exact query it belongs to.
+/// A cursor scope binds a continue token to the exact query it belongs to. SHA-256, not the
+/// standard library's hasher, whose output may change between Rust releases: a cursor must stay
+/// valid on a replica built by another release during a rolling upgrade.
 fn scope_of(parts: &[&str]) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    parts.hash(&mut hasher);
-    format!("k8s:{:016x}", hasher.finish())
+    let digest = crate::digest::sha256_hex(parts.join("\0").as_bytes());
+    format!("k8s:{}", &digest[..16])
 }
 
 /// Builds a connection from a page. The API server pages by continue token, not by item, so every

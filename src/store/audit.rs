@@ -3,7 +3,6 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use sha2::{Digest, Sha256};
 
 use super::schema::audit_events;
 use super::{Backend, Database, StoreError, with_conn};
@@ -66,7 +65,7 @@ impl AuditRow {
             self.arguments,
             self.prev_hash,
         ]);
-        Sha256::digest(canonical.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        crate::digest::sha256_hex(canonical.to_string().as_bytes())
     }
 }
 

@@ -222,6 +222,11 @@ pub(crate) fn is_unique_violation(err: &diesel::result::Error) -> bool {
 }
 
 /// Now, in UTC, truncated to microseconds so a value reads back equal on both backends.
+/// A stored time (UTC, without zone) as the API shows it.
+pub fn utc(at: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_naive_utc_and_offset(at, chrono::Utc)
+}
+
 pub(crate) fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
