@@ -96,18 +96,11 @@ pub struct Rollback {
     pub object: Value,
 }
 
-fn selector_text(selector: &LabelSelector) -> String {
-    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
-    for expr in selector.match_expressions.iter().flatten() {
-        let values = expr.values.clone().unwrap_or_default().join(",");
-        parts.push(match expr.operator.as_str() {
-            "In" => format!("{} in ({values})", expr.key),
-            "NotIn" => format!("{} notin ({values})", expr.key),
-            "Exists" => expr.key.clone(),
-            _ => format!("!{}", expr.key),
-        });
-    }
-    parts.join(",")
+/// A workload's label selector as the API server reads it in `labelSelector`.
+fn selector_text(selector: &LabelSelector) -> Result<String, ResourceError> {
+    kube::core::Selector::try_from(selector.clone())
+        .map(|s| s.to_string())
+        .map_err(|e| ResourceError::Invalid(format!("the workload's selector cannot be read: {e}")))
 }
 
 fn owned_by(meta: &ObjectMeta, uid: &Option<String>) -> bool {
@@ -308,7 +301,7 @@ impl ResourceService {
         match workload {
             Workload::Deployment => {
                 let d = Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.map_err(err)?;
-                let selector = selector_text(&d.spec.selector);
+                let selector = selector_text(&d.spec.selector)?;
                 let sets = Api::<ReplicaSet>::namespaced(client, namespace)
                     .list(&ListParams::default().labels(&selector))
                     .await
@@ -336,10 +329,10 @@ impl ResourceService {
             Workload::StatefulSet | Workload::DaemonSet => {
                 let (uid, selector) = if workload == Workload::StatefulSet {
                     let s = Api::<StatefulSet>::namespaced(client.clone(), namespace).get(name).await.map_err(err)?;
-                    (s.metadata.uid.clone(), selector_text(&s.spec.selector))
+                    (s.metadata.uid.clone(), selector_text(&s.spec.selector)?)
                 } else {
                     let d = Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await.map_err(err)?;
-                    (d.metadata.uid.clone(), selector_text(&d.spec.selector))
+                    (d.metadata.uid.clone(), selector_text(&d.spec.selector)?)
                 };
                 let list = Api::<ControllerRevision>::namespaced(client, namespace)
                     .list(&ListParams::default().labels(&selector))
@@ -652,7 +645,7 @@ mod tests {
             "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["a", "b"] }, { "key": "gone", "operator": "DoesNotExist" }]
         }))
         .unwrap();
-        assert_eq!(selector_text(&selector), "app=web,tier in (a,b),!gone");
+        assert_eq!(selector_text(&selector).unwrap(), "app=web,tier in (a,b),!gone");
     }
 
     #[test]

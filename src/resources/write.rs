@@ -500,19 +500,14 @@ impl ResourceService {
     /// Waits (briefly) until a CRD is Established, so objects of its kind can follow it.
     async fn await_crd(&self, client: &Client, name: &str) {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::runtime::wait::{await_condition, conditions};
         let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-        for _ in 0..60 {
-            if let Ok(crd) = crds.get(name).await {
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-                if established {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        // A definition that never becomes Established leaves its objects to fail on their own.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(15),
+            await_condition(crds, name, conditions::is_crd_established()),
+        )
+        .await;
     }
 
     /// Waits (up to 15 s) until discovery serves the kind a CustomResourceDefinition defines: the
