@@ -4,10 +4,14 @@
 use async_graphql::ErrorExtensions;
 
 use crate::auth::AuthError;
+use crate::authz::Denied;
 use crate::clients::ConnectError;
 use crate::clients::connections::AccessError;
 use crate::clusters::ClusterError;
+use crate::principals::PrincipalError;
+use crate::resources::ResourceError;
 use crate::store::StoreError;
+use crate::watch::WatchError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -75,21 +79,24 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+// Each domain error maps by reference, so a result that keeps its error (an applied document)
+// can show it; the owned forms below forward to these.
+
+impl From<&StoreError> for ApiError {
+    fn from(err: &StoreError) -> Self {
         match err {
-            StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
+            StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg.clone()),
             other => ApiError::internal(other),
         }
     }
 }
 
-impl From<ClusterError> for ApiError {
-    fn from(err: ClusterError) -> Self {
+impl From<&ClusterError> for ApiError {
+    fn from(err: &ClusterError) -> Self {
         match err {
-            ClusterError::Invalid { field, message } => ApiError::bad_input(field, message),
+            ClusterError::Invalid { field, message } => ApiError::bad_input(field, message.clone()),
             ClusterError::NotFound(_) => ApiError::new(ErrorCode::NotFound, err.to_string()),
-            ClusterError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+            ClusterError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message.clone()),
             ClusterError::Store(store) => store.into(),
             // Names the cluster and the key id, never the key or the plaintext.
             ClusterError::Cipher(_) => {
@@ -100,14 +107,14 @@ impl From<ClusterError> for ApiError {
     }
 }
 
-impl From<AccessError> for ApiError {
-    fn from(err: AccessError) -> Self {
+impl From<&AccessError> for ApiError {
+    fn from(err: &AccessError) -> Self {
         match err {
             AccessError::Cluster(cluster) => cluster.into(),
-            AccessError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
-            AccessError::Invalid(message) => ApiError::new(ErrorCode::BadUserInput, message),
+            AccessError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message.clone()),
+            AccessError::Invalid(message) => ApiError::new(ErrorCode::BadUserInput, message.clone()),
             AccessError::Connect { cluster, error } => {
-                let code = match &error {
+                let code = match error {
                     ConnectError::Forbidden(_) | ConnectError::NotAllowed(_) => ErrorCode::Forbidden,
                     ConnectError::Api { code: 404, .. } => ErrorCode::NotFound,
                     ConnectError::Api { code: 409, .. } => ErrorCode::Conflict,
@@ -123,20 +130,61 @@ impl From<AccessError> for ApiError {
     }
 }
 
-impl From<crate::authz::Denied> for ApiError {
-    fn from(err: crate::authz::Denied) -> Self {
+impl From<&ResourceError> for ApiError {
+    fn from(err: &ResourceError) -> Self {
+        match err {
+            ResourceError::Access(access) => access.into(),
+            ResourceError::UnknownKind(msg) => ApiError::new(ErrorCode::NotFound, msg.clone()),
+            ResourceError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg.clone()),
+            ResourceError::Expired => ApiError::new(ErrorCode::CursorExpired, err.to_string()),
+        }
+    }
+}
+
+impl From<&PrincipalError> for ApiError {
+    fn from(err: &PrincipalError) -> Self {
+        match err {
+            PrincipalError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg.clone()),
+            PrincipalError::NotFound(_) => ApiError::new(ErrorCode::NotFound, err.to_string()),
+            PrincipalError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<&WatchError> for ApiError {
+    fn from(err: &WatchError) -> Self {
+        match err {
+            WatchError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg.clone()),
+            WatchError::TooMany(msg) => ApiError::new(ErrorCode::RateLimited, msg.clone()),
+        }
+    }
+}
+
+impl From<&Denied> for ApiError {
+    fn from(err: &Denied) -> Self {
         ApiError::new(ErrorCode::Forbidden, err.to_string())
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(err: AuthError) -> Self {
+impl From<&AuthError> for ApiError {
+    fn from(err: &AuthError) -> Self {
         match err {
             AuthError::Store(store) => store.into(),
             other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
         }
     }
 }
+
+macro_rules! owned_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(err: $error) -> Self {
+                ApiError::from(&err)
+            }
+        }
+    )*};
+}
+owned_errors!(StoreError, ClusterError, AccessError, ResourceError, PrincipalError, WatchError, Denied, AuthError);
 
 /// Gives every error of a response a code: errors raised before any resolver ran (parse,
 /// validation, depth and complexity limits, argument coercion) are the caller's fault.

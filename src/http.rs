@@ -507,6 +507,17 @@ async fn apply_endpoint(
         Ok(documents) => {
             let failed = documents.iter().filter(|d| d.error.is_some()).count();
             let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
+            let documents: Vec<serde_json::Value> = documents
+                .iter()
+                .map(|d| {
+                    let mut value = serde_json::to_value(d).unwrap_or_default();
+                    value["error"] = match d.error.as_deref().map(crate::error::ApiError::from) {
+                        Some(api) => json!({ "code": api.code.as_str(), "message": api.message }),
+                        None => serde_json::Value::Null,
+                    };
+                    value
+                })
+                .collect();
             Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents }))
                 .into_response()
         }

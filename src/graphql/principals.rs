@@ -8,22 +8,12 @@ use secrecy::ExposeSecret;
 use super::data;
 use crate::auth::{PrincipalKind, Role};
 use crate::authz::RoleGuard;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::pagination::PageRequest;
-use crate::principals::{PrincipalError, PrincipalService};
+use crate::principals::PrincipalService;
 use crate::settings::ApiLimits;
 use crate::store::principals::{ApiTokenRow, PrincipalRow};
 use crate::store::utc;
-
-impl From<PrincipalError> for ApiError {
-    fn from(err: PrincipalError) -> Self {
-        match err {
-            PrincipalError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg),
-            PrincipalError::NotFound(_) => ApiError::new(ErrorCode::NotFound, err.to_string()),
-            PrincipalError::Store(store) => store.into(),
-        }
-    }
-}
 
 /// A user or service account of the API.
 pub struct Principal(PrincipalRow);

@@ -18,17 +18,6 @@ use crate::pagination::{PageRequest, encode_cursor};
 use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService};
 use crate::settings::ApiLimits;
 
-impl From<ResourceError> for ApiError {
-    fn from(err: ResourceError) -> Self {
-        match err {
-            ResourceError::Access(access) => access.into(),
-            ResourceError::UnknownKind(msg) => ApiError::new(ErrorCode::NotFound, msg),
-            ResourceError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg),
-            ResourceError::Expired => ApiError::new(ErrorCode::CursorExpired, err.to_string()),
-        }
-    }
-}
-
 /// Extra facts about a Kubernetes list page.
 #[derive(SimpleObject, Default)]
 pub struct ListInfo {
@@ -391,7 +380,10 @@ impl AppliedDocument {
         &self.result.warnings
     }
     async fn error(&self) -> Option<DocumentErrorOutput> {
-        self.result.error.as_ref().map(|e| DocumentErrorOutput { code: e.code.clone(), message: e.message.clone() })
+        self.result.error.as_deref().map(|e| {
+            let api = ApiError::from(e);
+            DocumentErrorOutput { code: api.code.as_str().to_owned(), message: api.message }
+        })
     }
     /// The object as stored (or, in a dry run, as it would be stored).
     async fn object(&self) -> Option<Resource> {

@@ -11,16 +11,7 @@ use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::{ListQuery, ResourceService};
 use crate::watch::coalesce::{WatchEvent, WatchEventType};
-use crate::watch::{SubscribeOptions, WatchError, WatchHub, WatchKey};
-
-impl From<WatchError> for ApiError {
-    fn from(err: WatchError) -> Self {
-        match err {
-            WatchError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg),
-            WatchError::TooMany(msg) => ApiError::new(ErrorCode::RateLimited, msg),
-        }
-    }
-}
+use crate::watch::{SubscribeOptions, WatchHub, WatchKey};
 
 /// One change to a watched object.
 pub struct ResourceEvent {

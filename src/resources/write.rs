@@ -5,6 +5,8 @@
 //! Requests are sent with `Client::send` so that the API server's `Warning` headers reach the
 //! caller along with the result.
 
+use std::sync::Arc;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -223,16 +225,12 @@ pub struct DocumentResult {
     pub name: String,
     pub action: Option<ApplyAction>,
     pub warnings: Vec<String>,
-    pub error: Option<DocumentError>,
+    /// Why the document failed; the API edge says it with a code.
+    #[serde(skip)]
+    pub error: Option<Arc<ResourceError>>,
     /// What the API server stored (or, in a dry run, would store).
     #[serde(skip)]
     pub object: Option<DynamicObject>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DocumentError {
-    pub code: String,
-    pub message: String,
 }
 
 /// An answer from the API server, read whole.
@@ -425,8 +423,7 @@ impl ResourceService {
             object: None,
         };
         let fail = |mut result: DocumentResult, err: ResourceError| {
-            let api: crate::error::ApiError = err.into();
-            result.error = Some(DocumentError { code: api.code.as_str().to_owned(), message: api.message });
+            result.error = Some(Arc::new(err));
             result
         };
         let (resource, caps) = match self.resolve(caller, cluster_id, group, Some(version), doc.kind()).await {
