@@ -50,7 +50,7 @@ async fn main() {
     let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
     let cipher = Arc::new(CredentialCipher::from_base64(&key, &[]).unwrap());
     let cache = Arc::new(ClientCache::new(Duration::from_secs(3600), Arc::new(SystemClock)));
-    let clusters = ClusterService::new(db.clone(), cipher, cache, Default::default());
+    let clusters = ClusterService::new(db.clone(), cipher, Default::default());
     let spec = ClusterSpec {
         name: "bench".into(),
         mode: ConnectionMode::Direct,
@@ -72,7 +72,7 @@ async fn main() {
     let id = row.id.clone();
     clusters.directory().refresh().await.unwrap();
     let factory = ClientFactory::new(ClientSettings::default(), Default::default());
-    let connections = ClusterConnections::new(clusters.clone(), factory.clone());
+    let connections = ClusterConnections::new(clusters.clone(), factory.clone(), Arc::clone(&cache));
     connections.client(&id).await.unwrap();
 
     println!("kubegql client cache and cluster directory (median per operation)");
@@ -83,7 +83,7 @@ async fn main() {
     .await;
     let hit_reads = db.query_count() - queries_before;
     let raw_hit = measure(21, 20_000, || async {
-        clusters.clients().get(&kubegql::clients::cache::CacheKey::cluster(id.clone())).unwrap();
+        connections.clients().get(&kubegql::clients::cache::CacheKey::cluster(id.clone())).unwrap();
     })
     .await;
     let cold = measure(11, 20, || async {

@@ -1,14 +1,12 @@
 //! The one authorization policy (SECURITY.md): what each role may do. GraphQL fields carry a
-//! `RoleGuard`; HTTP routes take the `Authenticated` caller (see `http`) and ask `require`; the
+//! `graphql::RoleGuard` that asks it; HTTP routes take the `Authenticated` caller (see `http`) and ask `require`; the
 //! domain asks `may_impersonate` and `audit_scope`. Tenancy is the other half of the policy:
 //! every service looks objects up with the caller's tenant, and another tenant's object is
 //! NOT_FOUND, as if it did not exist.
 
 use std::cmp::Ordering;
 
-use crate::access::Caller;
 use crate::auth::{Principal, Role};
-use crate::error::{ApiError, ErrorCode};
 
 impl Role {
     /// VIEWER < OPERATOR < ADMIN: each role may do all that the ones below it may.
@@ -69,19 +67,6 @@ pub enum AuditScope {
 pub fn audit_scope(principal: &Principal) -> Result<AuditScope, Denied> {
     require(principal, Role::Operator)?;
     Ok(if principal.role >= Role::Admin { AuditScope::Tenant } else { AuditScope::Own })
-}
-
-/// A GraphQL field guard: the caller must hold at least this role. Runs inside the field's
-/// resolution, so the audit extension records a refused mutation as DENIED.
-pub struct RoleGuard(pub Role);
-
-impl async_graphql::Guard for RoleGuard {
-    async fn check(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<()> {
-        let caller = ctx
-            .data_opt::<Caller>()
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "this request is not authenticated"))?;
-        require(&caller.principal, self.0).map_err(|denied| ApiError::from(denied).into())
-    }
 }
 
 #[cfg(test)]

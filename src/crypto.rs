@@ -15,8 +15,6 @@ use orion::hazardous::stream::xchacha20::XCHACHA_NONCESIZE;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::settings::KeySettings;
-
 const ENVELOPE_VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
@@ -167,18 +165,27 @@ pub enum KeySource {
     Created(PathBuf),
 }
 
-/// Loads the master key from settings. When none is configured and `create_beside` is given (the
-/// database path), a random key file is created there with mode 0600 and used on later starts.
+/// Where the master key comes from: the key itself (base64), or a file holding it; and earlier
+/// keys kept to open what they sealed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyOptions<'a> {
+    pub master_key: Option<&'a str>,
+    pub master_key_file: Option<&'a Path>,
+    pub previous_master_keys: &'a [String],
+}
+
+/// Loads the master key. When none is configured and `create_beside` is given (the database
+/// path), a random key file is created there with mode 0600 and used on later starts.
 pub fn load_cipher(
-    settings: &KeySettings,
+    settings: KeyOptions<'_>,
     create_beside: Option<&Path>,
 ) -> Result<(CredentialCipher, KeySource), CipherError> {
-    if let Some(text) = &settings.master_key {
-        let cipher = CredentialCipher::from_base64(text, &settings.previous_master_keys)?;
+    if let Some(text) = settings.master_key {
+        let cipher = CredentialCipher::from_base64(text, settings.previous_master_keys)?;
         return Ok((cipher, KeySource::Environment));
     }
-    let (path, may_create) = match (&settings.master_key_file, create_beside) {
-        (Some(path), _) => (path.clone(), false),
+    let (path, may_create) = match (settings.master_key_file, create_beside) {
+        (Some(path), _) => (path.to_path_buf(), false),
         (None, Some(beside)) => (default_key_path(beside), true),
         (None, None) => {
             return Err(CipherError::BadKey("no master key: set KUBEGQL_MASTER_KEY or --master-key-file".into()));
@@ -186,14 +193,14 @@ pub fn load_cipher(
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let cipher = CredentialCipher::from_base64(&text, &settings.previous_master_keys)?;
+            let cipher = CredentialCipher::from_base64(&text, settings.previous_master_keys)?;
             Ok((cipher, KeySource::File(path)))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && may_create => {
             let key = CredentialCipher::generate_key_base64()?;
             write_private_file(&path, key.expose_secret())
                 .map_err(|e| CipherError::KeyFile { path: path.clone(), reason: e.to_string() })?;
-            let cipher = CredentialCipher::from_base64(key.expose_secret(), &settings.previous_master_keys)?;
+            let cipher = CredentialCipher::from_base64(key.expose_secret(), settings.previous_master_keys)?;
             Ok((cipher, KeySource::Created(path)))
         }
         Err(err) => Err(CipherError::KeyFile { path, reason: err.to_string() }),
@@ -288,8 +295,8 @@ mod tests {
     fn key_file_is_created_once_with_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("kubegql.db");
-        let settings = KeySettings::default();
-        let (first, source) = load_cipher(&settings, Some(&db)).unwrap();
+        let settings = KeyOptions::default();
+        let (first, source) = load_cipher(settings, Some(&db)).unwrap();
         let path = dir.path().join("kubegql.db.key");
         assert_eq!(source, KeySource::Created(path.clone()));
         #[cfg(unix)]
@@ -298,7 +305,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let (second, source) = load_cipher(&settings, Some(&db)).unwrap();
+        let (second, source) = load_cipher(settings, Some(&db)).unwrap();
         assert_eq!(source, KeySource::File(path));
         assert_eq!(first.current_key_id(), second.current_key_id());
     }

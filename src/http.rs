@@ -677,7 +677,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let hub = &state.watch_hub;
-    let cache = state.resources.connections().clusters().clients();
+    let cache = state.resources.connections().clients();
     let stats = &cache.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {

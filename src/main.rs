@@ -1,12 +1,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use kubegql::clients::cache::{ClientCache, SystemClock};
 use kubegql::clusters::ClusterService;
 use kubegql::settings::{KeySettings, ServeSettings, StoreSettings};
 use kubegql::{graphql, server};
@@ -125,8 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = server::open_store(&store).await?;
             let cipher = Arc::new(server::open_cipher(&keys, &store)?);
             let key_id = cipher.current_key_id().to_owned();
-            let cache = Arc::new(ClientCache::new(Duration::ZERO, Arc::new(SystemClock)));
-            let count = ClusterService::new(db, cipher, cache, Default::default()).reseal_all().await?;
+            let count = ClusterService::new(db, cipher, Default::default()).reseal_all().await?;
             println!("re-sealed {count} cluster(s) under key {key_id}");
         }
     }

@@ -41,7 +41,7 @@ pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Database> {
 /// configured; PostgreSQL is shared by replicas, which must share a key, so it needs one given.
 pub fn open_cipher(keys: &KeySettings, store: &StoreSettings) -> anyhow::Result<CredentialCipher> {
     let beside = sqlite_file(&store.database_url);
-    let (cipher, source) = load_cipher(keys, beside.as_deref()).map_err(|err| {
+    let (cipher, source) = load_cipher(keys.key_options(), beside.as_deref()).map_err(|err| {
         if beside.is_none() && keys.master_key.is_none() && keys.master_key_file.is_none() {
             anyhow::anyhow!("a PostgreSQL store needs KUBEGQL_MASTER_KEY or --master-key-file, shared by every replica")
         } else {
@@ -110,13 +110,17 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let client_cache =
         Arc::new(ClientCache::new(Duration::from_secs(settings.upkeep.client_ttl_secs), Arc::new(SystemClock)));
     let policy = Arc::new(ConnectionPolicy::new(&settings.connection_policy).map_err(anyhow::Error::msg)?);
-    let clusters = ClusterService::new(db.clone(), cipher, client_cache, Arc::clone(&policy));
+    let clusters = ClusterService::new(db.clone(), cipher, Arc::clone(&policy));
     // Listen for other replicas' changes before the bulk load, so none falls between the two.
     let notices = crate::store::notify::listen(&db, &settings.store.database_url).await;
     // Prefetch every cluster record so requests for known clusters never wait on the database.
     let known = clusters.directory().refresh().await?;
     tracing::info!(clusters = known, "cluster directory loaded");
-    let connections = ClusterConnections::new(clusters.clone(), ClientFactory::new(settings.clients.clone(), policy));
+    let connections = ClusterConnections::new(
+        clusters.clone(),
+        ClientFactory::new(settings.clients.clone(), policy),
+        Arc::clone(&client_cache),
+    );
     let upkeep = connections.spawn_upkeep(&settings.upkeep);
     let discovery = Arc::new(DiscoveryCache::new());
     let mut upkeep = upkeep;
@@ -126,7 +130,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let watch_hub = WatchHub::new(settings.watch.clone());
     let auth = Authenticator::new(db.clone());
     if let Some(notices) = notices {
-        upkeep.push(follow_other_replicas(notices, clusters.clone(), auth.clone()));
+        upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));
     }
     let services = |builder: async_graphql::SchemaBuilder<_, _, _>| {
         builder
@@ -171,6 +175,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
 fn follow_other_replicas(
     mut notices: tokio::sync::mpsc::UnboundedReceiver<crate::store::notify::Change>,
     clusters: ClusterService,
+    clients: Arc<ClientCache<kube::Client>>,
     auth: Authenticator,
 ) -> JoinHandle<()> {
     use crate::store::notify::Change;
@@ -188,7 +193,7 @@ fn follow_other_replicas(
                     if let Err(err) = clusters.directory().refresh().await {
                         tracing::warn!(error = %err, "could not refresh the cluster directory");
                     }
-                    clusters.clients().invalidate_all();
+                    clients.invalidate_all();
                 }
             }
         }

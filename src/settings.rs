@@ -36,6 +36,17 @@ pub struct KeySettings {
     pub previous_master_keys: Vec<String>,
 }
 
+impl KeySettings {
+    /// The settings as the crypto layer takes them.
+    pub fn key_options(&self) -> crate::crypto::KeyOptions<'_> {
+        crate::crypto::KeyOptions {
+            master_key: self.master_key.as_deref(),
+            master_key_file: self.master_key_file.as_deref(),
+            previous_master_keys: &self.previous_master_keys,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeSettings {
     /// Address the HTTP server listens on.

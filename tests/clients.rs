@@ -248,9 +248,9 @@ async fn a_deleted_cluster_loses_its_client_at_once() {
     let server = TestServer::start(&db).await;
     let id = create(&server, direct(&cp, "short-lived")).await;
     server.server.connections.client(&id).await.unwrap();
-    assert_eq!(server.server.clusters.clients().len(), 1);
+    assert_eq!(server.server.connections.clients().len(), 1);
     server.gql_ok("mutation($id: ID!) { deleteCluster(id: $id) { id } }", json!({ "id": id })).await;
-    assert_eq!(server.server.clusters.clients().len(), 0, "invalidated on delete");
+    assert_eq!(server.server.connections.clients().len(), 0, "invalidated on delete");
     let body = server.gql(STATUS, json!({ "id": id })).await;
     assert_eq!(first_error(&body).0, "NOT_FOUND");
     assert!(server.server.connections.client(&id).await.is_err());
@@ -287,7 +287,7 @@ async fn a_cached_cluster_costs_no_database_read() {
             connections.client(&id).await.unwrap();
         }
         assert_eq!(server.server.db.query_count(), before, "{backend:?}: no query for a cached cluster");
-        let cache = &server.server.clusters.clients().stats;
+        let cache = &server.server.connections.clients().stats;
         assert_eq!(cache.builds.load(std::sync::atomic::Ordering::Relaxed), 1, "one build, then hits");
 
         // Through GraphQL too, once the token is verified.
@@ -334,7 +334,7 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
     assert_reachable(&status(&server, &id).await);
     server.server.connections.client(&id).await.unwrap();
     server.server.connections.health_check_once().await;
-    assert_eq!(server.server.clusters.clients().len(), 1, "a healthy cluster keeps its client");
+    assert_eq!(server.server.connections.clients().len(), 1, "a healthy cluster keeps its client");
 
     // Stop the proxy: no new connections, and the pooled ones are cut.
     proxy_task.abort();
@@ -343,7 +343,7 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
         tunnel.abort();
     }
     server.server.connections.health_check_once().await;
-    assert_eq!(server.server.clusters.clients().len(), 0, "evicted after a failed check");
+    assert_eq!(server.server.connections.clients().len(), 0, "evicted after a failed check");
     let s = server
         .gql_ok("query($id: ID!) { cluster(id: $id) { status { reachable errorKind } } }", json!({ "id": id }))
         .await;
@@ -380,6 +380,6 @@ async fn in_cluster_mode_follows_a_rotated_token_file() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert_reachable(&last);
-    let builds = server.server.clusters.clients().stats.builds.load(std::sync::atomic::Ordering::Relaxed);
+    let builds = server.server.connections.clients().stats.builds.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(builds, 1, "the same client, with the token re-read");
 }

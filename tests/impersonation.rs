@@ -54,7 +54,7 @@ async fn impersonating_the_limited_user_is_refused_where_its_rbac_says() {
     assert!(ok(&as_master), "{as_master}");
 
     // Clients are cached per identity: the cluster's own, the limited user, and someone.
-    assert_eq!(server.server.clusters.clients().len(), 3);
+    assert_eq!(server.server.connections.clients().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +79,7 @@ async fn only_admins_impersonate_and_are_refused_before_anything_is_sent() {
     let (code, message) = first_error(&body);
     assert_eq!(code, "FORBIDDEN", "{body}");
     assert!(message.contains("only ADMIN"), "{message}");
-    assert_eq!(server.server.clusters.clients().len(), 0, "no client was even built");
+    assert_eq!(server.server.connections.clients().len(), 0, "no client was even built");
 
     // Bad blocks are refused with a clear error.
     let too_many: Vec<(String, String)> =

@@ -4,10 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{Backend, TEST_CA_PEM, TestDb, test_key};
-use kubegql::clients::cache::{ClientCache, SystemClock};
 use kubegql::clusters::{ClusterError, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};
 use kubegql::crypto::{CipherError, CredentialCipher};
 use kubegql::store::Database;
@@ -22,8 +20,7 @@ async fn open(db: &TestDb) -> Database {
 }
 
 fn service_for(db: Database, cipher: Arc<CredentialCipher>) -> ClusterService {
-    let cache = Arc::new(ClientCache::new(Duration::from_secs(60), Arc::new(SystemClock)));
-    ClusterService::new(db, cipher, cache, Default::default())
+    ClusterService::new(db, cipher, Default::default())
 }
 
 fn cipher(key: &str, previous: &[String]) -> Arc<CredentialCipher> {

@@ -178,6 +178,12 @@ impl<V: Clone> ClientCache<V> {
     }
 }
 
+impl<C: Clone + Send + Sync + 'static> crate::clusters::ClusterListener for ClientCache<C> {
+    fn cluster_changed(&self, id: &str) {
+        self.invalidate_cluster(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use kube::Client;
 
-use super::cache::CacheKey;
+use super::cache::{CacheKey, ClientCache};
 use super::{ClientFactory, ClusterStatus, ConnectError, check};
 use crate::access::{Caller, Impersonation, ImpersonationError};
 use crate::clusters::{ClusterError, ClusterService, ClusterSpec, validate};
@@ -53,12 +53,20 @@ impl Default for UpkeepSettings {
 pub struct ClusterConnections {
     clusters: ClusterService,
     factory: ClientFactory,
+    clients: Arc<ClientCache<Client>>,
     statuses: Arc<DashMap<String, ClusterStatus>>,
 }
 
 impl ClusterConnections {
-    pub fn new(clusters: ClusterService, factory: ClientFactory) -> Self {
-        Self { clusters, factory, statuses: Arc::new(DashMap::new()) }
+    /// The connections to `clusters`' clusters, kept in `clients`, which is told of every
+    /// change to a cluster record.
+    pub fn new(clusters: ClusterService, factory: ClientFactory, clients: Arc<ClientCache<Client>>) -> Self {
+        clusters.listen(Arc::clone(&clients) as Arc<dyn crate::clusters::ClusterListener>);
+        Self { clusters, factory, clients, statuses: Arc::new(DashMap::new()) }
+    }
+
+    pub fn clients(&self) -> &Arc<ClientCache<Client>> {
+        &self.clients
     }
 
     pub fn clusters(&self) -> &ClusterService {
@@ -91,8 +99,7 @@ impl ClusterConnections {
 
     async fn cached_client(&self, row: &ClusterRow, identity: Option<Impersonation>) -> Result<Client, AccessError> {
         let key = CacheKey { cluster_id: row.id.clone(), identity: identity.as_ref().map(Impersonation::canonical) };
-        self.clusters
-            .clients()
+        self.clients
             .get_or_build(&key, || async {
                 let connect = |error| AccessError::Connect { cluster: row.name.clone(), error };
                 let spec = self.clusters.open(row)?;
@@ -138,7 +145,7 @@ impl ClusterConnections {
 
     fn record(&self, cluster_id: &str, status: ClusterStatus) {
         if !status.reachable {
-            self.clusters.clients().invalidate_cluster(cluster_id);
+            self.clients.invalidate_cluster(cluster_id);
         }
         self.statuses.insert(cluster_id.to_owned(), status);
     }
@@ -164,7 +171,7 @@ impl ClusterConnections {
     pub async fn health_check_once(&self) {
         let timeout = self.factory.connect_timeout() * 2;
         let mut seen = std::collections::HashSet::new();
-        for (key, client) in self.clusters.clients().entries() {
+        for (key, client) in self.clients.entries() {
             if !seen.insert(key.cluster_id.clone()) {
                 continue;
             }
@@ -183,7 +190,7 @@ impl ClusterConnections {
         let health = every(settings.health_check_interval_secs, move || {
             let this = this.clone();
             async move {
-                this.clusters.clients().purge_expired();
+                this.clients.purge_expired();
                 this.health_check_once().await;
             }
         });

@@ -17,7 +17,6 @@ use tokio::sync::broadcast;
 
 use self::directory::ClusterDirectory;
 use self::policy::{ConnectionPolicy, PolicyError};
-use crate::clients::cache::ClientCache;
 use crate::crypto::{CipherError, CredentialCipher, SealContext};
 use crate::store::clusters::ClusterRow;
 use crate::store::notify::Change;
@@ -177,20 +176,33 @@ pub struct ClusterService {
     cipher: Arc<CredentialCipher>,
     changes: broadcast::Sender<ClusterChange>,
     directory: Arc<ClusterDirectory>,
-    clients: Arc<ClientCache<kube::Client>>,
+    listeners: Arc<std::sync::RwLock<Vec<Arc<dyn ClusterListener>>>>,
     policy: Arc<ConnectionPolicy>,
 }
 
+/// What must forget a cluster the moment its record changes (a cache of its clients): told
+/// synchronously, before the change returns or is announced, for this process's own writes and
+/// for other replicas' notices.
+pub trait ClusterListener: Send + Sync {
+    fn cluster_changed(&self, id: &str);
+}
+
 impl ClusterService {
-    pub fn new(
-        db: Database,
-        cipher: Arc<CredentialCipher>,
-        clients: Arc<ClientCache<kube::Client>>,
-        policy: Arc<ConnectionPolicy>,
-    ) -> Self {
+    pub fn new(db: Database, cipher: Arc<CredentialCipher>, policy: Arc<ConnectionPolicy>) -> Self {
         let (changes, _) = broadcast::channel(256);
         let directory = Arc::new(ClusterDirectory::new(db.clone()));
-        Self { db, cipher, changes, directory, clients, policy }
+        Self { db, cipher, changes, directory, listeners: Default::default(), policy }
+    }
+
+    /// Adds a listener, told of every later change.
+    pub fn listen(&self, listener: Arc<dyn ClusterListener>) {
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+    }
+
+    fn tell_listeners(&self, id: &str) {
+        for listener in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            listener.cluster_changed(id);
+        }
     }
 
     pub fn policy(&self) -> &Arc<ConnectionPolicy> {
@@ -199,10 +211,6 @@ impl ClusterService {
 
     pub fn directory(&self) -> &ClusterDirectory {
         &self.directory
-    }
-
-    pub fn clients(&self) -> &Arc<ClientCache<kube::Client>> {
-        &self.clients
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {
@@ -229,7 +237,7 @@ impl ClusterService {
         // The record as known before the reload names the tenant of a deleted cluster.
         let before = self.directory.get(id).await?;
         let exists = self.directory.reload(id).await?;
-        self.clients.invalidate_cluster(id);
+        self.tell_listeners(id);
         let kind = if exists { ClusterChangeKind::Updated } else { ClusterChangeKind::Deleted };
         let Some(row) = (if exists { self.directory.get(id).await? } else { before }) else {
             return Ok(());
@@ -290,7 +298,7 @@ impl ClusterService {
             return Err(ClusterError::NotFound(current.id.clone()));
         }
         self.directory.put_if_newer(row.clone());
-        self.clients.invalidate_cluster(&row.id);
+        self.tell_listeners(&row.id);
         tracing::info!(cluster = %row.id, name = %row.name, "cluster updated");
         self.announce(ClusterChangeKind::Updated, &row).await;
         Ok(row)
@@ -310,7 +318,7 @@ impl ClusterService {
 
     fn forget(&self, id: &str) {
         self.directory.remove(id);
-        self.clients.invalidate_cluster(id);
+        self.tell_listeners(id);
     }
 
     /// The stored spec with its credentials opened.

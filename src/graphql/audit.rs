@@ -13,11 +13,12 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
+use super::RoleGuard;
 use super::data;
 use crate::access::Caller;
 use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
-use crate::authz::{AuditScope, RoleGuard, audit_scope};
+use crate::authz::{AuditScope, audit_scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::PageRequest;
 use crate::settings::ApiLimits;

@@ -11,10 +11,10 @@ use futures_util::{Stream, StreamExt};
 use secrecy::SecretString;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::RoleGuard;
 use super::resources::{self, ApiResourceInfo, ListArgs, Resource, ResourceConnection};
 use super::{data, principal};
 use crate::auth::Role;
-use crate::authz::RoleGuard;
 use crate::clients::connections::ClusterConnections;
 use crate::clients::{ClusterStatus, ConnectError};
 use crate::clusters::{ClusterChangeKind, ClusterPatch, ClusterService, ClusterSpec, ConnectionMode};

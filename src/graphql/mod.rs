@@ -86,6 +86,19 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, ApiError
     caller(ctx).map(|c| &c.principal)
 }
 
+/// A GraphQL field guard: the caller must hold at least this role. Runs inside the field's
+/// resolution, so the audit extension records a refused mutation as DENIED.
+pub struct RoleGuard(pub Role);
+
+impl async_graphql::Guard for RoleGuard {
+    async fn check(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<()> {
+        let caller = ctx
+            .data_opt::<Caller>()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "this request is not authenticated"))?;
+        crate::authz::require(&caller.principal, self.0).map_err(|denied| ApiError::from(denied).into())
+    }
+}
+
 pub(crate) fn data<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a T, ApiError> {
     ctx.data_opt::<T>().ok_or_else(|| ApiError::internal("schema data missing"))
 }

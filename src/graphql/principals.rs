@@ -5,9 +5,9 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
+use super::RoleGuard;
 use super::data;
 use crate::auth::{PrincipalKind, Role};
-use crate::authz::RoleGuard;
 use crate::error::ApiError;
 use crate::pagination::PageRequest;
 use crate::principals::PrincipalService;

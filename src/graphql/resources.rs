@@ -8,11 +8,11 @@ use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use k8s_openapi::api::core::v1::Event;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
+use super::RoleGuard;
 pub use super::object::Resource;
 use super::object::{Meta, ObjectMeta, Origin, WholeObject, to_chrono};
 use super::{caller, data};
 use crate::auth::Role;
-use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
 use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService};

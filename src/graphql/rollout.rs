@@ -7,10 +7,10 @@ use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
 use futures_util::{Stream, StreamExt};
 use kube::api::DynamicObject;
 
+use super::RoleGuard;
 use super::object::Resource;
 use super::{caller, data, principal};
 use crate::auth::Role;
-use crate::authz::RoleGuard;
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::ResourceService;
 use crate::resources::rollout::{Revision, Workload, status_of};
