@@ -8,6 +8,7 @@
 //! bounded `Coalescer`, paced by its own rate limit and its principal's budget.
 
 pub mod coalesce;
+pub mod state;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -24,7 +25,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use tokio::sync::{RwLock, broadcast};
 
-use self::coalesce::{Coalescer, ObjectKey, WatchEvent, WatchEventType, object_key};
+use self::coalesce::{Coalescer, WatchEvent, WatchEventType};
+use self::state::WatchState;
 
 /// Limits of live subscriptions.
 #[derive(clap::Args, Debug, Clone)]
@@ -77,11 +79,9 @@ pub struct WatchKey {
     pub field_selector: Option<String>,
 }
 
-type Store = HashMap<ObjectKey, Arc<DynamicObject>>;
-
 struct Upstream {
     events: broadcast::Sender<WatchEvent>,
-    store: Arc<RwLock<Store>>,
+    store: Arc<RwLock<WatchState>>,
     /// How many objects the store holds, readable without its lock.
     held: Arc<AtomicUsize>,
     subscribers: usize,
@@ -227,7 +227,7 @@ impl WatchHub {
             let state = store.read().await;
             let receiver = events.subscribe();
             let snapshot: Vec<Arc<DynamicObject>> =
-                if options.send_initial_state { state.values().cloned().collect() } else { Vec::new() };
+                if options.send_initial_state { state.objects().values().cloned().collect() } else { Vec::new() };
             (receiver, snapshot)
         };
         let mut coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
@@ -314,7 +314,7 @@ struct SubscriberState {
     coalescer: Coalescer,
     limiter: DefaultDirectRateLimiter,
     budget: Arc<DefaultDirectRateLimiter>,
-    store: Arc<RwLock<Store>>,
+    store: Arc<RwLock<WatchState>>,
     held: Arc<AtomicUsize>,
     spare: usize,
     resend_state: bool,
@@ -370,8 +370,8 @@ impl SubscriberState {
                     if event.kind == WatchEventType::Resync && self.resend_state {
                         // Rebuild the view: everything current follows the RESYNC as ADDED.
                         let state = self.store.read().await;
-                        self.coalescer.set_capacity(state.len() + self.spare);
-                        for object in state.values() {
+                        self.coalescer.set_capacity(state.objects().len() + self.spare);
+                        for object in state.objects().values() {
                             if (self.accept)(WatchEventType::Added) {
                                 self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(Arc::clone(object)) });
                             }
@@ -387,7 +387,7 @@ impl SubscriberState {
 
 fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
     let (events, _) = broadcast::channel(4096);
-    let store: Arc<RwLock<Store>> = Arc::default();
+    let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
     let api: Api<DynamicObject> = match &key.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &resource),
@@ -405,57 +405,16 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
         let what = format!("{}/{} {:?}", key.cluster_id, key.kind, key.namespace);
         tokio::spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
-            let mut relist: Option<Store> = None;
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(watcher::Event::Init) => relist = Some(Store::new()),
-                    Ok(watcher::Event::InitApply(object)) => {
-                        if let Some(buffer) = relist.as_mut() {
-                            buffer.insert(object_key(&object), Arc::new(object));
-                        }
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        let fresh = relist.take().unwrap_or_default();
+                    Ok(event) => {
+                        // Changed and sent under the write lock, so a subscriber's snapshot
+                        // (taken under the read lock) neither overlaps nor misses an event.
                         let mut state = store.write().await;
-                        for (key, old) in state.iter() {
-                            if !fresh.contains_key(key) {
-                                let _ = events
-                                    .send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::clone(old)) });
-                            }
+                        for event in state.apply(event) {
+                            let _ = events.send(event);
                         }
-                        for (key, new) in &fresh {
-                            let kind = match state.get(key) {
-                                None => Some(WatchEventType::Added),
-                                Some(old) if old.metadata.resource_version != new.metadata.resource_version => {
-                                    Some(WatchEventType::Modified)
-                                }
-                                Some(_) => None,
-                            };
-                            if let Some(kind) = kind {
-                                let _ = events.send(WatchEvent { kind, object: Some(Arc::clone(new)) });
-                            }
-                        }
-                        *state = fresh;
-                        held.store(state.len(), Ordering::Relaxed);
-                    }
-                    Ok(watcher::Event::Apply(object)) => {
-                        let object = Arc::new(object);
-                        let mut state = store.write().await;
-                        let previous = state.insert(object_key(&object), Arc::clone(&object));
-                        held.store(state.len(), Ordering::Relaxed);
-                        let kind = match previous {
-                            None => WatchEventType::Added,
-                            Some(old) if old.metadata.resource_version == object.metadata.resource_version => continue,
-                            Some(_) => WatchEventType::Modified,
-                        };
-                        let _ = events.send(WatchEvent { kind, object: Some(object) });
-                    }
-                    Ok(watcher::Event::Delete(object)) => {
-                        let mut state = store.write().await;
-                        state.remove(&object_key(&object));
-                        held.store(state.len(), Ordering::Relaxed);
-                        let _ =
-                            events.send(WatchEvent { kind: WatchEventType::Deleted, object: Some(Arc::new(object)) });
+                        held.store(state.objects().len(), Ordering::Relaxed);
                     }
                     Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
                 }
