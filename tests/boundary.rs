@@ -111,13 +111,7 @@ async fn every_field_and_route_keeps_other_tenants_out() {
     kube::Api::<ConfigMap>::namespaced(admin.clone(), &namespace).create(&Default::default(), &victim).await.unwrap();
 
     // Tenant `default`: a cluster on the control plane, a principal with a token.
-    let input = json!({ "name": "a-cluster", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let cluster = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await["createCluster"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cluster = server.control_plane_cluster(&cp, "a-cluster", json!({})).await;
     let (principal, _) = server.principal("alice", "OPERATOR").await;
     let tokens =
         server.gql_ok("{ principals { edges { node { id apiTokens { edges { node { id } } } } } } }", json!({})).await;

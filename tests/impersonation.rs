@@ -13,12 +13,7 @@ const NAMESPACES: &str =
     "query($id: ID!) { cluster(id: $id) { namespaces(first: 5) { edges { node { metadata { name } } } } } }";
 
 async fn cluster(server: &TestServer, cp: &ControlPlane, name: &str, impersonate_caller: bool) -> String {
-    let input = json!({ "name": name, "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token,
-                        "caData": cp.ca_pem(), "impersonateCaller": impersonate_caller });
-    let data = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await;
-    data["createCluster"]["id"].as_str().unwrap().to_owned()
+    server.control_plane_cluster(cp, name, json!({ "impersonateCaller": impersonate_caller })).await
 }
 
 fn ok(body: &Value) -> bool {

@@ -19,11 +19,7 @@ async fn setup() -> (TestDb, TestServer, String, String) {
     let client = cp.client("admin").await;
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let input = json!({ "name": "pf", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await;
-    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let id = server.control_plane_cluster(&cp, "pf", json!({})).await;
     let ns = unique_namespace("pf");
     ready_namespace(&client, &ns).await;
     let pods: Api<Pod> = Api::namespaced(client, &ns);

@@ -16,15 +16,7 @@ use serde_json::{Value, json};
 async fn server_with_cluster(cp: &ControlPlane) -> (TestDb, TestServer, String) {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let input = json!({ "name": "local", "mode": "DIRECT", "apiServerUrl": cp.api_url,
-                        "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server
-        .gql_ok(
-            "mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }",
-            json!({ "input": input }),
-        )
-        .await;
-    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let id = server.control_plane_cluster(cp, "local", json!({})).await;
     (db, server, id)
 }
 

@@ -15,11 +15,7 @@ async fn setup() -> (TestDb, TestServer, String, kube::Client) {
     let cp = ControlPlane::get();
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let input = json!({ "name": "rollouts", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await;
-    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let id = server.control_plane_cluster(&cp, "rollouts", json!({})).await;
     (db, server, id, cp.client("admin").await)
 }
 

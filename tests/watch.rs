@@ -28,11 +28,7 @@ async fn setup(
     let mut settings = settings_for(&db);
     settings_change(&mut settings);
     let server = TestServer::start_with(settings).await;
-    let input = json!({ "name": "watch", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let data = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await;
-    let id = data["createCluster"]["id"].as_str().unwrap().to_owned();
+    let id = server.control_plane_cluster(&cp, "watch", json!({})).await;
     let client = cp.client("admin").await;
     let ns = unique_namespace("watch");
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -218,7 +214,9 @@ async fn sse_and_both_websocket_protocols_deliver_the_same_events() {
     let mut over_sse = sse(&server, &server.token, vars.clone()).await.unwrap();
     let mut modern = websocket(&server, "graphql-transport-ws", vars.clone()).await;
     let mut legacy = websocket(&server, "graphql-ws", vars.clone()).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let hub = std::sync::Arc::clone(&server.server.watch_hub);
+    common::eventually("three subscriptions", Duration::from_secs(20), || async { hub.subscription_count() == 3 })
+        .await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     // The ADDED is awaited before the change and the delete (changes queued faster than a
     // subscriber reads are coalesced, by design), and the change has time to arrive if the
@@ -269,7 +267,8 @@ async fn bad_subscriptions_get_clear_errors() {
     // Past the per-principal cap: RATE_LIMITED.
     let _one = sse(&server, &server.token, base.clone()).await.unwrap();
     let _two = sse(&server, &server.token, base.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hub = std::sync::Arc::clone(&server.server.watch_hub);
+    common::eventually("two subscriptions", Duration::from_secs(20), || async { hub.subscription_count() == 2 }).await;
     assert_eq!(error_of(sse(&server, &server.token, base.clone()).await).await, "RATE_LIMITED");
 }
 

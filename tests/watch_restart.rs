@@ -17,13 +17,7 @@ async fn the_subscription_continues_across_an_api_server_restart() {
     let cp = ControlPlane::get();
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let input = json!({ "name": "restart", "mode": "DIRECT", "apiServerUrl": cp.api_url, "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
-    let id = server
-        .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
-        .await["createCluster"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.control_plane_cluster(&cp, "restart", json!({})).await;
     let client = cp.client("admin").await;
     let ns = unique_namespace("restart");
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -51,7 +45,8 @@ async fn the_subscription_continues_across_an_api_server_restart() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let hub = std::sync::Arc::clone(&server.server.watch_hub);
+    common::eventually("the upstream watch", Duration::from_secs(20), || async { hub.upstream_count() == 1 }).await;
     configmaps.create(&PostParams::default(), &cm("before")).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
     assert_eq!(first, ("ADDED".to_owned(), "before".to_owned()));

@@ -224,8 +224,35 @@ impl TestServer {
         body["data"].clone()
     }
 
+    /// Registers the test control plane as a DIRECT cluster (its admin token and CA) with any
+    /// extra input fields, and returns the cluster's id.
+    pub async fn control_plane_cluster(&self, cp: &control_plane::ControlPlane, name: &str, extra: Value) -> String {
+        let mut input = json!({ "name": name, "mode": "DIRECT", "apiServerUrl": cp.api_url,
+                                "bearerToken": cp.admin_token, "caData": cp.ca_pem() });
+        if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
+            input.extend(extra.clone());
+        }
+        let data = self
+            .gql_ok("mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }", json!({ "i": input }))
+            .await;
+        data["createCluster"]["id"].as_str().expect("a cluster id").to_owned()
+    }
+
     pub async fn cluster_count(&self) -> i64 {
         self.server.db.count_clusters().await.unwrap()
+    }
+}
+
+/// Polls `condition` until it holds; fails naming `what` once `within` has passed.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
