@@ -1,0 +1,100 @@
+//! Who is calling: the `Authenticated` extractor (bearer token, impersonation headers, request
+//! id) that every plain HTTP route takes, and the failures it answers with.
+
+use super::*;
+
+pub(super) fn auth_failure(err: AuthError) -> Response {
+    match err {
+        AuthError::Store(store) => {
+            tracing::error!(error = %store, "token lookup failed");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "database unavailable")
+        }
+        other => error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, other.to_string()),
+    }
+}
+
+/// The request's id: the client's `X-Request-Id` when it is a sensible one, else a new UUID.
+pub(super) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The `Impersonate-*` headers of a request, as Kubernetes itself reads them (`kubectl --as`,
+/// `--as-group`, `--as-uid`, and `Impersonate-Extra-<key>`). Whether the caller may use them is
+/// decided where a cluster is reached, so that an attempted mutation is still audited.
+// The error is the HTTP answer itself, returned at once by the handler; it is not carried around.
+#[allow(clippy::result_large_err)]
+pub(super) fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, Response> {
+    let text = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let user = text("impersonate-user").into_iter().next();
+    let groups = text("impersonate-group");
+    let uid = text("impersonate-uid").into_iter().next();
+    let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
+            && let Ok(value) = value.to_str()
+        {
+            extra.entry(key.to_owned()).or_default().push(value.to_owned());
+        }
+    }
+    match user {
+        Some(user) => Ok(Some(Impersonation { user, groups, uid, extra })),
+        None if groups.is_empty() && uid.is_none() && extra.is_empty() => Ok(None),
+        None => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "Impersonate-Group, Impersonate-Uid and Impersonate-Extra-* need Impersonate-User",
+        )),
+    }
+}
+
+/// The authenticated caller of a plain HTTP request, as an extractor: the bearer token of the
+/// `Authorization` header or, on a WebSocket upgrade (a browser cannot set headers there), of
+/// the Kubernetes bearer subprotocol; with the `Impersonate-*` headers and the request id. What
+/// the caller may then do is asked of `authz`. A refusal is the HTTP answer to send (401, or 400
+/// for malformed impersonation headers), before any other work.
+pub struct Authenticated(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let upgrade = parts
+            .headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let protocol_token = if upgrade { token_from_protocols(&parts.headers) } else { None };
+        authenticate_with(state, &parts.headers, protocol_token.as_deref()).await.map(Authenticated)
+    }
+}
+
+/// The caller named by the `Authorization` header, or by `other_token` when there is none.
+pub(super) async fn authenticate_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    other_token: Option<&str>,
+) -> Result<Caller, Response> {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).or(other_token);
+    let principal = state.auth.authenticate(token).await.map_err(auth_failure)?;
+    let impersonation = impersonation_headers(headers)?;
+    Ok(Caller { principal, impersonation, request_id: request_id(headers) })
+}
+
+/// Browsers cannot set headers on a WebSocket; as with the Kubernetes API server, they may send
+/// the token as a subprotocol: `base64url.bearer.authorization.k8s.io.<base64url(token)>`.
+pub(super) const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+pub(super) fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    let encoded = offered.split(',').map(str::trim).find_map(|p| p.strip_prefix(TOKEN_PROTOCOL_PREFIX))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?;
+    String::from_utf8(bytes).ok()
+}

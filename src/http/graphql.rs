@@ -1,0 +1,191 @@
+//! The GraphQL transports: POST and GET `/graphql`, Server-Sent Events on `/graphql/stream`,
+//! both WebSocket subprotocols on `/graphql/ws`, and the GraphiQL page.
+
+use super::*;
+
+pub(super) fn respond(mut batch: BatchResponse) -> Response {
+    match &mut batch {
+        BatchResponse::Single(response) => ensure_codes(response),
+        BatchResponse::Batch(responses) => responses.iter_mut().for_each(ensure_codes),
+    }
+    match batch_json(&batch) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "a response could not be written");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the response could not be written")
+        }
+    }
+}
+
+pub(super) async fn graphql_post(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(rejection) => {
+            return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text());
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not a GraphQL request: {err}"),
+            );
+        }
+    };
+    let id = caller.request_id.clone();
+    let mut batch = batch.data(caller).data(RawJsonOutput);
+    let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
+    with_request_id(respond(schema.execute_batch(batch).await), &id)
+}
+
+/// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
+pub(super) async fn graphql_get(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let request = match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(err) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, err.to_string());
+        }
+    };
+    let mut request = request;
+    if let Ok(document) = request.parsed_query() {
+        let mutates = document.operations.iter().any(|(_, op)| op.node.ty != OperationType::Query);
+        if mutates {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::BadUserInput,
+                "only queries may be sent with GET; use POST",
+            );
+            response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return response;
+        }
+    }
+    let id = caller.request_id.clone();
+    // Only queries get here: a document that does not parse goes to the audited schema, which
+    // reports the error.
+    let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
+    with_request_id(respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await)), &id)
+}
+
+/// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
+/// as `next` events, then `complete`. Subscriptions stream for as long as the client stays.
+pub(super) async fn graphql_sse(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not a GraphQL request: {err}"),
+            );
+        }
+    };
+    let id = caller.request_id.clone();
+    let mut request = request;
+    let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
+    let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
+        ensure_codes(&mut response);
+        let body = response_json(&response).ok().and_then(|body| String::from_utf8(body).ok());
+        let event = match body {
+            Some(body) => Event::default().event("next").data(body),
+            None => Event::default().event("next").data(
+                r#"{"errors":[{"message":"the response could not be written","extensions":{"code":"INTERNAL"}}]}"#,
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });
+    let sse = Sse::new(results.chain(complete)).keep_alive(KeepAlive::default());
+    with_request_id(sse.into_response(), &id)
+}
+
+/// An impersonation block in a WebSocket `connection_init` payload:
+/// `{"impersonate": {"user": "…", "groups": ["…"], "uid": "…", "extra": {"k": ["v"]}}}`.
+pub(super) fn init_payload_impersonation(payload: &serde_json::Value) -> Result<Option<Impersonation>, String> {
+    let Some(block) = payload.get("impersonate") else { return Ok(None) };
+    #[derive(serde::Deserialize)]
+    struct Block {
+        user: String,
+        #[serde(default)]
+        groups: Vec<String>,
+        uid: Option<String>,
+        #[serde(default)]
+        extra: std::collections::BTreeMap<String, Vec<String>>,
+    }
+    let block: Block = serde_json::from_value(block.clone()).map_err(|e| format!("impersonate: {e}"))?;
+    Ok(Some(Impersonation { user: block.user, groups: block.groups, uid: block.uid, extra: block.extra }))
+}
+
+/// The token a WebSocket client sends in `connection_init`: `{"Authorization": "Bearer …"}`
+/// (what GraphiQL sends from its headers pane) or `{"token": "…"}`.
+pub(super) fn init_payload_token(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case("authorization")
+            && let Some(token) = value.as_str().and_then(bearer_token)
+        {
+            return Some(token.to_owned());
+        }
+    }
+    object.get("token").and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+pub(super) async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_token =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).map(str::to_owned);
+    let header_impersonation = match impersonation_headers(&headers) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let connection_id = request_id(&headers);
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        let auth = state.auth.clone();
+        GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                let token = init_payload_token(&payload).or(header_token);
+                let principal = auth
+                    .authenticate(token.as_deref())
+                    .await
+                    .map_err(|err| async_graphql::Error::new(err.to_string()))?;
+                let impersonation = match init_payload_impersonation(&payload) {
+                    Ok(Some(found)) => Some(found),
+                    Ok(None) => header_impersonation,
+                    Err(message) => return Err(async_graphql::Error::new(message)),
+                };
+                let mut data = Data::default();
+                data.insert(Caller { principal, impersonation, request_id: connection_id });
+                Ok(data)
+            })
+            .serve()
+    })
+}
+
+pub(super) async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("kubegql").finish())
+}

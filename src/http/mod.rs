@@ -1,0 +1,151 @@
+//! The HTTP surface: the router and its layers (body limits, tracing), built from one list of
+//! routes, and the API error as an HTTP answer. Each kind of route has its module: `auth` (the
+//! `Authenticated` extractor every plain route takes), `graphql` (POST/GET `/graphql`, SSE,
+//! WebSocket, GraphiQL), `resources` (`/apply`), `tunnels` (port-forward, attach) and
+//! `operations` (`/metrics`, `/readyz`). Authentication happens before any other work, so an
+//! unauthenticated request costs one token lookup and gets HTTP 401.
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Data};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{MethodRouter, get, post};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::access::{Caller, Impersonation};
+use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
+use crate::auth::{AuthError, Authenticator, bearer_token};
+use crate::error::{ErrorCode, ensure_codes};
+use crate::graphql::raw::{RawJsonOutput, batch_json, response_json};
+use crate::graphql::{AppSchema, reads_only};
+use crate::resources::ResourceService;
+use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
+use crate::store::Database;
+
+mod auth;
+mod graphql;
+mod operations;
+mod resources;
+mod tunnels;
+
+pub use auth::Authenticated;
+use auth::*;
+use graphql::*;
+use operations::*;
+use resources::*;
+use tunnels::*;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The schema with the audit extension: every request that may mutate runs on it.
+    pub schema: AppSchema,
+    /// The same schema without it, for documents that hold no mutation.
+    pub reads: AppSchema,
+    pub auth: Authenticator,
+    pub db: Database,
+    pub resources: ResourceService,
+    pub audit: AuditRecorder,
+    pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
+}
+
+/// Every route of the server, in one list: the router is built from it, and the boundary test
+/// (tests/boundary.rs) checks it knows each one, so a new route cannot slip past it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/graphql", get(graphql_get).post(graphql_post)),
+        ("/graphql/ws", get(graphql_ws)),
+        ("/graphql/stream", post(graphql_sse)),
+        ("/graphiql", get(graphiql)),
+        ("/api/v1/clusters/{id}/apply", post(apply_endpoint)),
+        ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),
+        ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint)),
+        ("/healthz", get(|| async { "ok" })),
+        ("/readyz", get(readyz)),
+        ("/metrics", get(metrics)),
+    ]
+}
+
+/// The paths the router serves.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            refuse_declared_oversize(request, next, max_body_bytes)
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it; bodies
+/// without a length (chunked) are cut at the limit by `DefaultBodyLimit` while they are read.
+async fn refuse_declared_oversize(request: Request, next: Next, max: usize) -> Response {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> Response {
+    let mut response = error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BadUserInput,
+        "the request body is larger than this server accepts",
+    );
+    // The unread body makes the connection unusable for another request.
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
+}
+
+/// A GraphQL-shaped error body with an HTTP status, for failures before execution.
+fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }] });
+    let mut response = (status, Json(body)).into_response();
+    if code == ErrorCode::Unauthenticated {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// The API error as an HTTP answer: the status its code means, and a GraphQL-shaped body.
+impl IntoResponse for crate::error::ApiError {
+    fn into_response(self) -> Response {
+        error_response(status_of(self.code), self.code, self.message)
+    }
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::ClusterUnreachable => StatusCode::BAD_GATEWAY,
+        ErrorCode::CursorExpired => StatusCode::GONE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn with_request_id(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

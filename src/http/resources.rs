@@ -1,0 +1,136 @@
+//! Plain-HTTP resource endpoints: `POST /api/v1/clusters/{id}/apply`, behind the same audit
+//! record and role check as the mutations.
+
+use super::*;
+
+/// Query parameters of `POST /api/v1/clusters/{id}/apply`, named as the GraphQL arguments.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ApplyQuery {
+    namespace: Option<String>,
+    field_manager: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    dry_run: bool,
+    field_validation: Option<FieldValidation>,
+    on_error: Option<OnError>,
+}
+
+/// Runs an OPERATOR action of a plain HTTP endpoint behind its audit record, as the audit
+/// extension does for mutations: the record is written first (the action is refused when it
+/// cannot be), a VIEWER is refused, and the record is completed with the outcome. An error comes
+/// back as the HTTP answer to send.
+pub(super) async fn audited<T, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    entry: AuditEntry,
+    action: impl FnOnce() -> Fut,
+) -> Result<T, Response>
+where
+    Fut: std::future::Future<Output = Result<T, crate::error::ApiError>>,
+{
+    let field = entry.field.clone();
+    let pending = match state.audit.begin(Some(caller), entry).await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, field, "audit record could not be written; refusing the action");
+            return Err(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the action was refused: its audit record could not be written",
+            ));
+        }
+    };
+    let outcome = match crate::authz::require(&caller.principal, crate::auth::Role::Operator) {
+        Err(denied) => Err(crate::error::ApiError::from(denied)),
+        Ok(()) => action().await,
+    };
+    let (audit_outcome, code) = match &outcome {
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
+    };
+    if let Err(err) = state.audit.finish(pending, audit_outcome, code).await {
+        tracing::error!(error = %err, "audit record could not be completed");
+    }
+    outcome.map_err(IntoResponse::into_response)
+}
+
+/// `kubectl apply --server-side` over plain HTTP: `curl --data-binary @app.yaml`. The same code
+/// path, authentication and audit record as the `apply` mutation; the JSON answer has the
+/// mutation's shape.
+pub(super) async fn apply_endpoint(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    axum::extract::Path(cluster_id): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let id = caller.request_id.clone();
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(rejection) => {
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
+        }
+    };
+    let text = match body {
+        Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => text,
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadUserInput,
+                    "the manifest is not UTF-8 text",
+                );
+            }
+        },
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
+    };
+    let options = ApplyOptions {
+        namespace: query.namespace,
+        field_manager: query.field_manager.unwrap_or_else(|| crate::graphql::DEFAULT_FIELD_MANAGER.to_owned()),
+        force: query.force,
+        dry_run: query.dry_run,
+        field_validation: query.field_validation.unwrap_or_default(),
+        on_error: query.on_error.unwrap_or_default(),
+    };
+    let entry = AuditEntry {
+        operation: Some("POST /api/v1/clusters/{id}/apply".into()),
+        field: "apply".into(),
+        cluster_id: Some(cluster_id.clone()),
+        verb: Some("PATCH".into()),
+        namespace: options.namespace.clone(),
+        dry_run: options.dry_run,
+        arguments: json!({
+            "clusterId": cluster_id, "manifest": text, "namespace": options.namespace,
+            "fieldManager": options.field_manager, "force": options.force, "dryRun": options.dry_run,
+        }),
+        ..Default::default()
+    };
+    let outcome = audited(&state, &caller, entry, || async {
+        state.resources.apply(&caller, &cluster_id, &text, &options).await.map_err(crate::error::ApiError::from)
+    })
+    .await;
+    let response = match outcome {
+        Ok(documents) => {
+            let failed = documents.iter().filter(|d| d.error.is_some()).count();
+            let succeeded = documents.iter().filter(|d| d.action.is_some()).count();
+            let documents: Vec<serde_json::Value> = documents
+                .iter()
+                .map(|d| {
+                    let mut value = serde_json::to_value(d).unwrap_or_default();
+                    value["error"] = match d.error.as_deref().map(crate::error::ApiError::from) {
+                        Some(api) => json!({ "code": api.code.as_str(), "message": api.message }),
+                        None => serde_json::Value::Null,
+                    };
+                    value
+                })
+                .collect();
+            Json(json!({ "dryRun": options.dry_run, "succeeded": succeeded, "failed": failed, "documents": documents }))
+                .into_response()
+        }
+        Err(response) => response,
+    };
+    with_request_id(response, &id)
+}
