@@ -133,11 +133,12 @@ impl Cluster {
         after: Option<String>,
         label_selector: Option<String>,
     ) -> async_graphql::Result<ResourceConnection> {
-        let query = ListQuery { namespace: None, label_selector, field_selector: None };
+        let query = ListQuery { label_selector, field_selector: None };
         let args = ListArgs {
             group: String::new(),
             version: Some("v1".into()),
             kind: "Namespace".into(),
+            namespace: None,
             query,
             first,
             after,
@@ -161,9 +162,10 @@ impl Cluster {
         after: Option<String>,
     ) -> async_graphql::Result<ResourceConnection> {
         principal(ctx)?;
-        let query = ListQuery { namespace, label_selector, field_selector };
+        let query = ListQuery { label_selector, field_selector };
         let group = group.unwrap_or_default();
-        resources::list_resources(ctx, &self.0.id, ListArgs { group, version, kind, query, first, after }).await
+        resources::list_resources(ctx, &self.0.id, ListArgs { group, version, kind, namespace, query, first, after })
+            .await
     }
 
     /// The rollout of a Deployment, StatefulSet or DaemonSet (`kubectl rollout status|history`).

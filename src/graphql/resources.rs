@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use k8s_openapi::api::core::v1::Event;
-use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use kube::discovery::Scope;
 
 use super::RoleGuard;
 pub use super::object::Resource;
@@ -15,7 +15,7 @@ use super::{caller, data};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{PageRequest, encode_cursor};
-use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService};
+use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService, Target};
 use crate::settings::ApiLimits;
 
 /// Extra facts about a Kubernetes list page.
@@ -66,6 +66,8 @@ pub struct ListArgs {
     pub group: String,
     pub version: Option<String>,
     pub kind: String,
+    /// Absent: all namespaces.
+    pub namespace: Option<String>,
     pub query: ListQuery,
     pub first: Option<i32>,
     pub after: Option<String>,
@@ -76,20 +78,17 @@ pub async fn list_resources(
     cluster_id: &str,
     args: ListArgs,
 ) -> async_graphql::Result<ResourceConnection> {
-    let reader = data::<ResourceService>(ctx)?;
     let limits = data::<ApiLimits>(ctx)?;
-    let caller = caller(ctx)?;
-    let mut query = args.query;
-    let (target, namespace) =
-        resolve_kind(ctx, cluster_id, &args.group, args.version.as_deref(), &args.kind, query.namespace.take()).await?;
-    query.namespace = namespace.clone();
-    let resource = &target.0;
+    let query = args.query;
+    let target =
+        resolve_kind(ctx, cluster_id, &args.group, args.version.as_deref(), &args.kind, args.namespace).await?;
+    let resource = &target.resource;
     let scope = scope_of(&[
         cluster_id,
         &resource.group,
         &resource.version,
         &resource.kind,
-        namespace.as_deref().unwrap_or("\0all"),
+        target.namespace().unwrap_or("\0all"),
         query.label_selector.as_deref().unwrap_or(""),
         query.field_selector.as_deref().unwrap_or(""),
     ]);
@@ -98,10 +97,8 @@ pub async fn list_resources(
         // The cursor of a last page: nothing follows it.
         return Ok(ResourceConnection::empty(true));
     }
-    let list = reader
-        .list(caller, cluster_id, &target, &query, page.size, page.after.clone(), reads_metadata_only(ctx))
-        .await
-        .map_err(ApiError::from)?;
+    let list =
+        target.list(&query, page.size, page.after.clone(), reads_metadata_only(ctx)).await.map_err(ApiError::from)?;
     let origin = Origin::new(&resource.api_version, &resource.kind, cluster_id);
     let info = ListInfo { remaining_item_count: list.remaining_item_count, resource_version: list.resource_version };
     let has_next = list.continue_token.is_some();
@@ -121,8 +118,7 @@ fn reads_metadata_only(ctx: &Context<'_>) -> bool {
         .all(|node| node.selection_set().all(|field| METADATA_FIELDS.contains(&field.name())))
 }
 
-/// A kind resolved for the caller through the cluster's discovery, and the namespace scoped to
-/// it: as kubectl does, a namespace given for a cluster-scoped kind is ignored.
+/// A kind of a cluster bound for the caller (see `resources::Target`).
 pub(super) async fn resolve_kind(
     ctx: &Context<'_>,
     cluster_id: &str,
@@ -130,10 +126,8 @@ pub(super) async fn resolve_kind(
     version: Option<&str>,
     kind: &str,
     namespace: Option<String>,
-) -> Result<((ApiResource, ApiCapabilities), Option<String>), ApiError> {
-    let target = data::<ResourceService>(ctx)?.resolve(caller(ctx)?, cluster_id, group, version, kind).await?;
-    let namespace = if target.1.scope == Scope::Cluster { None } else { namespace };
-    Ok((target, namespace))
+) -> Result<Target, ApiError> {
+    Ok(data::<ResourceService>(ctx)?.target(caller(ctx)?, cluster_id, group, version, kind, namespace).await?)
 }
 
 pub async fn get_resource(
@@ -145,17 +139,13 @@ pub async fn get_resource(
     namespace: Option<&str>,
     name: &str,
 ) -> async_graphql::Result<Resource> {
-    let (target, namespace) = resolve_kind(ctx, cluster_id, group, version, kind, namespace.map(str::to_owned)).await?;
-    let namespace = namespace.as_deref();
-    let object = data::<ResourceService>(ctx)?
-        .get(caller(ctx)?, cluster_id, &target, namespace, name)
-        .await
-        .map_err(ApiError::from)?;
+    let target = resolve_kind(ctx, cluster_id, group, version, kind, namespace.map(str::to_owned)).await?;
+    let object = target.get(name).await.map_err(ApiError::from)?;
     let object = object.ok_or_else(|| {
-        let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
-        ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.0.kind))
+        let place = target.namespace().map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+        ApiError::new(ErrorCode::NotFound, format!("{} {name:?} not found{place}", target.resource.kind))
     })?;
-    Ok(Resource::raw(object, Origin::new(&target.0.api_version, &target.0.kind, cluster_id)))
+    Ok(Resource::raw(object, Origin::new(&target.resource.api_version, &target.resource.kind, cluster_id)))
 }
 
 // Serial, as `ObjectMeta`: only `events` waits on the network, and one object's fields gain
@@ -338,7 +328,9 @@ impl ResourceQuery {
     }
 }
 
-use crate::resources::write::{ApplyAction, ApplyOptions, DocumentResult, FieldValidation, OnError, PatchType};
+use crate::resources::write::{
+    ApplyAction, ApplyOptions, DeleteRequest, DocumentResult, FieldValidation, OnError, PatchRequest, PatchType,
+};
 
 /// A failure of one document.
 #[derive(SimpleObject)]
@@ -553,24 +545,12 @@ impl ResourceMutation {
         let dry_run = dry_run.unwrap_or(false);
         let field_manager = field_manager.unwrap_or_else(|| DEFAULT_FIELD_MANAGER.to_owned());
         check_field_manager(&field_manager)?;
-        let (target, namespace) =
+        let target =
             resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
-        let (object, warnings) = data::<ResourceService>(ctx)?
-            .patch(
-                caller(ctx)?,
-                &cluster_id,
-                &target,
-                namespace.as_deref(),
-                &name,
-                patch_type,
-                patch.0,
-                dry_run,
-                &field_manager,
-            )
-            .await
-            .map_err(ApiError::from)?;
+        let request = PatchRequest { kind: patch_type, body: patch.0, dry_run, field_manager };
+        let (object, warnings) = target.patch(&name, request).await.map_err(ApiError::from)?;
         Ok(ChangedResource {
-            object: Resource::new(object, &target.0.api_version, &target.0.kind, &cluster_id),
+            object: Resource::new(object, &target.resource.api_version, &target.resource.kind, &cluster_id),
             warnings,
         })
     }
@@ -598,18 +578,16 @@ impl ResourceMutation {
                     .map_err(|_| ApiError::bad_input("gracePeriodSeconds", "gracePeriodSeconds must not be negative"))
             })
             .transpose()?;
-        let (target, namespace) =
+        let target =
             resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
         let propagation = propagation_policy.map(|p| match p {
             DeletePropagation::Orphan => kube::api::PropagationPolicy::Orphan,
             DeletePropagation::Background => kube::api::PropagationPolicy::Background,
             DeletePropagation::Foreground => kube::api::PropagationPolicy::Foreground,
         });
-        let (object, warnings) = data::<ResourceService>(ctx)?
-            .delete(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, propagation, grace, dry_run)
-            .await
-            .map_err(ApiError::from)?;
-        let object = object.map(|o| Resource::new(o, &target.0.api_version, &target.0.kind, &cluster_id));
+        let request = DeleteRequest { propagation, grace_period_seconds: grace, dry_run };
+        let (object, warnings) = target.delete(&name, request).await.map_err(ApiError::from)?;
+        let object = object.map(|o| Resource::new(o, &target.resource.api_version, &target.resource.kind, &cluster_id));
         Ok(DeletedResource { object, warnings })
     }
 
@@ -631,11 +609,8 @@ impl ResourceMutation {
     ) -> async_graphql::Result<ScaleOutput> {
         let dry_run = dry_run.unwrap_or(false);
         let group = group.unwrap_or_else(|| "apps".to_owned());
-        let (target, namespace) = resolve_kind(ctx, &cluster_id, &group, version.as_deref(), &kind, namespace).await?;
-        let scale = data::<ResourceService>(ctx)?
-            .scale(caller(ctx)?, &cluster_id, &target, namespace.as_deref(), &name, replicas, dry_run)
-            .await
-            .map_err(ApiError::from)?;
+        let target = resolve_kind(ctx, &cluster_id, &group, version.as_deref(), &kind, namespace).await?;
+        let scale = target.scale(&name, replicas, dry_run).await.map_err(ApiError::from)?;
         Ok(ScaleOutput {
             replicas: scale.pointer("/spec/replicas").and_then(|v| v.as_i64()).unwrap_or_default() as i32,
             status_replicas: scale.pointer("/status/replicas").and_then(|v| v.as_i64()).map(|v| v as i32),

@@ -63,27 +63,25 @@ impl WatchSubscription {
         let hub = data::<Arc<WatchHub>>(ctx)?;
         let rate = hub.rate_for(max_events_per_second).map_err(ApiError::from)?;
         let service = data::<ResourceService>(ctx)?;
-        let (target, namespace) =
+        let target =
             resolve_kind(ctx, &cluster_id, &group.unwrap_or_default(), version.as_deref(), &kind, namespace).await?;
-        if !target.1.supports_operation("watch") {
-            return Err(ApiError::new(ErrorCode::BadUserInput, format!("{} cannot be watched", target.0.kind)).into());
+        if !target.caps.supports_operation("watch") {
+            return Err(
+                ApiError::new(ErrorCode::BadUserInput, format!("{} cannot be watched", target.resource.kind)).into()
+            );
         }
         // One small list checks the selectors and the identity's permission before subscribing.
-        let query = ListQuery {
-            namespace: namespace.clone(),
-            label_selector: label_selector.clone(),
-            field_selector: field_selector.clone(),
-        };
-        service.list(caller, &cluster_id, &target, &query, 1, None, true).await.map_err(ApiError::from)?;
+        let query = ListQuery { label_selector: label_selector.clone(), field_selector: field_selector.clone() };
+        target.list(&query, 1, None, true).await.map_err(ApiError::from)?;
         let (row, client) = service.connections().client_for(caller, &cluster_id).await.map_err(ApiError::from)?;
         let identity = caller.cluster_identity(row.impersonate_caller).ok().flatten().map(|i| i.canonical());
         let key = WatchKey {
             cluster_id: row.id.clone(),
             identity,
-            group: target.0.group.clone(),
-            version: target.0.version.clone(),
-            kind: target.0.kind.clone(),
-            namespace,
+            group: target.resource.group.clone(),
+            version: target.resource.version.clone(),
+            kind: target.resource.kind.clone(),
+            namespace: target.namespace().map(str::to_owned),
             label_selector,
             field_selector,
         };
@@ -93,10 +91,10 @@ impl WatchSubscription {
             events_per_second: Some(rate),
         };
         let stream = hub
-            .subscribe(key, &caller.principal.id, client, target.0.clone(), options)
+            .subscribe(key, &caller.principal.id, client, target.resource.clone(), options)
             .await
             .map_err(ApiError::from)?;
-        let origin = Origin::new(&target.0.api_version, &target.0.kind, &row.id);
+        let origin = Origin::new(&target.resource.api_version, &target.resource.kind, &row.id);
         Ok(stream.map(move |event| ResourceEvent { event, origin: Arc::clone(&origin) }))
     }
 }

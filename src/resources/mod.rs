@@ -3,7 +3,10 @@
 
 pub mod discovery;
 pub mod rollout;
+mod target;
 pub mod write;
+
+pub use target::Target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +21,9 @@ use crate::access::Caller;
 use crate::clients::ConnectError;
 use crate::clients::connections::{AccessError, ClusterConnections};
 
-/// What a list asks the API server for.
+/// The selectors a list asks the API server to filter by (its namespace is its target's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ListQuery {
-    pub namespace: Option<String>,
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
 }
@@ -31,11 +33,11 @@ pub type RawObject = Box<serde_json::value::RawValue>;
 
 /// A list as the API server sends it, its items left unparsed.
 #[derive(serde::Deserialize)]
-struct RawList {
-    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+pub(crate) struct RawList {
+    pub(crate) metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
     /// `null` in an empty list of custom resources.
     #[serde(default)]
-    items: Option<Vec<RawObject>>,
+    pub(crate) items: Option<Vec<RawObject>>,
 }
 
 /// One page of a Kubernetes list, as the API server cut it.
@@ -111,84 +113,6 @@ impl ResourceService {
         }
         let error = ConnectError::from_kube(&err, Duration::from_secs(30));
         ResourceError::Access(AccessError::Connect { cluster: cluster.to_owned(), error })
-    }
-
-    /// Resolves a kind through the cluster's discovery, refreshing it once when the kind is new.
-    pub async fn resolve(
-        &self,
-        caller: &Caller,
-        cluster_id: &str,
-        group: &str,
-        version: Option<&str>,
-        kind: &str,
-    ) -> Result<(ApiResource, ApiCapabilities), ResourceError> {
-        let (name, client) = self.client(caller, cluster_id).await?;
-        self.discovery.resolve(cluster_id, &client, group, version, kind).await.map_err(|e| match e {
-            discovery::DiscoveryError::Api(err) => Self::api_error(&name, err),
-            discovery::DiscoveryError::Unknown(msg) => ResourceError::UnknownKind(msg),
-        })
-    }
-
-    /// Requests for a kind's objects, in a namespace when the kind is namespaced and one is
-    /// given (a namespace given for a cluster-scoped kind is ignored, as kubectl does).
-    fn requests(resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> kube::core::Request {
-        kube::core::Request::new(url_path(resource, caps, namespace))
-    }
-
-    /// One page of a kind, cut by the API server (`limit` + `continue`), its items kept as the
-    /// bytes the API server sent: a query parses only what it reads of them, and whole objects
-    /// go to the response without being converted into typed values first. With `metadata_only`
-    /// the API server sends type and metadata only (a PartialObjectMetadataList, as `kubectl
-    /// get` asks for tables), which is much less to transfer when the caller reads nothing else.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn list(
-        &self,
-        caller: &Caller,
-        cluster_id: &str,
-        (resource, caps): &(ApiResource, ApiCapabilities),
-        query: &ListQuery,
-        limit: u32,
-        continue_token: Option<String>,
-        metadata_only: bool,
-    ) -> Result<ListPage<RawObject>, ResourceError> {
-        if !caps.supports_operation("list") {
-            return Err(ResourceError::Invalid(format!("{} cannot be listed", resource.kind)));
-        }
-        let (name, client) = self.client(caller, cluster_id).await?;
-        let url = Self::requests(resource, caps, query.namespace.as_deref());
-        let params = list_params(query, limit, continue_token);
-        let mut request = if metadata_only { url.list_metadata(&params) } else { url.list(&params) }
-            .map_err(|e| ResourceError::Invalid(e.to_string()))?;
-        request.extensions_mut().insert("list");
-        let list: RawList = client.request(request).await.map_err(|e| Self::api_error(&name, e))?;
-        Ok(ListPage {
-            items: list.items.unwrap_or_default(),
-            continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
-            remaining_item_count: list.metadata.remaining_item_count,
-            resource_version: list.metadata.resource_version,
-        })
-    }
-
-    /// One object as the API server's bytes, or `None` when it does not exist.
-    pub async fn get(
-        &self,
-        caller: &Caller,
-        cluster_id: &str,
-        (resource, caps): &(ApiResource, ApiCapabilities),
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<RawObject>, ResourceError> {
-        require_namespace(resource, caps, namespace)?;
-        let (cluster, client) = self.client(caller, cluster_id).await?;
-        let mut request = Self::requests(resource, caps, namespace)
-            .get(name, &kube::api::GetParams::default())
-            .map_err(|e| ResourceError::Invalid(e.to_string()))?;
-        request.extensions_mut().insert("get");
-        match client.request::<RawObject>(request).await {
-            Ok(object) => Ok(Some(object)),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(err) => Err(Self::api_error(&cluster, err)),
-        }
     }
 
     /// Events about one object (by uid), a page at a time.
@@ -291,19 +215,7 @@ pub(crate) fn url_path(resource: &ApiResource, caps: &ApiCapabilities, namespace
     DynamicObject::url_path(resource, namespace)
 }
 
-/// A namespaced kind needs a namespace to name one object.
-pub(crate) fn require_namespace(
-    resource: &ApiResource,
-    caps: &ApiCapabilities,
-    namespace: Option<&str>,
-) -> Result<(), ResourceError> {
-    if caps.scope == Scope::Namespaced && namespace.is_none() {
-        return Err(ResourceError::Invalid(format!("{} is namespaced: give a namespace", resource.kind)));
-    }
-    Ok(())
-}
-
-fn list_params(query: &ListQuery, limit: u32, continue_token: Option<String>) -> ListParams {
+pub(crate) fn list_params(query: &ListQuery, limit: u32, continue_token: Option<String>) -> ListParams {
     ListParams {
         label_selector: query.label_selector.clone(),
         field_selector: query.field_selector.clone(),

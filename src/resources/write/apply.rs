@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::{DynamicObject, Patch, PatchParams, ValidationDirective};
-use kube::core::Request;
 use kube::discovery::Scope;
 use serde_json::Value;
 
 use super::manifest::{Document, apply_rank, parse_manifest};
 use super::send::{Sent, send};
 use crate::access::Caller;
-use crate::resources::{ResourceError, ResourceService, url_path};
+use crate::resources::{ResourceError, ResourceService};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -104,7 +103,7 @@ impl ResourceService {
         options: &ApplyOptions,
     ) -> Result<Vec<DocumentResult>, ResourceError> {
         let documents = parse_manifest(text).map_err(ResourceError::Invalid)?;
-        let (row, client) = self.connections().client_for(caller, cluster_id).await?;
+        let (row, _) = self.connections().client_for(caller, cluster_id).await?;
         let default_namespace = options.namespace.clone().or_else(|| row.default_namespace.clone());
 
         // Kinds the manifest's own CRDs will define cannot be resolved yet.
@@ -122,13 +121,15 @@ impl ResourceService {
             if defined_here.contains(&(group.to_owned(), doc.kind().to_owned())) {
                 continue;
             }
-            let (_, caps) =
-                self.resolve(caller, cluster_id, group, Some(version), doc.kind()).await.map_err(|e| match e {
-                    ResourceError::UnknownKind(msg) => {
-                        ResourceError::Invalid(format!("document {} (line {}): {msg}", doc.index, doc.line))
-                    }
-                    other => other,
-                })?;
+            let caps =
+                self.target(caller, cluster_id, group, Some(version), doc.kind(), None).await.map(|t| t.caps).map_err(
+                    |e| match e {
+                        ResourceError::UnknownKind(msg) => {
+                            ResourceError::Invalid(format!("document {} (line {}): {msg}", doc.index, doc.line))
+                        }
+                        other => other,
+                    },
+                )?;
             if caps.scope == Scope::Namespaced {
                 match (doc.namespace(), options.namespace.as_deref()) {
                     (Some(own), Some(asked)) if own != asked => {
@@ -162,9 +163,7 @@ impl ResourceService {
             if stopped {
                 break;
             }
-            let result = self
-                .apply_one(caller, cluster_id, &client, &row.name, doc, default_namespace.as_deref(), options)
-                .await;
+            let result = self.apply_one(caller, cluster_id, doc, default_namespace.as_deref(), options).await;
             if result.error.is_some() && options.on_error == OnError::Stop {
                 stopped = true;
             }
@@ -174,13 +173,10 @@ impl ResourceService {
         Ok(results)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn apply_one(
         &self,
         caller: &Caller,
         cluster_id: &str,
-        client: &Client,
-        cluster_name: &str,
         doc: &Document,
         default_namespace: Option<&str>,
         options: &ApplyOptions,
@@ -201,32 +197,30 @@ impl ResourceService {
             result.error = Some(Arc::new(err));
             result
         };
-        let (resource, caps) = match self.resolve(caller, cluster_id, group, Some(version), doc.kind()).await {
-            Ok(found) => found,
+        let namespace = doc.namespace().or(default_namespace).map(str::to_owned);
+        let target = match self.target(caller, cluster_id, group, Some(version), doc.kind(), namespace).await {
+            Ok(target) => target,
             Err(err) => return fail(result, err),
         };
-        let namespace = match caps.scope {
-            Scope::Namespaced => doc.namespace().or(default_namespace).map(str::to_owned),
-            Scope::Cluster => None,
-        };
+        let namespace = target.namespace().map(str::to_owned);
         result.namespace = namespace.clone();
+        let client = &target.client;
         let mut object = doc.object.clone();
         if let (Some(ns), Some(meta)) = (&namespace, object.get_mut("metadata").and_then(Value::as_object_mut)) {
             meta.insert("namespace".into(), Value::String(ns.clone()));
         }
-        let path = url_path(&resource, &caps, namespace.as_deref());
-        let request = Request::new(path);
+        let request = target.request();
         let existing =
             match request.get(doc.name(), &kube::api::GetParams::default()).map_err(kube::Error::BuildRequest) {
                 Ok(get) => match send(client, get).await {
                     Ok(sent) if sent.status == 404 => None,
                     Ok(sent) => match sent.into_object() {
                         Ok((object, _)) => Some(object),
-                        Err(err) => return fail(result, Self::api_error(cluster_name, err)),
+                        Err(err) => return fail(result, target.error(err)),
                     },
-                    Err(err) => return fail(result, Self::api_error(cluster_name, err)),
+                    Err(err) => return fail(result, target.error(err)),
                 },
-                Err(err) => return fail(result, Self::api_error(cluster_name, err)),
+                Err(err) => return fail(result, target.error(err)),
             };
         let mut params = PatchParams::apply(&options.field_manager);
         params.force = options.force;
@@ -238,7 +232,7 @@ impl ResourceService {
         });
         let patch = match request.patch(doc.name(), &params, &Patch::Apply(&object)) {
             Ok(patch) => patch,
-            Err(err) => return fail(result, Self::api_error(cluster_name, kube::Error::BuildRequest(err))),
+            Err(err) => return fail(result, target.error(kube::Error::BuildRequest(err))),
         };
         match send(client, patch).await.and_then(Sent::into_object) {
             Ok((stored, warnings)) => {
@@ -260,12 +254,12 @@ impl ResourceService {
                 });
                 if doc.kind() == "CustomResourceDefinition" && !options.dry_run {
                     self.await_crd(client, doc.name()).await;
-                    self.await_served(cluster_id, client, &doc.object).await;
+                    self.await_served(&target.cluster_id, client, &doc.object).await;
                 }
                 result.object = Some(stored);
                 result
             }
-            Err(err) => fail(result, Self::api_error(cluster_name, schema_error_is_input(err))),
+            Err(err) => fail(result, target.error(schema_error_is_input(err))),
         }
     }
 

@@ -10,4 +10,4 @@ mod send;
 
 pub use apply::{ApplyAction, ApplyOptions, DocumentResult, FieldValidation, OnError};
 pub use manifest::parse_manifest;
-pub use mutate::PatchType;
+pub use mutate::{DeleteRequest, PatchRequest, PatchType};

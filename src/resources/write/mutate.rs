@@ -1,13 +1,10 @@
-//! `kubectl patch`, `delete` and `scale`.
+//! `kubectl patch`, `delete` and `scale`, on a bound `Target`.
 
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
-use kube::core::Request;
-use kube::discovery::{ApiCapabilities, ApiResource};
 use serde_json::Value;
 
 use super::send::send;
-use crate::access::Caller;
-use crate::resources::{ResourceError, ResourceService, require_namespace, url_path};
+use crate::resources::{ResourceError, Target};
 
 /// The patch types of `kubectl patch --type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
@@ -20,22 +17,32 @@ pub enum PatchType {
     Json,
 }
 
-impl ResourceService {
+/// A patch as `kubectl patch` sends it.
+#[derive(Debug, Clone)]
+pub struct PatchRequest {
+    pub kind: PatchType,
+    pub body: Value,
+    pub dry_run: bool,
+    pub field_manager: String,
+}
+
+/// A delete as `kubectl delete` sends it.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteRequest {
+    pub propagation: Option<PropagationPolicy>,
+    pub grace_period_seconds: Option<u32>,
+    pub dry_run: bool,
+}
+
+impl Target {
     /// `kubectl patch --type strategic|merge|json`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
-        caller: &Caller,
-        cluster_id: &str,
-        (resource, caps): &(ApiResource, ApiCapabilities),
-        namespace: Option<&str>,
         name: &str,
-        kind: PatchType,
-        body: Value,
-        dry_run: bool,
-        field_manager: &str,
+        request: PatchRequest,
     ) -> Result<(DynamicObject, Vec<String>), ResourceError> {
-        require_namespace(resource, caps, namespace)?;
+        self.require_namespace()?;
+        let PatchRequest { kind, body, dry_run, field_manager } = request;
         let patch = match kind {
             PatchType::Strategic => Patch::Strategic(body),
             PatchType::Merge => Patch::Merge(body),
@@ -53,46 +60,37 @@ impl ResourceService {
                 Patch::Json::<Value>(ops)
             }
         };
-        let (cluster, client) = self.client(caller, cluster_id).await?;
-        let mut params = PatchParams { dry_run, ..Default::default() };
-        params.field_manager = Some(field_manager.to_owned());
-        let request = Request::new(url_path(resource, caps, namespace))
-            .patch(name, &params, &patch)
-            .map_err(|e| Self::api_error(&cluster, kube::Error::BuildRequest(e)))?;
-        let sent = send(&client, request).await.map_err(|e| Self::api_error(&cluster, e))?;
+        let params = PatchParams { dry_run, field_manager: Some(field_manager), ..Default::default() };
+        let request =
+            self.request().patch(name, &params, &patch).map_err(|e| self.error(kube::Error::BuildRequest(e)))?;
+        let sent = send(&self.client, request).await.map_err(|e| self.error(e))?;
         if sent.status == 415 && kind == PatchType::Strategic {
             return Err(ResourceError::Invalid(format!(
                 "{} does not support strategic merge patch (custom resources do not); use MERGE or JSON",
-                resource.kind
+                self.resource.kind
             )));
         }
-        sent.into_object().map_err(|e| Self::api_error(&cluster, e))
+        sent.into_object().map_err(|e| self.error(e))
     }
 
     /// `kubectl delete`: returns the object as the API server last reported it (with a deletion
     /// timestamp when finalizers hold it), or None when the API server answered with a status.
-    #[allow(clippy::too_many_arguments)]
     pub async fn delete(
         &self,
-        caller: &Caller,
-        cluster_id: &str,
-        (resource, caps): &(ApiResource, ApiCapabilities),
-        namespace: Option<&str>,
         name: &str,
-        propagation: Option<PropagationPolicy>,
-        grace_period_seconds: Option<u32>,
-        dry_run: bool,
+        request: DeleteRequest,
     ) -> Result<(Option<DynamicObject>, Vec<String>), ResourceError> {
-        require_namespace(resource, caps, namespace)?;
-        let (cluster, client) = self.client(caller, cluster_id).await?;
-        let params =
-            DeleteParams { dry_run, grace_period_seconds, propagation_policy: propagation, ..Default::default() };
-        let request = Request::new(url_path(resource, caps, namespace))
-            .delete(name, &params)
-            .map_err(|e| Self::api_error(&cluster, kube::Error::BuildRequest(e)))?;
-        let sent = send(&client, request).await.map_err(|e| Self::api_error(&cluster, e))?;
+        self.require_namespace()?;
+        let params = DeleteParams {
+            dry_run: request.dry_run,
+            grace_period_seconds: request.grace_period_seconds,
+            propagation_policy: request.propagation,
+            ..Default::default()
+        };
+        let request = self.request().delete(name, &params).map_err(|e| self.error(kube::Error::BuildRequest(e)))?;
+        let sent = send(&self.client, request).await.map_err(|e| self.error(e))?;
         if !(200..300).contains(&sent.status) {
-            return Err(Self::api_error(&cluster, sent.into_error()));
+            return Err(self.error(sent.into_error()));
         }
         let warnings = sent.warnings.clone();
         let object = serde_json::from_slice::<DynamicObject>(&sent.body)
@@ -102,38 +100,28 @@ impl ResourceService {
     }
 
     /// `kubectl scale`: sets `spec.replicas` through the scale subresource.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn scale(
-        &self,
-        caller: &Caller,
-        cluster_id: &str,
-        (resource, caps): &(ApiResource, ApiCapabilities),
-        namespace: Option<&str>,
-        name: &str,
-        replicas: i32,
-        dry_run: bool,
-    ) -> Result<Value, ResourceError> {
-        if !caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
+    pub async fn scale(&self, name: &str, replicas: i32, dry_run: bool) -> Result<Value, ResourceError> {
+        if !self.caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
             return Err(ResourceError::Invalid(format!(
                 "{} cannot be scaled (it has no scale subresource)",
-                resource.kind
+                self.resource.kind
             )));
         }
         if replicas < 0 {
             return Err(ResourceError::Invalid("replicas must not be negative".into()));
         }
-        require_namespace(resource, caps, namespace)?;
-        let (cluster, client) = self.client(caller, cluster_id).await?;
+        self.require_namespace()?;
         let params = PatchParams { dry_run, ..Default::default() };
         let patch: Patch<Value> = Patch::Merge(serde_json::json!({ "spec": { "replicas": replicas } }));
-        let request = Request::new(url_path(resource, caps, namespace))
+        let request = self
+            .request()
             .patch_subresource("scale", name, &params, &patch)
-            .map_err(|e| Self::api_error(&cluster, kube::Error::BuildRequest(e)))?;
-        let sent = send(&client, request).await.map_err(|e| Self::api_error(&cluster, e))?;
+            .map_err(|e| self.error(kube::Error::BuildRequest(e)))?;
+        let sent = send(&self.client, request).await.map_err(|e| self.error(e))?;
         if !(200..300).contains(&sent.status) {
-            return Err(Self::api_error(&cluster, sent.into_error()));
+            return Err(self.error(sent.into_error()));
         }
-        serde_json::from_slice(&sent.body).map_err(|e| Self::api_error(&cluster, kube::Error::SerdeError(e)))
+        serde_json::from_slice(&sent.body).map_err(|e| self.error(kube::Error::SerdeError(e)))
     }
 }
 
