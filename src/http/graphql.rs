@@ -21,28 +21,12 @@ pub(super) async fn graphql_post(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(rejection) => {
-            return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text());
-        }
-    };
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
-        Ok(batch) => batch,
-        Err(err) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadUserInput,
-                format!("the body is not a GraphQL request: {err}"),
-            );
-        }
-    };
+) -> Result<Response, Response> {
+    let batch: BatchRequest = graphql_body(body)?;
     let id = caller.request_id.clone();
     let mut batch = batch.data(caller).data(RawJsonOutput);
     let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
-    with_request_id(respond(schema.execute_batch(batch).await), &id)
+    Ok(with_request_id(respond(schema.execute_batch(batch).await), &id))
 }
 
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
@@ -83,26 +67,11 @@ pub(super) async fn graphql_sse(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
-    };
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(err) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadUserInput,
-                format!("the body is not a GraphQL request: {err}"),
-            );
-        }
-    };
+    let mut request: async_graphql::Request = graphql_body(body)?;
     let id = caller.request_id.clone();
-    let mut request = request;
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
     let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
         ensure_codes(&mut response);
@@ -117,7 +86,7 @@ pub(super) async fn graphql_sse(
     });
     let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });
     let sse = Sse::new(results.chain(complete)).keep_alive(KeepAlive::default());
-    with_request_id(sse.into_response(), &id)
+    Ok(with_request_id(sse.into_response(), &id))
 }
 
 /// An impersonation block in a WebSocket `connection_init` payload:

@@ -122,6 +122,42 @@ fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<String
     response
 }
 
+/// A request body, or the answer to send when it cannot be read (413 past the limit).
+// The error is the HTTP answer itself, returned at once by the handler.
+#[allow(clippy::result_large_err)]
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text())
+        }
+    })
+}
+
+/// A GraphQL request (or batch) from a JSON body.
+#[allow(clippy::result_large_err)]
+fn graphql_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+    let body = read_body(body)?;
+    serde_json::from_slice(&body).map_err(|err| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            format!("the body is not a GraphQL request: {err}"),
+        )
+    })
+}
+
+/// A route's query parameters; an unknown or malformed one is BAD_USER_INPUT naming it.
+#[allow(clippy::result_large_err)]
+fn query_params<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Response> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text()))
+}
+
 /// The API error as an HTTP answer: the status its code means, and a GraphQL-shaped body.
 impl IntoResponse for crate::error::ApiError {
     fn into_response(self) -> Response {

@@ -65,28 +65,12 @@ pub(super) async fn apply_endpoint(
     axum::extract::Path(cluster_id): axum::extract::Path<String>,
     query: Result<axum::extract::Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let id = caller.request_id.clone();
-    let query = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(rejection) => {
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
-        }
-    };
-    let text = match body {
-        Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
-            Ok(text) => text,
-            Err(_) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadUserInput,
-                    "the manifest is not UTF-8 text",
-                );
-            }
-        },
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(rejection) => return error_response(rejection.status(), ErrorCode::BadUserInput, rejection.body_text()),
-    };
+    let query = query_params(query)?;
+    let text = String::from_utf8(read_body(body)?.to_vec()).map_err(|_| {
+        error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the manifest is not UTF-8 text")
+    })?;
     let options = ApplyOptions {
         namespace: query.namespace,
         field_manager: query.field_manager.unwrap_or_else(|| crate::graphql::DEFAULT_FIELD_MANAGER.to_owned()),
@@ -132,5 +116,5 @@ pub(super) async fn apply_endpoint(
         }
         Err(response) => response,
     };
-    with_request_id(response, &id)
+    Ok(with_request_id(response, &id))
 }

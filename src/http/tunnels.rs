@@ -20,21 +20,16 @@ pub(super) async fn port_forward_endpoint(
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, Response> {
     let id = caller.request_id.clone();
-    let port = match query {
-        Ok(axum::extract::Query(q)) if q.port > 0 => q.port,
-        Ok(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadUserInput,
-                "port must be between 1 and 65535",
-            );
-        }
-        Err(rejection) => {
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
-        }
-    };
+    let port = query_params(query)?.port;
+    if port == 0 {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "port must be between 1 and 65535",
+        ));
+    }
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward".into()),
         field: "portForward".into(),
@@ -61,7 +56,7 @@ pub(super) async fn port_forward_endpoint(
         }),
         Err(response) => response,
     };
-    with_request_id(response, &id)
+    Ok(with_request_id(response, &id))
 }
 
 /// The WebSocket subprotocol an attach answers with when the client offers it.
@@ -87,14 +82,9 @@ pub(super) async fn attach_endpoint(
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, Response> {
     let id = caller.request_id.clone();
-    let query = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(rejection) => {
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, rejection.body_text());
-        }
-    };
+    let query = query_params(query)?;
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),
         field: "attach".into(),
@@ -130,5 +120,5 @@ pub(super) async fn attach_endpoint(
         }
         Err(response) => response,
     };
-    with_request_id(response, &id)
+    Ok(with_request_id(response, &id))
 }
