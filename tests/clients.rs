@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use common::control_plane::ControlPlane;
-use common::{Backend, TEST_CA_PEM, TestDb, TestServer, first_error, settings_for};
+use common::{Backend, TEST_CA_PEM, TestDb, TestServer, first_error, in_cluster_settings, settings_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
@@ -144,28 +144,10 @@ async fn in_cluster_mode_with_overridden_paths() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &cp.admin_token).unwrap();
-    let url: url_parts::Parts = url_parts::parse(&cp.api_url);
-    let mut settings = settings_for(&db);
-    settings.clients.in_cluster_host = Some(url.host);
-    settings.clients.in_cluster_port = url.port;
-    settings.clients.in_cluster_token_file = token_file;
-    settings.clients.in_cluster_ca_file = cp.ca_file.clone();
-    let server = TestServer::start_with(settings).await;
+    let server = TestServer::start_with(in_cluster_settings(&db, &cp, &token_file)).await;
     let id = create(&server, json!({ "name": "pod", "mode": "IN_CLUSTER" })).await;
     assert_reachable(&status(&server, &id).await);
     assert!(list_namespaces(&server, &id).await.contains(&"default".to_owned()));
-}
-
-mod url_parts {
-    pub struct Parts {
-        pub host: String,
-        pub port: String,
-    }
-    pub fn parse(url: &str) -> Parts {
-        let rest = url.strip_prefix("https://").expect("https URL");
-        let (host, port) = rest.trim_end_matches('/').rsplit_once(':').expect("host:port");
-        Parts { host: host.to_owned(), port: port.to_owned() }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -359,13 +341,7 @@ async fn in_cluster_mode_follows_a_rotated_token_file() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "expired-token-before-rotation").unwrap();
-    let url: url_parts::Parts = url_parts::parse(&cp.api_url);
-    let mut settings = settings_for(&db);
-    settings.clients.in_cluster_host = Some(url.host);
-    settings.clients.in_cluster_port = url.port;
-    settings.clients.in_cluster_token_file = token_file.clone();
-    settings.clients.in_cluster_ca_file = cp.ca_file.clone();
-    let server = TestServer::start_with(settings).await;
+    let server = TestServer::start_with(in_cluster_settings(&db, &cp, &token_file)).await;
     let id = create(&server, json!({ "name": "rotating-pod", "mode": "IN_CLUSTER" })).await;
     assert_eq!(status(&server, &id).await["errorKind"], "UNAUTHORIZED");
 

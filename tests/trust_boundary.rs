@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
-use common::{Backend, TestDb, TestServer, cli_principal, first_error, settings_for};
+use common::{Backend, TestDb, TestServer, cli_principal, first_error, in_cluster_settings, settings_for};
 use serde_json::json;
 
 const TEST: &str =
@@ -112,18 +112,13 @@ async fn an_api_kubeconfig_cannot_run_commands_or_read_server_files() {
     assert_eq!(body["data"]["testClusterConnection"]["reachable"], true, "{body}");
 }
 
-fn in_cluster_settings(
+fn in_cluster_for(
     db: &TestDb,
     cp: &ControlPlane,
     token_file: &std::path::Path,
     tenants: &[&str],
 ) -> kubegql::settings::ServeSettings {
-    let (host, port) = cp.api_url.trim_start_matches("https://").rsplit_once(':').unwrap();
-    let mut settings = settings_for(db);
-    settings.clients.in_cluster_host = Some(host.to_owned());
-    settings.clients.in_cluster_port = port.to_owned();
-    settings.clients.in_cluster_token_file = token_file.to_owned();
-    settings.clients.in_cluster_ca_file = cp.ca_file.clone();
+    let mut settings = in_cluster_settings(db, cp, token_file);
     settings.connection_policy.in_cluster_tenants = tenants.iter().map(|t| t.to_string()).collect();
     settings
 }
@@ -138,7 +133,7 @@ async fn in_cluster_is_the_operators_identity() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &cp.admin_token).unwrap();
-    let server = TestServer::start_with(in_cluster_settings(&db, &cp, &token_file, &["ops"])).await;
+    let server = TestServer::start_with(in_cluster_for(&db, &cp, &token_file, &["ops"])).await;
     let blue = cli_principal(&db, "blue", "mallory", "ADMIN");
     let ops = cli_principal(&db, "ops", "olga", "ADMIN");
 
@@ -158,7 +153,7 @@ async fn in_cluster_is_the_operators_identity() {
     server.server.stop().await.unwrap();
 
     // The operator withdraws the tenant: its stored record no longer gets a client.
-    let server = TestServer::start_with(in_cluster_settings(&db, &cp, &token_file, &[])).await;
+    let server = TestServer::start_with(in_cluster_for(&db, &cp, &token_file, &[])).await;
     let listed = server.gql_as(&ops, &[], NAMESPACES, json!({ "id": id })).await;
     assert_eq!(first_error(&listed).0, "FORBIDDEN", "{listed}");
     assert!(first_error(&listed).1.contains("IN_CLUSTER"), "{listed}");

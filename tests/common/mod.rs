@@ -87,6 +87,23 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
     }
 }
 
+/// Settings for a server that runs "in a pod" of the test control plane: its IN_CLUSTER clusters
+/// reach the control plane with the CA and the service-account token in `token_file`.
+pub fn in_cluster_settings(
+    db: &TestDb,
+    cp: &control_plane::ControlPlane,
+    token_file: &std::path::Path,
+) -> ServeSettings {
+    let rest = cp.api_url.strip_prefix("https://").expect("an https URL");
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').expect("host:port");
+    let mut settings = settings_for(db);
+    settings.clients.in_cluster_host = Some(host.to_owned());
+    settings.clients.in_cluster_port = port.to_owned();
+    settings.clients.in_cluster_token_file = token_file.to_owned();
+    settings.clients.in_cluster_ca_file = cp.ca_file.clone();
+    settings
+}
+
 pub struct TestServer {
     pub server: RunningServer,
     pub base: String,
