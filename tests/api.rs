@@ -425,3 +425,39 @@ fragment TypeRef on __Type {
   kind name
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_the_request_id_the_audit_record_names() {
+    let (_db, server) = server().await;
+    let post = |id: Option<String>, token: Option<&str>, query: &str| {
+        let mut request = server.client.post(server.url("/graphql")).json(&json!({ "query": query }));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let id_of = |response: &reqwest::Response| {
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let mutation = r#"mutation { createCluster(input: { name: "traced", mode: DIRECT, apiServerUrl: "https://127.0.0.1:9", bearerToken: "t" }) { id } }"#;
+
+    // The client's id comes back and names the audit record.
+    let response = post(Some("trace-123".into()), Some(&server.token), mutation).await.unwrap();
+    assert_eq!(id_of(&response), "trace-123");
+    let events = server.gql_ok("{ auditEvents(first: 1) { edges { node { requestId field } } } }", json!({})).await;
+    assert_eq!(events["auditEvents"]["edges"][0]["node"]["requestId"], "trace-123", "{events}");
+
+    // An unusable id (too long, or not visible text) is replaced by a new UUID, as is a missing one.
+    for sent in [Some("x".repeat(200)), None] {
+        let response = post(sent.clone(), Some(&server.token), "{ viewer { name } }").await.unwrap();
+        let got = id_of(&response);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "{sent:?} gave {got:?}");
+    }
+    // Refusals carry one too.
+    let refused = post(Some("trace-401".into()), None, "{ viewer { name } }").await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(id_of(&refused), "trace-401");
+}

@@ -13,14 +13,9 @@ pub(super) fn auth_failure(err: AuthError) -> Response {
     }
 }
 
-/// The request's id: the client's `X-Request-Id` when it is a sensible one, else a new UUID.
+/// The request's id, as the router's request-id layers set it.
 pub(super) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or_default()
 }
 
 /// The `Impersonate-*` headers of a request, as Kubernetes itself reads them (`kubectl --as`,

@@ -23,10 +23,9 @@ pub(super) async fn graphql_post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
     let batch: BatchRequest = graphql_body(body)?;
-    let id = caller.request_id.clone();
     let mut batch = batch.data(caller).data(RawJsonOutput);
     let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
-    Ok(with_request_id(respond(schema.execute_batch(batch).await), &id))
+    Ok(respond(schema.execute_batch(batch).await))
 }
 
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
@@ -54,11 +53,10 @@ pub(super) async fn graphql_get(
             return response;
         }
     }
-    let id = caller.request_id.clone();
     // Only queries get here: a document that does not parse goes to the audited schema, which
     // reports the error.
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
-    with_request_id(respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await)), &id)
+    respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await))
 }
 
 /// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
@@ -71,7 +69,6 @@ pub(super) async fn graphql_sse(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
     let mut request: async_graphql::Request = graphql_body(body)?;
-    let id = caller.request_id.clone();
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
     let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
         ensure_codes(&mut response);
@@ -86,7 +83,7 @@ pub(super) async fn graphql_sse(
     });
     let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });
     let sse = Sse::new(results.chain(complete)).keep_alive(KeepAlive::default());
-    Ok(with_request_id(sse.into_response(), &id))
+    Ok(sse.into_response())
 }
 
 /// An impersonation block in a WebSocket `connection_init` payload:

@@ -18,7 +18,10 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: &str = "x-request-id";
 
 use crate::access::{Caller, Impersonation};
 use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
@@ -82,6 +85,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        // Every request carries an id (the client's X-Request-Id when usable, else a new UUID),
+        // and every answer gives it back, errors included.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(drop_unusable_request_id))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             refuse_declared_oversize(request, next, max_body_bytes)
@@ -179,9 +187,16 @@ fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-fn with_request_id(mut response: Response, id: &str) -> Response {
-    if let Ok(value) = header::HeaderValue::from_str(id) {
-        response.headers_mut().insert("x-request-id", value);
+/// A client's X-Request-Id is kept only when it is 1 to 128 visible characters, since it goes into
+/// audit records and logs; otherwise the request gets a new one.
+async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+    if !usable {
+        request.headers_mut().remove(REQUEST_ID);
     }
-    response
+    next.run(request).await
 }

@@ -66,7 +66,6 @@ pub(super) async fn apply_endpoint(
     query: Result<axum::extract::Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    let id = caller.request_id.clone();
     let query = query_params(query)?;
     let text = String::from_utf8(read_body(body)?.to_vec()).map_err(|_| {
         error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the manifest is not UTF-8 text")
@@ -116,5 +115,5 @@ pub(super) async fn apply_endpoint(
         }
         Err(response) => response,
     };
-    Ok(with_request_id(response, &id))
+    Ok(response)
 }

@@ -21,7 +21,6 @@ pub(super) async fn port_forward_endpoint(
     query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Response> {
-    let id = caller.request_id.clone();
     let port = query_params(query)?.port;
     if port == 0 {
         return Err(error_response(
@@ -56,7 +55,7 @@ pub(super) async fn port_forward_endpoint(
         }),
         Err(response) => response,
     };
-    Ok(with_request_id(response, &id))
+    Ok(response)
 }
 
 /// The WebSocket subprotocol an attach answers with when the client offers it.
@@ -83,7 +82,6 @@ pub(super) async fn attach_endpoint(
     query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Response> {
-    let id = caller.request_id.clone();
     let query = query_params(query)?;
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),
@@ -120,5 +118,5 @@ pub(super) async fn attach_endpoint(
         }
         Err(response) => response,
     };
-    Ok(with_request_id(response, &id))
+    Ok(response)
 }
