@@ -461,3 +461,36 @@ async fn every_answer_carries_the_request_id_the_audit_record_names() {
     assert_eq!(refused.status(), 401);
     assert_eq!(id_of(&refused), "trace-401");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_time_each_route_by_its_pattern() {
+    let (_db, server) = server().await;
+    server.gql_ok("{ viewer { name } }", json!({})).await;
+    let unauthenticated = server
+        .client
+        .post(server.url("/api/v1/clusters/00000000-0000-4000-8000-000000000000/apply"))
+        .body("kind: ConfigMap")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let response = server.client.get(server.url("/metrics")).send().await.unwrap();
+    assert!(
+        response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().starts_with("application/openmetrics-text"),
+    );
+    let text = response.text().await.unwrap();
+    let count = |labels: &str| -> u64 {
+        let line = format!("kubegql_http_request_duration_seconds_count{{{labels}}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(count(r#"route="/graphql",method="POST",status="200""#), 1, "{text}");
+    // The route's pattern, not the path with its id.
+    assert_eq!(count(r#"route="/api/v1/clusters/{id}/apply",method="POST",status="401""#), 1, "{text}");
+    assert!(!text.contains("00000000-0000-4000-8000-000000000000"), "{text}");
+    assert!(text.contains("kubegql_http_request_duration_seconds_bucket{"), "{text}");
+    // The server's figures are still there, counters with their _total.
+    for name in ["kubegql_watch_upstreams 0\n", "kubegql_client_cache_entries 0\n", "kubegql_db_queries_total "] {
+        assert!(text.contains(name), "{name:?} missing from {text}");
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}

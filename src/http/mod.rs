@@ -35,6 +35,7 @@ use crate::store::Database;
 
 mod auth;
 mod graphql;
+pub mod metrics;
 mod operations;
 mod resources;
 mod tunnels;
@@ -42,6 +43,7 @@ mod tunnels;
 pub use auth::Authenticated;
 use auth::*;
 use graphql::*;
+use metrics::{metrics, record_request};
 use operations::*;
 use resources::*;
 use tunnels::*;
@@ -57,6 +59,7 @@ pub struct AppState {
     pub resources: ResourceService,
     pub audit: AuditRecorder,
     pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
+    pub metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 /// Every route of the server, in one list: the router is built from it, and the boundary test
@@ -85,6 +88,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        .route_layer(middleware::from_fn_with_state(state.clone(), record_request))
         // Every request carries an id (the client's X-Request-Id when usable, else a new UUID),
         // and every answer gives it back, errors included.
         .layer(PropagateRequestIdLayer::x_request_id())
