@@ -2,6 +2,7 @@
 
 mod audit;
 mod clusters;
+mod fields;
 mod object;
 mod page;
 mod principals;

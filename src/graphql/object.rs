@@ -16,7 +16,7 @@ use async_graphql::registry::Registry;
 use async_graphql::{
     ContextSelectionSet, Json, Name, Object, OutputType, Positioned, ServerError, ServerResult, SimpleObject, Value,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference as KubeOwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -49,7 +49,7 @@ enum Body {
 pub struct Resource {
     body: Body,
     origin: Arc<Origin>,
-    meta: OnceLock<Result<Meta, String>>,
+    meta: OnceLock<Result<Meta<'static>, String>>,
 }
 
 impl Resource {
@@ -71,19 +71,22 @@ impl Resource {
         &self.origin
     }
 
-    pub(super) fn meta(&self) -> Result<&Meta, ApiError> {
+    /// The object's metadata, read once and kept (for the resolvers).
+    pub(super) fn meta(&self) -> Result<&Meta<'static>, ApiError> {
         let meta = self.meta.get_or_init(|| match &self.body {
             Body::Object(object) => Ok(Meta::from(&object.metadata)),
-            Body::Raw(raw) => {
-                #[derive(Deserialize)]
-                struct OnlyMetadata {
-                    #[serde(default)]
-                    metadata: Meta,
-                }
-                serde_json::from_str::<OnlyMetadata>(raw.get()).map(|o| o.metadata).map_err(|e| e.to_string())
-            }
+            Body::Raw(raw) => read_meta(raw.get()).map(Meta::into_owned),
         });
         meta.as_ref().map_err(|e| ApiError::internal(format!("the object's metadata could not be read: {e}")))
+    }
+
+    /// The object's metadata for one read: a list item's borrowed from its bytes (nothing kept),
+    /// a parsed object's as kept. `None` when it cannot be read (`meta` says why).
+    pub(super) fn meta_view(&self) -> Option<Cow<'_, Meta<'_>>> {
+        match &self.body {
+            Body::Raw(raw) if self.meta.get().is_none() => read_meta(raw.get()).ok().map(Cow::Owned),
+            _ => self.meta().ok().map(Cow::Borrowed),
+        }
     }
 
     /// The whole object as a response value, with `apiVersion` and `kind` first (list items come
@@ -174,20 +177,6 @@ impl Resource {
         Some(out)
     }
 
-    /// The members of a list item's `metadata`, borrowed from its bytes; `None` for a parsed
-    /// object or one whose keys need unescaping.
-    pub(super) fn raw_metadata(&self) -> Option<Vec<(&str, &serde_json::value::RawValue)>> {
-        let Body::Raw(raw) = &self.body else { return None };
-        let Pairs(fields) = serde_json::from_str(raw.get()).ok()?;
-        match fields.iter().find(|(k, _)| *k == "metadata") {
-            Some((_, meta)) if meta.get().starts_with('{') => {
-                serde_json::from_str::<Pairs>(meta.get()).ok().map(|p| p.0)
-            }
-            Some(_) => None,
-            None => Some(Vec::new()),
-        }
-    }
-
     /// One top-level field of the object (`spec`, `status`), as JSON.
     pub(super) fn part(&self, key: &str) -> Result<serde_json::Value, String> {
         match &self.body {
@@ -202,6 +191,16 @@ impl Resource {
             }
         }
     }
+}
+
+/// The metadata of an object's JSON, borrowing what it can.
+fn read_meta(json: &str) -> Result<Meta<'_>, String> {
+    #[derive(Deserialize)]
+    struct OnlyMetadata<'a> {
+        #[serde(default, borrow)]
+        metadata: Meta<'a>,
+    }
+    serde_json::from_str::<OnlyMetadata>(json).map(|o| o.metadata).map_err(|e| e.to_string())
 }
 
 /// Parses JSON into a response value, leaving out the field at the path `skip` (a key of this
@@ -343,57 +342,274 @@ impl OutputType for WholeObject<'_> {
     }
 }
 
-/// The metadata fields the schema serves. Read from a list item, this skips `managedFields`
-/// and everything outside `metadata` without building them.
+/// Text read from JSON: borrowed from the input where it has no escapes, owned otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text<'a>(pub(super) Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn owned(&self) -> Text<'static> {
+        Text(Cow::Owned(self.0.clone().into_owned()))
+    }
+}
+
+impl From<&str> for Text<'static> {
+    fn from(s: &str) -> Self {
+        Text(Cow::Owned(s.to_owned()))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// The metadata fields the schema serves, each in the form the schema gives it: this is the one
+/// place that says what a `metadata` field means, for the resolvers and for the one-pass page
+/// writers alike (`fields.rs`). Read from a list item, it borrows the item's bytes and skips
+/// `managedFields` and everything outside `metadata` without building them.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Meta {
-    pub(super) name: Option<String>,
-    pub(super) namespace: Option<String>,
-    pub(super) uid: Option<String>,
-    pub(super) resource_version: Option<String>,
+pub struct Meta<'a> {
+    #[serde(borrow)]
+    pub(super) name: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) namespace: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) uid: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) resource_version: Option<Text<'a>>,
     pub(super) generation: Option<i64>,
-    pub(super) labels: Option<BTreeMap<String, String>>,
-    pub(super) annotations: Option<BTreeMap<String, String>>,
-    pub(super) creation_timestamp: Option<Time>,
-    pub(super) deletion_timestamp: Option<Time>,
-    pub(super) finalizers: Option<Vec<String>>,
-    pub(super) owner_references: Option<Vec<KubeOwnerReference>>,
+    /// By key, each key once (the last given wins, as when the API server parses it).
+    #[serde(borrow, deserialize_with = "pairs")]
+    pub(super) labels: Vec<(Text<'a>, Text<'a>)>,
+    #[serde(borrow, deserialize_with = "pairs")]
+    pub(super) annotations: Vec<(Text<'a>, Text<'a>)>,
+    /// RFC 3339 with the zone as an offset, as the schema's `DateTime` writes it.
+    #[serde(borrow, deserialize_with = "timestamp")]
+    pub(super) creation_timestamp: Option<Text<'a>>,
+    #[serde(borrow, deserialize_with = "timestamp")]
+    pub(super) deletion_timestamp: Option<Text<'a>>,
+    #[serde(borrow, deserialize_with = "or_empty")]
+    pub(super) finalizers: Vec<Text<'a>>,
+    #[serde(borrow, deserialize_with = "or_empty")]
+    pub(super) owner_references: Vec<Owner<'a>>,
 }
 
-impl Meta {
+/// One of `metadata.ownerReferences`, as the schema serves it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner<'a> {
+    #[serde(borrow)]
+    pub(super) api_version: Text<'a>,
+    #[serde(borrow)]
+    pub(super) kind: Text<'a>,
+    #[serde(borrow)]
+    pub(super) name: Text<'a>,
+    #[serde(borrow)]
+    pub(super) uid: Text<'a>,
+    #[serde(default)]
+    pub(super) controller: Option<bool>,
+}
+
+impl Meta<'_> {
     pub fn uid(&self) -> Option<&str> {
-        self.uid.as_deref()
+        self.uid.as_ref().map(Text::as_str)
     }
     pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
+        self.namespace.as_ref().map(Text::as_str)
     }
-}
 
-impl From<&kube::api::ObjectMeta> for Meta {
-    fn from(m: &kube::api::ObjectMeta) -> Self {
+    /// The same metadata, owning its text.
+    pub fn into_owned(self) -> Meta<'static> {
+        let text = |t: Option<Text>| t.map(|t| t.owned());
+        let pairs = |p: Vec<(Text, Text)>| p.iter().map(|(k, v)| (k.owned(), v.owned())).collect();
         Meta {
-            name: m.name.clone(),
-            namespace: m.namespace.clone(),
-            uid: m.uid.clone(),
-            resource_version: m.resource_version.clone(),
-            generation: m.generation,
-            labels: m.labels.clone(),
-            annotations: m.annotations.clone(),
-            creation_timestamp: m.creation_timestamp.clone(),
-            deletion_timestamp: m.deletion_timestamp.clone(),
-            finalizers: m.finalizers.clone(),
-            owner_references: m.owner_references.clone(),
+            name: text(self.name),
+            namespace: text(self.namespace),
+            uid: text(self.uid),
+            resource_version: text(self.resource_version),
+            generation: self.generation,
+            labels: pairs(self.labels),
+            annotations: pairs(self.annotations),
+            creation_timestamp: text(self.creation_timestamp),
+            deletion_timestamp: text(self.deletion_timestamp),
+            finalizers: self.finalizers.iter().map(Text::owned).collect(),
+            owner_references: self
+                .owner_references
+                .into_iter()
+                .map(|o| Owner {
+                    api_version: o.api_version.owned(),
+                    kind: o.kind.owned(),
+                    name: o.name.owned(),
+                    uid: o.uid.owned(),
+                    controller: o.controller,
+                })
+                .collect(),
         }
     }
 }
 
-fn labels(map: &Option<BTreeMap<String, String>>) -> Vec<Label> {
-    map.iter().flatten().map(|(k, v)| Label { key: k.clone(), value: v.clone() }).collect()
+impl From<&kube::api::ObjectMeta> for Meta<'static> {
+    fn from(m: &kube::api::ObjectMeta) -> Self {
+        let text = |t: &Option<String>| t.as_deref().map(Text::from);
+        let pairs = |map: &Option<BTreeMap<String, String>>| {
+            map.iter().flatten().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect()
+        };
+        let time = |t: &Option<Time>| t.as_ref().map(|t| Text(Cow::Owned(to_chrono(&t.0).to_rfc3339())));
+        Meta {
+            name: text(&m.name),
+            namespace: text(&m.namespace),
+            uid: text(&m.uid),
+            resource_version: text(&m.resource_version),
+            generation: m.generation,
+            labels: pairs(&m.labels),
+            annotations: pairs(&m.annotations),
+            creation_timestamp: time(&m.creation_timestamp),
+            deletion_timestamp: time(&m.deletion_timestamp),
+            finalizers: m.finalizers.iter().flatten().map(|f| Text::from(f.as_str())).collect(),
+            owner_references: m
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| Owner {
+                    api_version: Text::from(o.api_version.as_str()),
+                    kind: Text::from(o.kind.as_str()),
+                    name: Text::from(o.name.as_str()),
+                    uid: Text::from(o.uid.as_str()),
+                    controller: o.controller,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A JSON object of strings as pairs sorted by key, each key once (the last wins).
+fn pairs<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(Text<'a>, Text<'a>)>, D::Error> {
+    struct PairsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> Visitor<'de> for PairsVisitor<'a> {
+        type Value = Vec<(Text<'a>, Text<'a>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of strings")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs: Vec<(Text<'a>, Text<'a>)> = Vec::with_capacity(map.size_hint().unwrap_or(4));
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+                // Stable, so that of equal keys the last given stays last, and is kept.
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut kept: Vec<(Text<'a>, Text<'a>)> = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == pair.0 => *last = pair,
+                        _ => kept.push(pair),
+                    }
+                }
+                pairs = kept;
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_option(OptionOf(PairsVisitor(std::marker::PhantomData)))
+}
+
+/// A list, with `null` read as empty.
+fn or_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A Kubernetes timestamp in the form the schema writes it (`DateTime<Utc>::to_rfc3339`).
+/// The API server writes whole seconds in UTC (`"2026-11-27T01:00:00Z"`), which only needs its
+/// zone spelt as an offset once its date and time are checked; anything else is parsed as
+/// kube-rs parses it, and formatted.
+fn timestamp<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Text<'a>>, D::Error> {
+    let Some(text) = Option::<Text<'a>>::deserialize(deserializer)? else { return Ok(None) };
+    rfc3339(text.as_str()).map(|t| Some(Text(Cow::Owned(t)))).map_err(serde::de::Error::custom)
+}
+
+pub(super) fn rfc3339(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let shape = b.len() == 20
+        && b[19] == b'Z'
+        && b[..19].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        });
+    let number = |range: std::ops::Range<usize>| s[range].parse::<u32>().unwrap_or(u32::MAX);
+    if shape
+        && chrono::NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10)).is_some()
+        && chrono::NaiveTime::from_hms_opt(number(11..13), number(14..16), number(17..19)).is_some()
+    {
+        return Ok(format!("{}+00:00", &s[..19]));
+    }
+    let time: k8s_openapi::jiff::Timestamp = s.parse().map_err(|e: k8s_openapi::jiff::Error| e.to_string())?;
+    Ok(to_chrono(&time).to_rfc3339())
+}
+
+/// Reads `null` as the visitor's unit, anything else with the visitor.
+struct OptionOf<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for OptionOf<V> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        deserializer.deserialize_map(self.0)
+    }
 }
 
 pub(super) fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32).unwrap_or_default()
+}
+
+/// The schema's `DateTime` for a timestamp already in its written form.
+pub struct DateTimeText<'a>(pub(super) &'a str);
+
+impl OutputType for DateTimeText<'_> {
+    fn type_name() -> Cow<'static, str> {
+        <chrono::DateTime<chrono::Utc> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <chrono::DateTime<chrono::Utc> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, _: &ContextSelectionSet<'_>, _: &Positioned<Field>) -> ServerResult<Value> {
+        Ok(Value::String(self.0.to_owned()))
+    }
 }
 
 /// An owner of an object, as in `metadata.ownerReferences`.
@@ -407,52 +623,55 @@ pub struct OwnerReference {
 }
 
 /// The common metadata of every object.
-pub struct ObjectMeta<'a>(pub(super) &'a Meta);
+pub struct ObjectMeta<'a>(pub(super) &'a Meta<'a>);
+
+fn label_list(pairs: &[(Text, Text)]) -> Vec<Label> {
+    pairs.iter().map(|(k, v)| Label { key: k.as_str().to_owned(), value: v.as_str().to_owned() }).collect()
+}
 
 // Resolved field after field: every field is a read of parsed memory, and running them as
 // concurrent futures costs more than the fields themselves on pages of hundreds of objects.
 #[Object(serial)]
 impl ObjectMeta<'_> {
     async fn name(&self) -> Option<&str> {
-        self.0.name.as_deref()
+        self.0.name.as_ref().map(Text::as_str)
     }
     async fn namespace(&self) -> Option<&str> {
-        self.0.namespace.as_deref()
+        self.0.namespace()
     }
     async fn uid(&self) -> Option<&str> {
-        self.0.uid.as_deref()
+        self.0.uid()
     }
     async fn resource_version(&self) -> Option<&str> {
-        self.0.resource_version.as_deref()
+        self.0.resource_version.as_ref().map(Text::as_str)
     }
     async fn generation(&self) -> Option<i64> {
         self.0.generation
     }
     async fn labels(&self) -> Vec<Label> {
-        labels(&self.0.labels)
+        label_list(&self.0.labels)
     }
     async fn annotations(&self) -> Vec<Label> {
-        labels(&self.0.annotations)
+        label_list(&self.0.annotations)
     }
-    async fn creation_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.creation_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    async fn creation_timestamp(&self) -> Option<DateTimeText<'_>> {
+        self.0.creation_timestamp.as_ref().map(|t| DateTimeText(t.as_str()))
     }
-    async fn deletion_timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.deletion_timestamp.as_ref().map(|t| to_chrono(&t.0))
+    async fn deletion_timestamp(&self) -> Option<DateTimeText<'_>> {
+        self.0.deletion_timestamp.as_ref().map(|t| DateTimeText(t.as_str()))
     }
-    async fn finalizers(&self) -> Vec<String> {
-        self.0.finalizers.clone().unwrap_or_default()
+    async fn finalizers(&self) -> Vec<&str> {
+        self.0.finalizers.iter().map(Text::as_str).collect()
     }
     async fn owner_references(&self) -> Vec<OwnerReference> {
         self.0
             .owner_references
             .iter()
-            .flatten()
             .map(|o| OwnerReference {
-                api_version: o.api_version.clone(),
-                kind: o.kind.clone(),
-                name: o.name.clone(),
-                uid: o.uid.clone(),
+                api_version: o.api_version.as_str().to_owned(),
+                kind: o.kind.as_str().to_owned(),
+                name: o.name.as_str().to_owned(),
+                uid: o.uid.as_str().to_owned(),
                 controller: o.controller,
             })
             .collect()
@@ -488,10 +707,10 @@ mod tests {
     fn metadata_of_a_list_item_reads_the_served_fields() {
         let item = raw_item();
         let meta = item.meta().unwrap();
-        assert_eq!(meta.name.as_deref(), Some("a"));
+        assert_eq!(meta.name.as_ref().map(Text::as_str), Some("a"));
         assert_eq!(meta.uid(), Some("u-1"));
-        assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
-        assert_eq!(meta.creation_timestamp.as_ref().unwrap().0.as_second(), 1_795_741_200);
+        assert_eq!(meta.labels, [(Text::from("app"), Text::from("web"))]);
+        assert_eq!(meta.creation_timestamp.as_ref().map(Text::as_str), Some("2026-11-27T01:00:00+00:00"));
         assert_eq!(item.part("data").unwrap(), serde_json::json!({ "k": "v" }));
         assert_eq!(item.part("spec").unwrap(), serde_json::Value::Null);
     }

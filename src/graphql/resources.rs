@@ -18,17 +18,7 @@ use crate::pagination::{PageRequest, encode_cursor};
 use crate::resources::{ListPage, ListQuery, ResourceError, ResourceService, Target};
 use crate::settings::ApiLimits;
 
-/// Extra facts about a Kubernetes list page.
-#[derive(SimpleObject, Default)]
-pub struct ListInfo {
-    /// How many items follow this page, when the API server says (it does not for
-    /// selector-filtered lists).
-    pub remaining_item_count: Option<i64>,
-    /// The collection's resourceVersion when the first page was read.
-    pub resource_version: Option<String>,
-}
-
-pub use super::page::ResourceConnection;
+pub use super::page::{ListInfo, ResourceConnection};
 
 /// A cursor scope binds a continue token to the exact query it belongs to. SHA-256, not the
 /// standard library's hasher, whose output may change between Rust releases: a cursor must stay
@@ -206,7 +196,7 @@ impl Resource {
 }
 
 /// A Kubernetes Event (`core/v1`).
-pub struct EventNode(Event, Meta);
+pub struct EventNode(Event, Meta<'static>);
 
 impl EventNode {
     fn new(event: Event) -> Self {
