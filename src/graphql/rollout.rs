@@ -13,7 +13,7 @@ use super::{caller, data, principal};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::ResourceService;
-use crate::resources::rollout::{Revision, Workload, status_of};
+use crate::resources::rollout::{Revision, Workload, WorkloadRef, status_of};
 use crate::watch::coalesce::WatchEventType;
 use crate::watch::{SubscribeOptions, WatchHub, WatchKey};
 
@@ -32,6 +32,15 @@ impl Rollout {
     pub fn new(cluster_id: &str, kind: &str, namespace: String, name: String) -> Result<Self, ApiError> {
         let workload = Workload::parse(kind).map_err(ApiError::from)?;
         Ok(Self { cluster_id: cluster_id.to_owned(), workload, namespace, name })
+    }
+
+    fn target(&self) -> WorkloadRef<'_> {
+        WorkloadRef {
+            cluster_id: &self.cluster_id,
+            workload: self.workload,
+            namespace: &self.namespace,
+            name: &self.name,
+        }
     }
 }
 
@@ -87,10 +96,8 @@ impl Rollout {
     }
     /// `kubectl rollout status`, read once; subscribe to `resourceEvents` for changes.
     async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<RolloutStatusOutput> {
-        let status = data::<ResourceService>(ctx)?
-            .rollout_status(caller(ctx)?, &self.cluster_id, self.workload, &self.namespace, &self.name)
-            .await
-            .map_err(ApiError::from)?;
+        let status =
+            data::<ResourceService>(ctx)?.rollout_status(caller(ctx)?, self.target()).await.map_err(ApiError::from)?;
         Ok(RolloutStatusOutput { done: status.done, failed: status.failed, message: status.message })
     }
     /// `kubectl rollout history`, newest first: at most `first` revisions (default 50, at most 500).
@@ -101,10 +108,8 @@ impl Rollout {
                 ApiError::new(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_HISTORY}")).into()
             );
         }
-        let history = data::<ResourceService>(ctx)?
-            .rollout_history(caller(ctx)?, &self.cluster_id, self.workload, &self.namespace, &self.name)
-            .await
-            .map_err(ApiError::from)?;
+        let history =
+            data::<ResourceService>(ctx)?.rollout_history(caller(ctx)?, self.target()).await.map_err(ApiError::from)?;
         Ok(history.into_iter().rev().take(first as usize).map(RolloutRevision::from).collect())
     }
 }
@@ -170,7 +175,12 @@ impl RolloutMutation {
     ) -> async_graphql::Result<RollbackOutput> {
         let workload = Workload::parse(&kind).map_err(ApiError::from)?;
         let done = data::<ResourceService>(ctx)?
-            .rollback(caller(ctx)?, &cluster_id, workload, &namespace, &name, to_revision, dry_run.unwrap_or(false))
+            .rollback(
+                caller(ctx)?,
+                WorkloadRef { cluster_id: &cluster_id, workload, namespace: &namespace, name: &name },
+                to_revision,
+                dry_run.unwrap_or(false),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(RollbackOutput {
@@ -196,10 +206,7 @@ impl RolloutMutation {
         let object = data::<ResourceService>(ctx)?
             .rollout_restart(
                 caller(ctx)?,
-                &cluster_id,
-                workload,
-                &namespace,
-                &name,
+                WorkloadRef { cluster_id: &cluster_id, workload, namespace: &namespace, name: &name },
                 chrono::Utc::now(),
                 dry_run.unwrap_or(false),
             )
@@ -230,7 +237,8 @@ impl RolloutSubscription {
         let hub = data::<Arc<WatchHub>>(ctx)?;
         let service = data::<ResourceService>(ctx)?;
         // Read once first: a missing workload or a refusal is an error now, not a silent stream.
-        service.rollout_status(caller, &cluster_id, workload, &namespace, &name).await.map_err(ApiError::from)?;
+        let target = WorkloadRef { cluster_id: &cluster_id, workload, namespace: &namespace, name: &name };
+        service.rollout_status(caller, target).await.map_err(ApiError::from)?;
         let (row, client) = service.connections().client_for(caller, &cluster_id).await.map_err(ApiError::from)?;
         let resource = workload.api_resource();
         let key = WatchKey {

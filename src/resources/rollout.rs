@@ -257,6 +257,15 @@ impl Workload {
     }
 }
 
+/// One workload of a cluster, as the rollout calls name it.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadRef<'a> {
+    pub cluster_id: &'a str,
+    pub workload: Workload,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
 impl ResourceService {
     async fn workload_client(&self, caller: &Caller, cluster_id: &str) -> Result<(String, Client), ResourceError> {
         self.client(caller, cluster_id).await
@@ -266,11 +275,9 @@ impl ResourceService {
     pub async fn rollout_status(
         &self,
         caller: &Caller,
-        cluster_id: &str,
-        workload: Workload,
-        namespace: &str,
-        name: &str,
+        target: WorkloadRef<'_>,
     ) -> Result<RolloutStatus, ResourceError> {
+        let WorkloadRef { cluster_id, workload, namespace, name } = target;
         let (cluster, client) = self.workload_client(caller, cluster_id).await?;
         let err = |e| Self::api_error(&cluster, e);
         match workload {
@@ -290,11 +297,9 @@ impl ResourceService {
     pub async fn rollout_history(
         &self,
         caller: &Caller,
-        cluster_id: &str,
-        workload: Workload,
-        namespace: &str,
-        name: &str,
+        target: WorkloadRef<'_>,
     ) -> Result<Vec<Revision>, ResourceError> {
+        let WorkloadRef { cluster_id, workload, namespace, name } = target;
         let (cluster, client) = self.workload_client(caller, cluster_id).await?;
         let err = |e| Self::api_error(&cluster, e);
         let mut revisions = Vec::new();
@@ -365,23 +370,20 @@ impl ResourceService {
 
     /// `kubectl rollout undo [--to-revision]`: back to `to_revision`, or to the one before the
     /// current when absent.
-    #[allow(clippy::too_many_arguments)]
     pub async fn rollback(
         &self,
         caller: &Caller,
-        cluster_id: &str,
-        workload: Workload,
-        namespace: &str,
-        name: &str,
+        target: WorkloadRef<'_>,
         to_revision: Option<i64>,
         dry_run: bool,
     ) -> Result<Rollback, ResourceError> {
+        let WorkloadRef { cluster_id, workload, namespace, name } = target;
         if to_revision.is_some_and(|r| r < 1) {
             return Err(ResourceError::Invalid(
                 "toRevision must be 1 or more (leave it out for the previous revision)".into(),
             ));
         }
-        let history = self.rollout_history(caller, cluster_id, workload, namespace, name).await?;
+        let history = self.rollout_history(caller, target).await?;
         let current = history.last().map(|r| r.revision);
         let target = match to_revision {
             Some(wanted) => history.iter().find(|r| r.revision == wanted).ok_or_else(|| {
@@ -493,17 +495,14 @@ impl ResourceService {
     }
 
     /// `kubectl rollout restart`: stamps the pod template so that every pod is replaced.
-    #[allow(clippy::too_many_arguments)]
     pub async fn rollout_restart(
         &self,
         caller: &Caller,
-        cluster_id: &str,
-        workload: Workload,
-        namespace: &str,
-        name: &str,
+        target: WorkloadRef<'_>,
         now: chrono::DateTime<chrono::Utc>,
         dry_run: bool,
     ) -> Result<Value, ResourceError> {
+        let WorkloadRef { cluster_id, workload, namespace, name } = target;
         let (cluster, client) = self.workload_client(caller, cluster_id).await?;
         let err = |e| Self::api_error(&cluster, e);
         let params = PatchParams { dry_run, ..Default::default() };
