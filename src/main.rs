@@ -4,6 +4,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use kubegql::audit::{AuditEntry, AuditRecorder, AuditSettings};
 use kubegql::clusters::ClusterService;
 use kubegql::settings::{KeySettings, ServeSettings, StoreSettings};
 use kubegql::{graphql, server};
@@ -30,6 +31,8 @@ enum Command {
         store: StoreSettings,
         #[command(flatten)]
         keys: KeySettings,
+        #[command(flatten)]
+        audit: AuditSettings,
     },
     /// The audit trail.
     Audit {
@@ -46,7 +49,16 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of audit records; exits non-zero when a record was edited or deleted.
-    Verify(StoreSettings),
+    Verify {
+        #[command(flatten)]
+        store: StoreSettings,
+        #[command(flatten)]
+        audit: AuditSettings,
+        /// With a key: the last record written before the chain was keyed (older records are
+        /// checked as unkeyed; every later one must be keyed).
+        #[arg(long, default_value_t = 0)]
+        unkeyed_until: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +78,8 @@ enum PrincipalCommand {
         expires_in_seconds: Option<i64>,
         #[command(flatten)]
         store: StoreSettings,
+        #[command(flatten)]
+        audit: AuditSettings,
     },
     /// List the principals of a tenant.
     List {
@@ -82,6 +96,8 @@ enum PrincipalCommand {
         token_id: String,
         #[command(flatten)]
         store: StoreSettings,
+        #[command(flatten)]
+        audit: AuditSettings,
     },
 }
 
@@ -108,25 +124,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Schema => print!("{}", graphql::sdl()),
-        Command::Audit { command: AuditCommand::Verify(store) } => {
+        Command::Audit { command: AuditCommand::Verify { store, audit, unkeyed_until } } => {
             let db = server::open_store(&store).await?;
-            let report = kubegql::audit::verify_chain(&db).await?;
-            println!("checked {} audit record(s); {} unfinished", report.checked, report.unfinished);
+            let key = audit.key().map_err(anyhow::Error::msg)?;
+            let report = kubegql::audit::verify_chain(&db, key.as_ref(), unkeyed_until).await?;
+            println!(
+                "checked {} audit record(s) ({} keyed); {} unfinished",
+                report.checked, report.keyed, report.unfinished
+            );
             if let Some(problem) = report.broken {
                 anyhow::bail!("the audit chain is broken: {problem}");
             }
             println!("the audit chain is intact");
         }
         Command::Principal { command } => principal_command(command).await?,
-        Command::RotateKey { store, keys } => {
+        Command::RotateKey { store, keys, audit } => {
             let db = server::open_store(&store).await?;
+            let recorder = AuditRecorder::new(db.clone(), audit.key().map_err(anyhow::Error::msg)?);
             let cipher = Arc::new(server::open_cipher(&keys, &store)?);
             let key_id = cipher.current_key_id().to_owned();
-            let count = ClusterService::new(db, cipher, Default::default()).reseal_all().await?;
+            let entry = operator_entry("rotate-key", serde_json::json!({ "keyId": key_id }));
+            let service = ClusterService::new(db, cipher, Default::default());
+            let count = recorder.operator_action(entry, service.reseal_all()).await?;
             println!("re-sealed {count} cluster(s) under key {key_id}");
         }
     }
     Ok(())
+}
+
+/// The record of an operator's command-line write.
+fn operator_entry(command: &str, arguments: serde_json::Value) -> AuditEntry {
+    AuditEntry { field: format!("cli: {command}"), arguments, ..Default::default() }
 }
 
 async fn principal_command(command: PrincipalCommand) -> anyhow::Result<()> {
@@ -139,13 +167,25 @@ async fn principal_command(command: PrincipalCommand) -> anyhow::Result<()> {
         | PrincipalCommand::RevokeToken { store, .. } => store,
     };
     let db = server::open_store(store).await?;
-    let service = PrincipalService::new(db.clone(), Authenticator::new(db));
+    let service = PrincipalService::new(db.clone(), Authenticator::new(db.clone()));
+    let recorder = |audit: &AuditSettings| -> anyhow::Result<AuditRecorder> {
+        Ok(AuditRecorder::new(db.clone(), audit.key().map_err(anyhow::Error::msg)?))
+    };
     match command {
-        PrincipalCommand::Create { name, role, tenant, service_account, expires_in_seconds, .. } => {
+        PrincipalCommand::Create { name, role, tenant, service_account, expires_in_seconds, audit, .. } => {
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
             let kind = if service_account { PrincipalKind::ServiceAccount } else { PrincipalKind::User };
-            let principal = service.create(&tenant, &name, kind, role).await?;
-            let (token, row) = service.issue_token(&tenant, &principal.id, "initial", expires_in_seconds).await?;
+            let entry = operator_entry(
+                "principal create",
+                serde_json::json!({ "tenant": tenant, "name": name, "role": role.as_str(),
+                                    "serviceAccount": service_account, "expiresInSeconds": expires_in_seconds }),
+            );
+            let action = async {
+                let principal = service.create(&tenant, &name, kind, role).await?;
+                let issued = service.issue_token(&tenant, &principal.id, "initial", expires_in_seconds).await?;
+                Ok::<_, anyhow::Error>((principal, issued))
+            };
+            let (principal, (token, row)) = recorder(&audit)?.operator_action(entry, action).await?;
             println!(
                 "principal {} ({}) in tenant {} with role {}",
                 principal.name,
@@ -169,8 +209,10 @@ async fn principal_command(command: PrincipalCommand) -> anyhow::Result<()> {
                 after = page.last().map(|p| p.name.clone());
             }
         }
-        PrincipalCommand::RevokeToken { tenant, token_id, .. } => {
-            let row = service.revoke_token(&tenant, &token_id).await?;
+        PrincipalCommand::RevokeToken { tenant, token_id, audit, .. } => {
+            let entry =
+                operator_entry("principal revoke-token", serde_json::json!({ "tenant": tenant, "tokenId": token_id }));
+            let row = recorder(&audit)?.operator_action(entry, service.revoke_token(&tenant, &token_id)).await?;
             println!("revoked token {} ({})", row.id, row.name);
         }
     }

@@ -126,7 +126,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let mut upkeep = upkeep;
     upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
     let resources = ResourceService::new(connections.clone(), discovery);
-    let audit = AuditRecorder::new(db.clone());
+    let audit = AuditRecorder::new(db.clone(), settings.audit.key().map_err(anyhow::Error::msg)?);
     let watch_hub = WatchHub::new(settings.watch.clone());
     let auth = Authenticator::new(db.clone());
     if let Some(notices) = notices {

@@ -59,6 +59,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub keys: KeySettings,
 
+    #[command(flatten)]
+    pub audit: crate::audit::AuditSettings,
+
     /// Admin API token to create on first start, when the store has no token yet. Without it a
     /// random token is generated and printed once.
     #[arg(long, env = "KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]

@@ -5,10 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::connection::Connection;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextResolve,
+    ResolveInfo,
 };
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::registry::MetaType;
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Object, Request, Response, ServerError, ServerResult, Value, Variables,
+    Context, ErrorExtensions, ID, InputObject, Name, Object, Request, Response, ServerError, ServerResult, Value,
+    Variables,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
@@ -16,7 +20,7 @@ use serde_json::Value as Json;
 use super::RoleGuard;
 use super::data;
 use crate::access::Caller;
-use crate::audit::{AuditEntry, AuditOutcome, AuditRecorder};
+use crate::audit::{Actor, AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
 use crate::authz::{AuditScope, audit_scope};
 use crate::error::{ApiError, ErrorCode};
@@ -75,6 +79,52 @@ impl ExtensionFactory for Audit {
 struct AuditExtension {
     variables: Mutex<Variables>,
     operation: Mutex<Option<String>>,
+    /// The variables' default values, per operation of the document.
+    defaults: Mutex<Vec<OperationDefaults>>,
+}
+
+/// An operation's name, and the default values its variables declare.
+type OperationDefaults = (Option<String>, Vec<(Name, Value)>);
+
+/// A field's default value as the registry keeps it (GraphQL text), read as a value.
+fn parse_default(text: &str) -> Option<Value> {
+    let document = async_graphql::parser::parse_query(format!("query($v: Int = {text}) {{ __typename }}")).ok()?;
+    let (_, operation) = document.operations.iter().next()?;
+    operation.node.variable_definitions.first()?.node.default_value.as_ref().map(|v| v.node.clone())
+}
+
+impl AuditExtension {
+    /// The arguments `field` runs with, as its resolver reads them: each argument given, with
+    /// its variables replaced by the request's values or else the operation's defaults, and each
+    /// argument left out that has a default in the schema.
+    fn arguments(&self, ctx: &ExtensionContext<'_>, info: &ResolveInfo<'_>) -> Json {
+        let variables = self.variables.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut args = serde_json::Map::new();
+        for (name, value) in &info.field.arguments {
+            let resolved = value
+                .node
+                .clone()
+                .into_const_with(|var| {
+                    Ok::<_, std::convert::Infallible>(variables.get(&var).cloned().unwrap_or(Value::Null))
+                })
+                .ok()
+                .and_then(|v| v.into_json().ok())
+                .unwrap_or(Json::Null);
+            args.insert(name.node.to_string(), resolved);
+        }
+        let schema_args = match ctx.schema_env.registry.types.get(info.parent_type) {
+            Some(MetaType::Object { fields, .. }) => fields.get(info.name).map(|f| &f.args),
+            _ => None,
+        };
+        for (name, arg) in schema_args.into_iter().flatten() {
+            if !args.contains_key(name)
+                && let Some(default) = arg.default_value.as_deref().and_then(parse_default)
+            {
+                args.insert(name.clone(), default.into_json().unwrap_or(Json::Null));
+            }
+        }
+        Json::Object(args)
+    }
 }
 
 fn refused() -> ServerError {
@@ -85,6 +135,33 @@ fn refused() -> ServerError {
 
 #[async_trait::async_trait]
 impl Extension for AuditExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let defaults = document
+            .operations
+            .iter()
+            .map(|(name, operation)| {
+                let defaults = operation
+                    .node
+                    .variable_definitions
+                    .iter()
+                    .filter_map(|d| d.node.default_value.as_ref().map(|v| (d.node.name.node.clone(), v.node.clone())))
+                    .collect();
+                (name.map(|n| n.to_string()), defaults)
+            })
+            .collect();
+        if let Ok(mut kept) = self.defaults.lock() {
+            *kept = defaults;
+        }
+        Ok(document)
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -106,6 +183,19 @@ impl Extension for AuditExtension {
         if let Ok(mut op) = self.operation.lock() {
             *op = operation_name.map(str::to_owned);
         }
+        // The variables the operation runs with: those sent, then the defaults it declares.
+        if let (Ok(defaults), Ok(mut variables)) = (self.defaults.lock(), self.variables.lock()) {
+            let chosen = match operation_name {
+                Some(name) => defaults.iter().find(|(n, _)| n.as_deref() == Some(name)),
+                None if defaults.len() == 1 => defaults.first(),
+                None => None,
+            };
+            for (name, value) in chosen.map(|(_, d)| d.as_slice()).unwrap_or_default() {
+                if !variables.contains_key(name) {
+                    variables.insert(name.clone(), value.clone());
+                }
+            }
+        }
         next.run(ctx, operation_name).await
     }
 
@@ -124,24 +214,11 @@ impl Extension for AuditExtension {
             tracing::error!("no audit recorder configured; refusing mutation");
             return Err(refused());
         };
-        let variables = self.variables.lock().map(|v| v.clone()).unwrap_or_default();
-        let mut args = serde_json::Map::new();
-        for (name, value) in &info.field.arguments {
-            let resolved = value
-                .node
-                .clone()
-                .into_const_with(|var| {
-                    Ok::<_, std::convert::Infallible>(variables.get(&var).cloned().unwrap_or(Value::Null))
-                })
-                .ok()
-                .and_then(|v| v.into_json().ok())
-                .unwrap_or(Json::Null);
-            args.insert(name.node.to_string(), resolved);
-        }
+        let args = self.arguments(ctx, &info);
         let operation = self.operation.lock().ok().and_then(|o| o.clone());
-        let entry = entry_of(info.name, operation, Json::Object(args));
-        let caller = ctx.data_opt::<Caller>();
-        let pending = match recorder.begin(caller, entry).await {
+        let entry = entry_of(info.name, operation, args);
+        let actor = ctx.data_opt::<Caller>().map_or(Actor::Anonymous, Actor::Caller);
+        let pending = match recorder.begin(actor, entry).await {
             Ok(pending) => pending,
             Err(err) => {
                 tracing::error!(error = %err, field = info.name, "audit record could not be written; refusing mutation");
@@ -160,10 +237,8 @@ impl Extension for AuditExtension {
                 (AuditOutcome::of_error_code(code.as_deref()), code)
             }
         };
-        if let Err(err) = recorder.finish(pending, outcome, code.as_deref()).await {
-            // The action ran; its record stays PENDING, which `audit verify` reports.
-            tracing::error!(error = %err, "audit record could not be completed");
-        }
+        // A failure is logged by the recorder; the action ran, and its answer stands.
+        let _ = pending.finish(outcome, code.as_deref()).await;
         result
     }
 }

@@ -31,7 +31,7 @@ where
     Fut: std::future::Future<Output = Result<T, crate::error::ApiError>>,
 {
     let field = entry.field.clone();
-    let pending = match state.audit.begin(Some(caller), entry).await {
+    let pending = match state.audit.begin(crate::audit::Actor::Caller(caller), entry).await {
         Ok(p) => p,
         Err(err) => {
             tracing::error!(error = %err, field, "audit record could not be written; refusing the action");
@@ -50,9 +50,8 @@ where
         Ok(_) => (AuditOutcome::Success, None),
         Err(err) => (AuditOutcome::of_error_code(Some(err.code.as_str())), Some(err.code.as_str())),
     };
-    if let Err(err) = state.audit.finish(pending, audit_outcome, code).await {
-        tracing::error!(error = %err, "audit record could not be completed");
-    }
+    // A failure is logged by the recorder; the action ran, and its answer stands.
+    let _ = pending.finish(audit_outcome, code).await;
     outcome.map_err(IntoResponse::into_response)
 }
 

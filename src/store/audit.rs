@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::schema::audit_events;
-use super::{Backend, Database, StoreError, with_conn};
+use super::{Database, Pools, StoreError, with_conn};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
@@ -37,10 +37,14 @@ pub struct AuditRow {
 }
 
 impl AuditRow {
-    /// The hash a completed row must carry: SHA-256 over every field but the hash itself, the
-    /// previous row's hash included.
+    /// The hash an unkeyed completed row must carry: SHA-256 over its canonical form.
     pub fn expected_hash(&self) -> String {
-        let canonical = serde_json::json!([
+        crate::digest::sha256_hex(self.canonical().as_bytes())
+    }
+
+    /// Every field but the hash itself, the previous row's hash included, as one JSON text.
+    pub fn canonical(&self) -> String {
+        serde_json::json!([
             self.id,
             self.seq,
             self.started_at.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
@@ -64,8 +68,8 @@ impl AuditRow {
             self.duration_ms,
             self.arguments,
             self.prev_hash,
-        ]);
-        crate::digest::sha256_hex(canonical.to_string().as_bytes())
+        ])
+        .to_string()
     }
 }
 
@@ -91,39 +95,38 @@ impl Database {
         Ok(())
     }
 
-    /// Completes a PENDING row and appends it to the chain: next seq, previous hash, own hash.
-    /// On PostgreSQL a transaction-scoped advisory lock keeps replicas from forking the chain;
-    /// SQLite serialises writers by itself (and the caller holds a process lock).
+    /// Completes a PENDING row and appends it to the chain: next seq, previous hash, own hash
+    /// (`seal` computes it). On PostgreSQL a transaction-scoped advisory lock keeps replicas from
+    /// forking the chain; on SQLite the transaction is IMMEDIATE, so that it holds the write lock
+    /// before it reads the chain's end (a deferred one would fail, not wait, when another writer
+    /// got in between its read and its write).
     pub async fn complete_audit(
         &self,
         id: &str,
         outcome: &str,
         error_code: Option<&str>,
         duration_ms: i64,
+        seal: &(dyn Fn(&AuditRow) -> String + Sync),
     ) -> Result<AuditRow, StoreError> {
-        let postgres = self.backend() == Backend::Postgres;
-        let (id, outcome, error_code) = (id.to_owned(), outcome.to_owned(), error_code.map(str::to_owned));
-        with_conn!(self, |conn| {
-            conn.transaction(async |conn| {
-                if postgres {
-                    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})")).execute(conn).await?;
-                }
+        self.count_query();
+        macro_rules! append {
+            ($conn:ident) => {{
                 let last: Option<(Option<i64>, Option<String>)> = audit_events::table
                     .filter(audit_events::seq.is_not_null())
                     .order(audit_events::seq.desc())
                     .select((audit_events::seq, audit_events::hash))
-                    .first(conn)
+                    .first($conn)
                     .await
                     .optional()?;
                 let (last_seq, last_hash) = last.map(|(s, h)| (s.unwrap_or(0), h)).unwrap_or((0, None));
-                let mut row: AuditRow = audit_events::table.find(&id).select(AuditRow::as_select()).first(conn).await?;
+                let mut row: AuditRow = audit_events::table.find(id).select(AuditRow::as_select()).first($conn).await?;
                 row.seq = Some(last_seq + 1);
                 row.prev_hash = last_hash;
-                row.outcome = outcome;
-                row.error_code = error_code;
+                row.outcome = outcome.to_owned();
+                row.error_code = error_code.map(str::to_owned);
                 row.duration_ms = Some(duration_ms);
-                row.hash = Some(row.expected_hash());
-                diesel::update(audit_events::table.find(&id))
+                row.hash = Some(seal(&row));
+                diesel::update(audit_events::table.find(id))
                     .set((
                         audit_events::seq.eq(row.seq),
                         audit_events::prev_hash.eq(&row.prev_hash),
@@ -132,13 +135,26 @@ impl Database {
                         audit_events::duration_ms.eq(row.duration_ms),
                         audit_events::hash.eq(&row.hash),
                     ))
-                    .execute(conn)
+                    .execute($conn)
                     .await?;
                 Ok::<_, diesel::result::Error>(row)
-            })
-            .await
-            .map_err(StoreError::from)
-        })
+            }};
+        }
+        match &self.pools {
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get().await.map_err(StoreError::pool)?;
+                conn.immediate_transaction(async |conn| append!(conn)).await.map_err(StoreError::from)
+            }
+            Pools::Postgres(pool) => {
+                let mut conn = pool.get().await.map_err(StoreError::pool)?;
+                conn.transaction(async |conn| {
+                    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})")).execute(conn).await?;
+                    append!(conn)
+                })
+                .await
+                .map_err(StoreError::from)
+            }
+        }
     }
 
     /// Completed records, newest first, before `before_seq` (keyset).
