@@ -111,6 +111,7 @@ async fn main() {
             master_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
             ..Default::default()
         },
+        audit: Default::default(),
         bootstrap_admin_token: Some(token.into()),
         limits: ApiLimits::default(),
         clients: Default::default(),

@@ -365,3 +365,261 @@ async fn logs_carry_audit_lines_but_no_secrets() {
     assert!(!logs.contains(secret), "the secret leaked into the log");
     assert!(!logs.contains(admin), "the API token leaked into the log");
 }
+
+/// Records name what the mutation ran with: a variable's default, not only what was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_hold_the_arguments_the_mutation_ran_with() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let hidden = "mutation($n: String! = \"db\", $k: String! = \"ConfigMap\", $dry: Boolean = true) {
+        deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: $k, namespace: \"prod\", name: $n, dryRun: $dry) { warnings } }";
+    let body = server.gql(hidden, json!({})).await;
+    assert_eq!(first_error(&body).0, "NOT_FOUND", "{body}");
+    // An operation chosen by name among several takes its own defaults.
+    let named =
+        "mutation A($n: String! = \"from-a\") { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: $n) { warnings } }
+        mutation B($n: String! = \"from-b\") { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: $n) { warnings } }";
+    let response: Value = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .json(&json!({ "query": named, "operationName": "B", "variables": {} }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first_error(&response).0, "NOT_FOUND", "{response}");
+    // A variable sent as null stays null (the default applies only to one left out).
+    let null = server.gql("mutation($g: Int = 5) { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: \"p\", gracePeriodSeconds: $g) { warnings } }", json!({ "g": null })).await;
+    assert_eq!(first_error(&null).0, "NOT_FOUND", "{null}");
+
+    let all = events(&server).await;
+    let by_seq = |seq: i64| all.iter().find(|e| e["seq"] == seq).unwrap();
+    let first = by_seq(1);
+    assert_eq!(first["arguments"]["name"], "db", "{first}");
+    assert_eq!(first["arguments"]["kind"], "ConfigMap");
+    assert_eq!(first["dryRun"], true, "the dry run came from a default");
+    let recorded = db_row(&db, 1).await;
+    assert_eq!(
+        (recorded.0.as_deref(), recorded.1.as_deref()),
+        (Some("db"), Some("ConfigMap")),
+        "the record's own columns"
+    );
+    assert_eq!(by_seq(2)["arguments"]["name"], "from-b");
+    assert_eq!(by_seq(3)["arguments"]["gracePeriodSeconds"], Value::Null, "{}", by_seq(3));
+    assert!(by_seq(3)["arguments"].as_object().unwrap().contains_key("gracePeriodSeconds"));
+}
+
+/// The name and kind columns of a record, read from the database.
+async fn db_row(db: &TestDb, seq: i64) -> (Option<String>, Option<String>) {
+    use diesel::prelude::*;
+    let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        name: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        kind: Option<String>,
+    }
+    let row: Row = diesel::sql_query(format!("SELECT name, kind FROM audit_events WHERE seq = {seq}"))
+        .get_result(&mut conn)
+        .unwrap();
+    (row.name, row.kind)
+}
+
+/// A change to a Secret is recorded as the paths it writes, whatever the kind's spelling and the
+/// patch's type; the values never reach the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_to_secrets_record_paths_not_values() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let patch = "mutation($k: String!, $t: PatchType!, $p: JSON!) {
+        patch(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: $k, namespace: \"ns\", name: \"creds\", type: $t, patch: $p) { object { kind } } }";
+    let cases = [
+        ("Secret", "MERGE", json!({ "stringData": { "password": "hunter2-merge" } })),
+        (
+            "secrets",
+            "STRATEGIC",
+            json!({ "data": { "key": "aHVudGVyMi1zdHJhdA==" }, "metadata": { "annotations": { "a": "hunter2-annotation" } } }),
+        ),
+        (
+            "SECRET",
+            "JSON",
+            json!([{ "op": "add", "path": "/data/token", "value": "aHVudGVyMi1qc29u" },
+                                  { "op": "replace", "path": "/data", "value": { "k": "hunter2-json-object" } }]),
+        ),
+    ];
+    for (kind, ty, body) in &cases {
+        let answer = server.gql(patch, json!({ "k": kind, "t": ty, "p": body })).await;
+        assert_eq!(first_error(&answer).0, "NOT_FOUND", "{answer}");
+    }
+    // A ConfigMap's patch is recorded as sent.
+    let plain = server.gql(patch, json!({ "k": "ConfigMap", "t": "MERGE", "p": { "data": { "shown": "yes" } } })).await;
+    assert_eq!(first_error(&plain).0, "NOT_FOUND");
+
+    let all = events(&server).await;
+    let text = serde_json::to_string(&all).unwrap();
+    for secret in ["hunter2", "aHVudGVy"] {
+        assert!(!text.contains(secret), "{secret} reached the trail: {text}");
+    }
+    let by_seq = |seq: i64| all.iter().find(|e| e["seq"] == seq).unwrap()["arguments"]["patch"].clone();
+    assert_eq!(by_seq(1)["paths"], json!(["/stringData/password"]));
+    assert_eq!(by_seq(2)["paths"], json!(["/data/key", "/metadata/annotations/a"]));
+    assert_eq!(
+        by_seq(3)["paths"],
+        json!([{ "op": "add", "path": "/data/token" }, { "op": "replace", "path": "/data" }])
+    );
+    assert_eq!(by_seq(4), json!({ "data": { "shown": "yes" } }));
+    // Nor the database file.
+    server.server.stop().await.unwrap();
+    let file = db.sqlite_file.clone().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend(std::fs::read(format!("{}-wal", file.display())).unwrap_or_default());
+    assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+}
+
+/// 50 concurrent mutations, each recorded and completed: the chain is whole, nothing pending,
+/// on both backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_mutations_leave_no_record_unfinished() {
+    use common::control_plane::{ControlPlane, unique_namespace};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("audit-load");
+    common::control_plane::ready_namespace(&client, &ns).await;
+    let cm: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "load" }, "data": { "k": "v" } })).unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), &ns).create(&PostParams::default(), &cm).await.unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let server = TestServer::start(&db).await;
+        let id = server.control_plane_cluster(&cp, "local", json!({})).await;
+        let patch = "mutation($id: ID!, $ns: String!, $v: String!) {
+            patch(clusterId: $id, kind: \"ConfigMap\", namespace: $ns, name: \"load\", type: MERGE,
+                  patch: { data: { k: $v } }, dryRun: true) { object { metadata { name } } } }";
+        let calls = (0..50).map(|i| server.gql(patch, json!({ "id": id, "ns": ns, "v": format!("v{i}") })));
+        let answers = futures_util::future::join_all(calls).await;
+        for answer in &answers {
+            assert!(answer.get("errors").is_none(), "{answer}");
+        }
+        server.server.stop().await.unwrap();
+        let (ok, report) = verify(&db);
+        assert!(ok, "{backend:?}: {report}");
+        // The cluster's creation, then the 50 patches.
+        assert!(report.contains("checked 51 audit record(s) (0 keyed); 0 unfinished"), "{backend:?}: {report}");
+    }
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &kube::api::DeleteParams::background())
+        .await;
+}
+
+/// A client that goes away in the middle of a mutation leaves a completed record, ABANDONED.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_goes_away_leaves_an_abandoned_record() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    // An "API server" on loopback that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let create = "mutation($input: CreateClusterInput!) { createCluster(input: $input) { id } }";
+    let input = json!({ "name": "silent", "mode": "DIRECT", "apiServerUrl": format!("https://127.0.0.1:{port}"), "bearerToken": "t" });
+    let id = server.gql_ok(create, json!({ "input": input })).await["createCluster"]["id"].as_str().unwrap().to_owned();
+    // The client sends the mutation, waits a moment, and closes its connection.
+    let body = json!({ "query": "mutation($id: ID!) { scale(clusterId: $id, kind: \"Deployment\", namespace: \"ns\", name: \"web\", replicas: 2) { replicas } }", "variables": { "id": id } }).to_string();
+    let address = server.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.token,
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, request.as_bytes()).await.unwrap();
+    common::eventually("the mutation's record is begun", std::time::Duration::from_secs(10), || async {
+        pending_count(&db).await == 1
+    })
+    .await;
+    drop(socket);
+    common::eventually("the abandoned mutation's record is completed", std::time::Duration::from_secs(20), || async {
+        events(&server).await.iter().any(|e| e["field"] == "scale" && e["outcome"] == "ABANDONED")
+    })
+    .await;
+    held.abort();
+    server.server.stop().await.unwrap();
+    let (ok, report) = verify(&db);
+    assert!(ok && report.contains("0 unfinished"), "{report}");
+}
+
+/// Records begun and not yet completed.
+async fn pending_count(db: &TestDb) -> usize {
+    let store = kubegql::store::Database::connect(&db.url, 1).await.unwrap();
+    store.audit_pending().await.unwrap().len()
+}
+
+/// With the operator's key, records are HMACs: checking them needs the key, and someone who can
+/// write the database but lacks it cannot rewrite a record, even as an unkeyed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyed_chain_needs_its_key_and_refuses_rewrites() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("audit.key");
+    std::fs::write(&key_file, base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap();
+    let wrong_file = dir.path().join("wrong.key");
+    std::fs::write(&wrong_file, base64::engine::general_purpose::STANDARD.encode([8u8; 32])).unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.audit.audit_key_file = Some(key_file.clone());
+    let server = TestServer::start_with(settings).await;
+    for i in 0..3 {
+        server
+            .gql_ok(
+                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
+                json!({ "n": format!("k{i}") }),
+            )
+            .await;
+    }
+    server.server.stop().await.unwrap();
+    let verify_with = |key: Option<&std::path::Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubegql"));
+        command.args(["audit", "verify", "--database-url", &db.url]);
+        if let Some(key) = key {
+            command.arg("--audit-key-file").arg(key);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, report) = verify_with(Some(&key_file));
+    assert!(ok && report.contains("checked 3 audit record(s) (3 keyed)"), "{report}");
+    let (ok, report) = verify_with(None);
+    assert!(!ok && report.contains("record 1 is keyed"), "{report}");
+    let (ok, report) = verify_with(Some(&wrong_file));
+    assert!(!ok && report.contains("record 1 was altered"), "{report}");
+
+    // Rewrite record 2 and re-chain it as an unkeyed record (what a writer without the key can do).
+    {
+        use diesel::connection::SimpleConnection;
+        use diesel::prelude::*;
+        let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
+        conn.batch_execute("UPDATE audit_events SET outcome = 'ERROR' WHERE seq = 2").unwrap();
+        let db_handle = kubegql::store::Database::connect(&db.url, 1).await.unwrap();
+        let rows = db_handle.audit_chain(1, 10).await.unwrap();
+        let mut row = rows.into_iter().find(|r| r.seq == Some(2)).unwrap();
+        row.hash = Some(row.expected_hash());
+        conn.batch_execute(&format!("UPDATE audit_events SET hash = '{}' WHERE seq = 2", row.hash.unwrap())).unwrap();
+    }
+    let (ok, report) = verify_with(Some(&key_file));
+    assert!(!ok && report.contains("record 2 is not keyed"), "{report}");
+}

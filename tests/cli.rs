@@ -128,3 +128,57 @@ fn a_bad_master_key_stops_start_up_with_a_clear_error() {
     assert!(stderr.contains("master key must be base64 of exactly 32 bytes"), "{stderr}");
     assert!(!stderr.contains("too-short"), "the key value is not echoed");
 }
+
+/// The operator's writes from the command line leave audit records too, with the operator as
+/// the actor, on the same chain.
+#[test]
+fn the_operators_command_line_writes_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = kubegql(dir.path()).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, created) = run(&["principal", "create", "--name", "ci-bot", "--role", "OPERATOR", "--tenant", "team-a"]);
+    assert!(ok, "{created}");
+    let token_id = created.split("token id ").nth(1).and_then(|s| s.split(';').next()).expect("a token id").to_owned();
+    let (ok, text) = run(&["principal", "create", "--name", "ci-bot", "--role", "OPERATOR", "--tenant", "team-a"]);
+    assert!(!ok, "a second principal of that name is refused: {text}");
+    let (ok, text) = run(&["principal", "revoke-token", "--tenant", "team-a", "--token-id", &token_id]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["rotate-key"]);
+    assert!(ok, "{text}");
+
+    let (ok, report) = run(&["audit", "verify"]);
+    assert!(ok && report.contains("checked 4 audit record(s) (0 keyed); 0 unfinished"), "{report}");
+    use diesel::prelude::*;
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        field: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        outcome: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        principal_name: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        arguments: String,
+    }
+    let mut conn = diesel::SqliteConnection::establish(dir.path().join("kubegql.db").to_str().unwrap()).unwrap();
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT field, outcome, principal_name, arguments FROM audit_events ORDER BY seq")
+            .load(&mut conn)
+            .unwrap();
+    let seen: Vec<(&str, &str)> = rows.iter().map(|r| (r.field.as_str(), r.outcome.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("cli: principal create", "SUCCESS"),
+            ("cli: principal create", "ERROR"),
+            ("cli: principal revoke-token", "SUCCESS"),
+            ("cli: rotate-key", "SUCCESS"),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.principal_name.as_deref() == Some("operator (command line)")), "{rows:?}");
+    assert!(rows[0].arguments.contains("\"name\":\"ci-bot\"") && rows[0].arguments.contains("team-a"), "{rows:?}");
+    assert!(!rows.iter().any(|r| r.arguments.contains("kgq_")), "no token is recorded");
+}

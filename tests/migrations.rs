@@ -49,3 +49,56 @@ async fn upgrading_sqlite_keeps_principals_and_their_tokens() {
         .await;
     assert_eq!(first_error(&dup).0, "CONFLICT", "{dup}");
 }
+
+/// The audit table is rebuilt on SQLite to accept ABANDONED: its records keep their chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrading_sqlite_keeps_the_audit_chain() {
+    use kubegql::store::audit::AuditRow;
+    let db = TestDb::new(Backend::Sqlite).await;
+    {
+        let mut conn = SqliteConnection::establish(&db.url).unwrap();
+        // The store as the release before this one left it: the first two migrations.
+        conn.run_next_migration(SQLITE).unwrap();
+        conn.run_next_migration(SQLITE).unwrap();
+    }
+    {
+        // One completed record, written as that release wrote them.
+        let store = kubegql::store::Database::connect(&db.url, 1).await.unwrap();
+        let mut row = AuditRow {
+            id: "r1".into(),
+            seq: None,
+            started_at: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
+            request_id: "q1".into(),
+            principal_id: None,
+            principal_name: Some("old-admin".into()),
+            tenant: Some("default".into()),
+            impersonated: None,
+            cluster_id: None,
+            operation: None,
+            field: "createCluster".into(),
+            verb: None,
+            api_group: None,
+            api_version: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            dry_run: false,
+            outcome: "PENDING".into(),
+            error_code: None,
+            duration_ms: None,
+            arguments: "{}".into(),
+            prev_hash: None,
+            hash: None,
+        };
+        store.insert_audit(&row).await.unwrap();
+        row = store.complete_audit("r1", "SUCCESS", None, 3, &|r: &AuditRow| r.expected_hash()).await.unwrap();
+        assert_eq!(row.seq, Some(1));
+    }
+    // Starting the new server runs the pending migration; a new record joins the old chain.
+    let server = TestServer::start_with(settings_for(&db)).await;
+    server.gql_ok("mutation { createCluster(input: { name: \"after\", mode: IN_CLUSTER }) { id } }", json!({})).await;
+    server.server.stop().await.unwrap();
+    let store = kubegql::store::Database::connect(&db.url, 1).await.unwrap();
+    let report = kubegql::audit::verify_chain(&store, None, 0).await.unwrap();
+    assert_eq!((report.checked, report.broken.as_deref(), report.unfinished), (2, None, 0), "{report:?}");
+}
