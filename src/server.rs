@@ -147,9 +147,18 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let reads = services(read_schema_builder(&settings.limits));
     let metrics =
         Arc::new(crate::http::metrics::Metrics::new(Arc::clone(&watch_hub), Arc::clone(&client_cache), db.clone()));
-    let state =
-        AppState { schema, reads, auth, db: db.clone(), resources, audit, watch_hub: Arc::clone(&watch_hub), metrics };
-    let app = router(state, settings.limits.max_body_bytes);
+    let state = AppState {
+        schema,
+        reads,
+        auth,
+        db: db.clone(),
+        resources,
+        audit,
+        watch_hub: Arc::clone(&watch_hub),
+        metrics,
+        limits: settings.limits.clone(),
+    };
+    let app = router(state);
 
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;

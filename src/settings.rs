@@ -103,9 +103,22 @@ pub struct ApiLimits {
     #[arg(long, env = "KUBEGQL_MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
     pub max_query_complexity: usize,
 
-    /// Largest request body in bytes.
+    /// Largest request body in bytes, and largest GraphQL document (a request's `query` text).
     #[arg(long, env = "KUBEGQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest manifest `apply` and `POST /api/v1/clusters/{id}/apply` take, in bytes. A GraphQL
+    /// request may then be this much larger than `max_body_bytes` (its manifest variable).
+    #[arg(long, env = "KUBEGQL_MAX_MANIFEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_manifest_bytes: usize,
+}
+
+impl ApiLimits {
+    /// The body limit of `POST /graphql` and of a WebSocket message: room for a document and a
+    /// manifest beside it.
+    pub fn max_graphql_request_bytes(&self) -> usize {
+        self.max_body_bytes.saturating_add(self.max_manifest_bytes)
+    }
 }
 
 impl Default for ApiLimits {
@@ -116,6 +129,7 @@ impl Default for ApiLimits {
             max_query_depth: 15,
             max_query_complexity: 2000,
             max_body_bytes: 1024 * 1024,
+            max_manifest_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -318,18 +318,36 @@ async fn depth_and_body_limits() {
     assert!(body.get("errors").is_none(), "{body}");
     assert!(body["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
 
-    // A 10 MiB body is refused from its Content-Length, before the server reads it: send the
-    // head, then read the answer (writing all 10 MiB could race the server closing the socket).
+    // A body over the GraphQL route's limit (room for a document and a manifest) is refused from
+    // its Content-Length, before the server reads it: send the head, then read the answer
+    // (writing it all could race the server closing the socket).
+    let limits = kubegql::settings::ApiLimits::default();
     let head = format!(
         "POST /graphql HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         server.server.addr,
         server.token,
-        10 * 1024 * 1024
+        limits.max_graphql_request_bytes() + 1
     );
     let answer = raw_exchange(server.server.addr, head.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("BAD_USER_INPUT"), "{answer}");
+    // The document itself is held to maxBodyBytes, however large the body may be: one byte over
+    // is refused, the largest accepted document is parsed (and answered on its own merits).
+    let padded = |len: usize| format!("{{ __typename }}{}", " ".repeat(len - "{ __typename }".len()));
+    let over = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .json(&json!({ "query": padded(limits.max_body_bytes + 1) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 413);
+    let over: Value = over.json().await.unwrap();
+    assert!(over["errors"][0]["message"].as_str().unwrap().contains("maxBodyBytes"), "{over}");
+    let at_limit = server.gql(&padded(limits.max_body_bytes), json!({})).await;
+    assert_eq!(at_limit["data"]["__typename"], "Query", "{at_limit}");
 
     let response = server
         .client

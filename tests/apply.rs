@@ -366,8 +366,9 @@ async fn the_apply_endpoint_gives_the_same_result() {
         .await
         .unwrap();
     assert_eq!(unauthenticated.status(), 401);
-    let big = format!("# {}\n{manifest}", "x".repeat(2 * 1024 * 1024));
-    assert_eq!(post("", big).await.unwrap().status(), 413);
+    let max = kubegql::settings::ApiLimits::default().max_manifest_bytes;
+    let big = format!("# {}\n{manifest}", "x".repeat(max));
+    assert_eq!(post("", big).await.unwrap().status(), 413, "over maxManifestBytes");
     let (_, viewer) = server.principal("viv", "VIEWER").await;
     let denied = server
         .client
@@ -515,4 +516,130 @@ async fn the_api_servers_warnings_reach_the_caller() {
         body["data"]["apply"]["documents"][1]["warnings"].as_array().unwrap_or_else(|| panic!("{body}")).clone();
     assert!(!warnings.is_empty(), "{body}");
     assert!(warnings[0].as_str().unwrap().contains("DNS"), "{warnings:?}");
+}
+
+/// A CRD whose OpenAPI schema nests `depth` levels of objects, `width` properties each, with
+/// descriptions as long as real ones: about 800 KB of YAML at depth 6, width 3.
+fn big_crd(group: &str, kind: &str, depth: usize, width: usize) -> Value {
+    fn schema(depth: usize, width: usize, path: &str) -> Value {
+        let description = format!(
+            "{path}: what this field sets, when it applies, and what happens when it is left out; as long as the \
+             descriptions that controller-gen copies from Go comments into published CRDs. More: the defaults \
+             the controller picks, how the field interacts with its siblings, which versions of the operator \
+             honour it, and a pointer to the documentation page that explains it with examples and caveats."
+        );
+        if depth == 0 {
+            return json!({ "type": "string", "description": description, "maxLength": 253 });
+        }
+        let properties: serde_json::Map<String, Value> = (0..width)
+            .map(|i| {
+                let name = format!("field{i}Level{depth}");
+                let value = schema(depth - 1, width, &format!("{path}.{name}"));
+                (name, value)
+            })
+            .collect();
+        json!({ "type": "object", "description": description, "properties": properties })
+    }
+    let plural = format!("{}s", kind.to_lowercase());
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": format!("{plural}.{group}") },
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": { "kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List") },
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "properties": { "spec": schema(depth, width, "spec") } } }
+            }]
+        }
+    })
+}
+
+/// Release manifests as projects publish them (six CRDs of about 800 KB, 5 MB in all, empty
+/// documents between separators) go through both apply paths: the first creates everything, the
+/// second finds everything unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn release_sized_manifests_apply_through_both_paths() {
+    let (cp, _db, server, id) = setup().await;
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("big");
+    let group = format!("{ns}.kubegql.test");
+    let mut manifest = String::from("# a release bundle\n---\n---\n");
+    let mut crd_names = Vec::new();
+    for i in 0..6 {
+        let crd = big_crd(&group, &format!("Bundle{i}"), 6, 3);
+        crd_names.push(crd["metadata"]["name"].as_str().unwrap().to_owned());
+        let yaml = serde_saphyr::to_string(&crd).unwrap();
+        assert!((650_000..1_000_000).contains(&yaml.len()), "a CRD of about 800 KB: {}", yaml.len());
+        manifest.push_str(&yaml);
+        manifest.push_str("---\n\n---\n");
+    }
+    manifest.push_str(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"));
+    for i in 0..40 {
+        let data: serde_json::Map<String, Value> =
+            (0..40).map(|k| (format!("key{k}"), Value::String("v".repeat(400)))).collect();
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("settings-{i}"), "namespace": ns }, "data": data });
+        manifest.push_str(&serde_saphyr::to_string(&cm).unwrap());
+        manifest.push_str("---\n");
+    }
+    assert!((4_500_000..6_000_000).contains(&manifest.len()), "5 MB in all: {}", manifest.len());
+
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/clusters/{id}/apply")))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/yaml")
+        .body(manifest.clone())
+        .timeout(Duration::from_secs(180))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{}", &body.to_string()[..2000.min(body.to_string().len())]);
+    let created: Vec<&str> =
+        body["documents"].as_array().unwrap().iter().map(|d| d["action"].as_str().unwrap_or("-")).collect();
+    assert_eq!(created.len(), 47);
+    assert!(created.iter().all(|a| *a == "CREATED"), "{created:?} {}", body["documents"]);
+
+    let again = apply(&server, &id, &manifest, json!({})).await;
+    let acts = actions(&again);
+    assert_eq!(acts.len(), 47);
+    assert!(acts.iter().all(|a| a.ends_with(":UNCHANGED")), "{acts:?}");
+
+    // The audit record keeps the manifest's digest and the objects it names, not its text.
+    let events = server.gql_ok("{ auditEvents(first: 2) { edges { node { field arguments } } } }", json!({})).await;
+    let recorded = &events["auditEvents"]["edges"][0]["node"]["arguments"]["manifest"];
+    assert_eq!(recorded["bytes"], manifest.len(), "{recorded}");
+    assert_eq!(recorded["objects"].as_array().unwrap().len(), 47);
+    assert!(events.to_string().len() < 20_000, "the record holds a summary, not the manifest");
+
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for name in crd_names {
+        let _ = crds.delete(&name, &Default::default()).await;
+    }
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    let _ = namespaces.delete(&ns, &kube::api::DeleteParams::background()).await;
+}
+
+/// The apply mutation takes a manifest of exactly maxManifestBytes, and refuses one byte more
+/// with BAD_USER_INPUT naming the limit (the GraphQL body has room for both).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifest_limit_takes_the_largest_manifest_and_no_more() {
+    let (_cp, _db, server, id) = setup().await;
+    let max = kubegql::settings::ApiLimits::default().max_manifest_bytes;
+    let ns = unique_namespace("limit");
+    let object = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    let padded = |len: usize| format!("# {}\n{object}", "x".repeat(len - object.len() - 3));
+    let at_limit = padded(max);
+    assert_eq!(at_limit.len(), max);
+    let body = apply(&server, &id, &at_limit, json!({ "dry": true })).await;
+    assert_eq!(actions(&body), vec![format!("Namespace/{ns}:CREATED")], "dry run at the limit");
+    let body = apply(&server, &id, &padded(max + 1), json!({ "dry": true })).await;
+    let (code, message) = first_error(&body);
+    assert_eq!(code, "BAD_USER_INPUT", "{message}");
+    assert!(message.contains(&format!("at most {max} are accepted")), "{message}");
 }

@@ -1,6 +1,7 @@
 //! The audit extension: every root mutation field is recorded before it runs and completed after
 //! it, whatever the outcome. If the record cannot be written, the field does not run.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::connection::Connection;
@@ -25,6 +26,7 @@ use crate::auth::Role;
 use crate::authz::{AuditScope, audit_scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::PageRequest;
+use crate::resources::write::{Manifest, read_manifest, unreadable_manifest_summary};
 use crate::settings::ApiLimits;
 use crate::store::Database;
 use crate::store::audit::{AuditFilter, AuditRow};
@@ -85,6 +87,25 @@ struct AuditExtension {
 
 /// An operation's name, and the default values its variables declare.
 type OperationDefaults = (Option<String>, Vec<(Name, Value)>);
+
+/// The manifests of a request's mutations, parsed once: by the audit extension, which keeps their
+/// summary in the record, for the `apply` resolver, which reads the documents. Keyed by the
+/// response key of the root field.
+#[derive(Default)]
+pub struct ParsedManifests(Mutex<HashMap<String, Result<Arc<Manifest>, String>>>);
+
+impl ParsedManifests {
+    /// The manifest parsed for the root field at `key`, taken (each is read once).
+    pub fn take(&self, key: &str) -> Option<Result<Arc<Manifest>, String>> {
+        self.0.lock().ok()?.remove(key)
+    }
+
+    fn put(&self, key: String, manifest: Result<Arc<Manifest>, String>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.insert(key, manifest);
+        }
+    }
+}
 
 /// A field's default value as the registry keeps it (GraphQL text), read as a value.
 fn parse_default(text: &str) -> Option<Value> {
@@ -171,7 +192,7 @@ impl Extension for AuditExtension {
         if let Ok(mut vars) = self.variables.lock() {
             *vars = request.variables.clone();
         }
-        next.run(ctx, request).await
+        next.run(ctx, request.data(ParsedManifests::default())).await
     }
 
     async fn execute(
@@ -214,7 +235,20 @@ impl Extension for AuditExtension {
             tracing::error!("no audit recorder configured; refusing mutation");
             return Err(refused());
         };
-        let args = self.arguments(ctx, &info);
+        let mut args = self.arguments(ctx, &info);
+        if let Some(Json::String(text)) = args.get_mut("manifest").map(std::mem::take) {
+            // Parsed here, once: the record keeps the summary, `apply` reads the documents.
+            let max =
+                ctx.data_opt::<ApiLimits>().map_or(ApiLimits::default().max_manifest_bytes, |l| l.max_manifest_bytes);
+            let parsed = read_manifest(text.clone(), max).await.map(Arc::new).map_err(|e| e.to_string());
+            args["manifest"] = match &parsed {
+                Ok(manifest) => manifest.summary(),
+                Err(reason) => unreadable_manifest_summary(&text, reason),
+            };
+            if let Some(slot) = ctx.data_opt::<ParsedManifests>() {
+                slot.put(info.alias.unwrap_or(info.name).to_owned(), parsed);
+            }
+        }
         let operation = self.operation.lock().ok().and_then(|o| o.clone());
         let entry = entry_of(info.name, operation, args);
         let actor = ctx.data_opt::<Caller>().map_or(Actor::Anonymous, Actor::Caller);

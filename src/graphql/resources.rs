@@ -465,8 +465,21 @@ pub async fn apply_manifest(
 ) -> async_graphql::Result<ApplyOutput> {
     check_field_manager(&options.field_manager)?;
     let caller = caller(ctx)?;
+    // The audit extension parsed it for the record already; else (no extension) it is parsed here.
+    let key = match ctx.path_node.map(|n| n.segment) {
+        Some(async_graphql::QueryPathSegment::Name(key)) => key,
+        _ => "apply",
+    };
+    let parsed = match ctx.data_opt::<super::audit::ParsedManifests>().and_then(|p| p.take(key)) {
+        Some(parsed) => parsed.map_err(ResourceError::Invalid),
+        None => {
+            let max = data::<ApiLimits>(ctx)?.max_manifest_bytes;
+            crate::resources::write::read_manifest(manifest.to_owned(), max).await.map(Arc::new)
+        }
+    };
+    let manifest = parsed.map_err(ApiError::from)?;
     let results =
-        data::<ResourceService>(ctx)?.apply(caller, cluster_id, manifest, &options).await.map_err(ApiError::from)?;
+        data::<ResourceService>(ctx)?.apply(caller, cluster_id, &manifest, &options).await.map_err(ApiError::from)?;
     Ok(ApplyOutput {
         dry_run: options.dry_run,
         documents: results

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// A request's GraphQL document (its `query` text) is held to `max_body_bytes`, even where the
+/// body may be larger to carry a manifest: a large body is data, not a large document to parse.
+#[allow(clippy::result_large_err)]
+fn document_within(query: &str, limits: &crate::settings::ApiLimits) -> Result<(), Response> {
+    if query.len() > limits.max_body_bytes {
+        return Err(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadUserInput,
+            format!(
+                "the GraphQL document has {} bytes; at most {} (maxBodyBytes) are accepted; send large values as variables",
+                query.len(),
+                limits.max_body_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn respond(mut batch: BatchResponse) -> Response {
     match &mut batch {
         BatchResponse::Single(response) => ensure_codes(response),
@@ -23,6 +41,9 @@ pub(super) async fn graphql_post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
     let batch: BatchRequest = graphql_body(body)?;
+    for request in batch.iter() {
+        document_within(&request.query, &state.limits)?;
+    }
     let mut batch = batch.data(caller).data(RawJsonOutput);
     let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
     Ok(respond(schema.execute_batch(batch).await))
@@ -69,6 +90,7 @@ pub(super) async fn graphql_sse(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
     let mut request: async_graphql::Request = graphql_body(body)?;
+    document_within(&request.query, &state.limits)?;
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
     let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
         ensure_codes(&mut response);
@@ -130,26 +152,29 @@ pub(super) async fn graphql_ws(
         Err(response) => return response,
     };
     let connection_id = request_id(&headers);
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
-        let auth = state.auth.clone();
-        GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let token = init_payload_token(&payload).or(header_token);
-                let principal = auth
-                    .authenticate(token.as_deref())
-                    .await
-                    .map_err(|err| async_graphql::Error::new(err.to_string()))?;
-                let impersonation = match init_payload_impersonation(&payload) {
-                    Ok(Some(found)) => Some(found),
-                    Ok(None) => header_impersonation,
-                    Err(message) => return Err(async_graphql::Error::new(message)),
-                };
-                let mut data = Data::default();
-                data.insert(Caller { principal, impersonation, request_id: connection_id });
-                Ok(data)
-            })
-            .serve()
-    })
+    let max_message = state.limits.max_graphql_request_bytes();
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).max_message_size(max_message).max_frame_size(max_message).on_upgrade(
+        move |stream| {
+            let auth = state.auth.clone();
+            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = init_payload_token(&payload).or(header_token);
+                    let principal = auth
+                        .authenticate(token.as_deref())
+                        .await
+                        .map_err(|err| async_graphql::Error::new(err.to_string()))?;
+                    let impersonation = match init_payload_impersonation(&payload) {
+                        Ok(Some(found)) => Some(found),
+                        Ok(None) => header_impersonation,
+                        Err(message) => return Err(async_graphql::Error::new(message)),
+                    };
+                    let mut data = Data::default();
+                    data.insert(Caller { principal, impersonation, request_id: connection_id });
+                    Ok(data)
+                })
+                .serve()
+        },
+    )
 }
 
 pub(super) async fn graphiql() -> Html<String> {

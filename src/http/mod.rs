@@ -60,6 +60,7 @@ pub struct AppState {
     pub audit: AuditRecorder,
     pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
     pub metrics: std::sync::Arc<metrics::Metrics>,
+    pub limits: crate::settings::ApiLimits,
 }
 
 /// Every route of the server, in one list: the router is built from it, and the boundary test
@@ -84,20 +85,33 @@ pub fn route_paths() -> Vec<&'static str> {
     routes().into_iter().map(|(path, _)| path).collect()
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The body limit of a route: manifests are large (`/apply`), and so may be the GraphQL request
+/// that carries one; everything else takes `max_body_bytes`.
+fn body_limit(path: &str, limits: &crate::settings::ApiLimits) -> usize {
+    match path {
+        "/api/v1/clusters/{id}/apply" => limits.max_manifest_bytes,
+        "/graphql" => limits.max_graphql_request_bytes(),
+        _ => limits.max_body_bytes,
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits.clone();
     routes()
         .into_iter()
-        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        .fold(Router::new(), |router, (path, methods)| {
+            let max = body_limit(path, &limits);
+            let methods = methods.layer(DefaultBodyLimit::max(max)).layer(middleware::from_fn(
+                move |request: Request, next: Next| refuse_declared_oversize(request, next, max),
+            ));
+            router.route(path, methods)
+        })
         .route_layer(middleware::from_fn_with_state(state.clone(), record_request))
         // Every request carries an id (the client's X-Request-Id when usable, else a new UUID),
         // and every answer gives it back, errors included.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_unusable_request_id))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            refuse_declared_oversize(request, next, max_body_bytes)
-        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -77,6 +77,13 @@ pub(super) async fn apply_endpoint(
         field_validation: query.field_validation.unwrap_or_default(),
         on_error: query.on_error.unwrap_or_default(),
     };
+    // Parsed once: the record keeps its summary, the apply reads its documents.
+    let manifest = crate::resources::write::read_manifest(text.clone(), state.limits.max_manifest_bytes).await;
+    let summary = match &manifest {
+        Ok(manifest) => manifest.summary(),
+        Err(err) => crate::resources::write::unreadable_manifest_summary(&text, &err.to_string()),
+    };
+    drop(text);
     let entry = AuditEntry {
         operation: Some("POST /api/v1/clusters/{id}/apply".into()),
         field: "apply".into(),
@@ -85,13 +92,14 @@ pub(super) async fn apply_endpoint(
         namespace: options.namespace.clone(),
         dry_run: options.dry_run,
         arguments: json!({
-            "clusterId": cluster_id, "manifest": text, "namespace": options.namespace,
+            "clusterId": cluster_id, "manifest": summary, "namespace": options.namespace,
             "fieldManager": options.field_manager, "force": options.force, "dryRun": options.dry_run,
         }),
         ..Default::default()
     };
     let outcome = audited(&state, &caller, entry, || async {
-        state.resources.apply(&caller, &cluster_id, &text, &options).await.map_err(crate::error::ApiError::from)
+        let manifest = manifest.map_err(crate::error::ApiError::from)?;
+        state.resources.apply(&caller, &cluster_id, &manifest, &options).await.map_err(crate::error::ApiError::from)
     })
     .await;
     let response = match outcome {

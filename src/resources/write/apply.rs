@@ -10,7 +10,7 @@ use kube::api::{DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::discovery::Scope;
 use serde_json::Value;
 
-use super::manifest::{Document, apply_rank, parse_manifest};
+use super::manifest::{Document, Manifest, apply_rank};
 use super::send::{Sent, send};
 use crate::access::Caller;
 use crate::resources::{ResourceError, ResourceService};
@@ -99,10 +99,10 @@ impl ResourceService {
         &self,
         caller: &Caller,
         cluster_id: &str,
-        text: &str,
+        manifest: &Manifest,
         options: &ApplyOptions,
     ) -> Result<Vec<DocumentResult>, ResourceError> {
-        let documents = parse_manifest(text).map_err(ResourceError::Invalid)?;
+        let documents = &manifest.documents;
         let (row, _) = self.connections().client_for(caller, cluster_id).await?;
         let default_namespace = options.namespace.clone().or_else(|| row.default_namespace.clone());
 
@@ -116,7 +116,7 @@ impl ResourceService {
                 Some((group.to_owned(), kind.to_owned()))
             })
             .collect();
-        for doc in &documents {
+        for doc in documents {
             let (group, version) = doc.group_version();
             if defined_here.contains(&(group.to_owned(), doc.kind().to_owned())) {
                 continue;

@@ -4,8 +4,93 @@
 
 use serde_json::Value;
 
-/// A manifest larger than this is refused (the HTTP layer's body limit applies first).
+/// A manifest with more objects than this is refused.
 pub const MAX_DOCUMENTS: usize = 1000;
+
+/// What parsing one manifest may cost, across all its documents together: YAML nodes and parser
+/// events, an alias's expansion included (sized for 16 MiB of real objects, with room to spare;
+/// they also bound the memory one parse may build), aliases and anchors
+/// (which Kubernetes manifests hardly use, and which a "billion laughs" document multiplies), and
+/// nesting (deep enough for the OpenAPI schemas of real CRDs).
+pub const MAX_NODES: usize = 2_000_000;
+pub const MAX_EVENTS: usize = 4_000_000;
+pub const MAX_ALIASES: usize = 1_000;
+pub const MAX_DEPTH: usize = 256;
+
+/// A parsed manifest, with what its audit record keeps of it. Parsed once: the audit summary
+/// and the apply read the same documents.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub documents: Vec<Document>,
+    /// Hex SHA-256 of the text.
+    pub sha256: String,
+    pub bytes: usize,
+}
+
+impl Manifest {
+    /// Parses a manifest of at most `max_bytes` bytes (see [`parse_manifest`]).
+    pub fn parse(text: &str, max_bytes: usize) -> Result<Manifest, String> {
+        if text.len() > max_bytes {
+            return Err(format!("the manifest has {} bytes; at most {max_bytes} are accepted", text.len()));
+        }
+        Ok(Manifest {
+            documents: parse_manifest(text)?,
+            sha256: crate::digest::sha256_hex(text.as_bytes()),
+            bytes: text.len(),
+        })
+    }
+
+    /// What an audit record keeps: the digest, the size and the objects named.
+    pub fn summary(&self) -> Value {
+        let objects: Vec<String> = self
+            .documents
+            .iter()
+            .map(|d| match d.namespace() {
+                Some(ns) => format!("{}/{}/{}", d.kind(), ns, d.name()),
+                None => format!("{}/{}", d.kind(), d.name()),
+            })
+            .collect();
+        serde_json::json!({ "sha256": self.sha256, "bytes": self.bytes, "objects": objects })
+    }
+}
+
+/// What is left of the manifest's parse budget.
+struct Budget {
+    nodes: usize,
+    events: usize,
+    aliases: usize,
+}
+
+impl Budget {
+    fn whole() -> Self {
+        Budget { nodes: MAX_NODES, events: MAX_EVENTS, aliases: MAX_ALIASES }
+    }
+
+    /// Parses one document within what is left, and takes what it used.
+    fn parse(&mut self, chunk: &str) -> Result<Value, serde_saphyr::Error> {
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_nodes = self.nodes;
+        budget.max_events = self.events;
+        budget.max_aliases = self.aliases;
+        budget.max_anchors = MAX_ALIASES;
+        budget.max_depth = MAX_DEPTH;
+        let used = std::rc::Rc::new(std::cell::Cell::new((0usize, 0usize, 0usize)));
+        let seen = std::rc::Rc::clone(&used);
+        let report: serde_saphyr::options::BudgetReportCallback =
+            std::rc::Rc::new(std::cell::RefCell::new(move |r: serde_saphyr::budget::BudgetReport| {
+                seen.set((r.nodes, r.events, r.aliases))
+            }));
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        options.budget_report_cb = Some(report);
+        let value = serde_saphyr::from_str_with_options(chunk, options);
+        let (nodes, events, aliases) = used.get();
+        self.nodes = self.nodes.saturating_sub(nodes);
+        self.events = self.events.saturating_sub(events);
+        self.aliases = self.aliases.saturating_sub(aliases);
+        value
+    }
+}
 
 /// One document of a manifest, as parsed.
 #[derive(Debug, Clone)]
@@ -43,7 +128,9 @@ impl Document {
 
 /// Splits a YAML (or JSON) text into documents, flattening `List` kinds, and checks that each
 /// names an apiVersion, a kind and a name. Errors give the document index, line and column.
+/// The manifest's documents together stay within one parse budget (`MAX_NODES` and the rest).
 pub fn parse_manifest(text: &str) -> Result<Vec<Document>, String> {
+    let mut budget = Budget::whole();
     let mut documents = Vec::new();
     let mut raw_index = 0usize;
     for (start_line, chunk) in split_documents(text) {
@@ -53,7 +140,7 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Document>, String> {
         }) {
             continue;
         }
-        let value: Value = serde_saphyr::from_str(&chunk).map_err(|err| {
+        let value: Value = budget.parse(&chunk).map_err(|err| {
             let (line, column) = err.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
             let reason = err.to_string().lines().next().unwrap_or("invalid YAML").to_owned();
             format!("document {raw_index}: line {}, column {column}: {reason}", start_line + line.saturating_sub(1))
@@ -200,5 +287,50 @@ mod tests {
         let mut kinds = vec!["Deployment", "ConfigMap", "CustomResourceDefinition", "Namespace", "Widget"];
         kinds.sort_by_key(|k| apply_rank(k));
         assert_eq!(kinds, vec!["Namespace", "CustomResourceDefinition", "ConfigMap", "Deployment", "Widget"]);
+    }
+
+    /// A ConfigMap whose data holds `aliases` anchored values and an alias of each.
+    fn aliased(name: &str, aliases: usize) -> String {
+        let mut doc = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata:\n");
+        for i in 0..aliases {
+            doc.push_str(&format!("  a{i}: &v{i} value{i}\n  b{i}: *v{i}\n"));
+        }
+        doc
+    }
+
+    #[test]
+    fn aliases_are_budgeted_across_the_whole_manifest() {
+        // Two documents of half the budget each: at the budget passes, one more is refused, though
+        // each document alone is far under what one document may use.
+        let half = MAX_ALIASES / 2;
+        let at = format!("{}---\n{}", aliased("a", half), aliased("b", MAX_ALIASES - half));
+        assert_eq!(parse_manifest(&at).unwrap().len(), 2);
+        let over = format!("{}---\n{}", aliased("a", half), aliased("b", MAX_ALIASES - half + 1));
+        let err = parse_manifest(&over).unwrap_err();
+        assert!(err.starts_with("document 1:"), "{err}");
+    }
+
+    #[test]
+    fn a_billion_laughs_is_refused() {
+        let mut doc = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+        );
+        for i in 1..10 {
+            let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+            doc.push_str(&format!("  l{i}: &l{i} [{refs}]\n"));
+        }
+        let err = parse_manifest(&doc).unwrap_err();
+        assert!(err.contains("budget"), "{err}");
+    }
+
+    #[test]
+    fn the_size_limit_takes_the_largest_manifest_and_no_more() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+        let manifest = Manifest::parse(text, text.len()).unwrap();
+        assert_eq!((manifest.bytes, manifest.documents.len()), (text.len(), 1));
+        assert_eq!(manifest.sha256, crate::digest::sha256_hex(text.as_bytes()));
+        assert_eq!(manifest.summary()["objects"], serde_json::json!(["ConfigMap/a"]));
+        let err = Manifest::parse(text, text.len() - 1).unwrap_err();
+        assert!(err.contains(&format!("at most {} are accepted", text.len() - 1)), "{err}");
     }
 }
