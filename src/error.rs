@@ -188,8 +188,16 @@ owned_errors!(StoreError, ClusterError, AccessError, ResourceError, PrincipalErr
 
 /// Gives every error of a response a code: errors raised before any resolver ran (parse,
 /// validation, depth and complexity limits, argument coercion) are the caller's fault.
-pub fn ensure_codes(response: &mut async_graphql::Response) {
+pub fn ensure_codes(response: &mut async_graphql::Response, limits: &crate::settings::ApiLimits) {
     for err in &mut response.errors {
+        if err.message == "Query is too complex." {
+            err.message = format!(
+                "the query costs more than the budget of {} (maxQueryComplexity): each field costs 1 each time it is \
+                 resolved, a list its items (`first`, default 50) times what they select, podLogs 1 per KiB, and each \
+                 call to a cluster 100; ask for fewer items, fewer fields or fewer aliases",
+                limits.max_query_complexity
+            );
+        }
         let has_code = err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
         if !has_code {
             err.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());

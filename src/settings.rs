@@ -99,9 +99,14 @@ pub struct ApiLimits {
     #[arg(long, env = "KUBEGQL_MAX_QUERY_DEPTH", default_value_t = 15)]
     pub max_query_depth: usize,
 
-    /// Highest complexity score a query may reach.
-    #[arg(long, env = "KUBEGQL_MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
+    /// The cost budget of one request (see the README's "What a query costs"): 1 per field
+    /// resolved, lists times their `first`, `podLogs` 1 per KiB, 100 per call to a cluster.
+    #[arg(long, env = "KUBEGQL_MAX_QUERY_COMPLEXITY", default_value_t = 50_000)]
     pub max_query_complexity: usize,
+
+    /// Most requests one batched POST may hold.
+    #[arg(long, env = "KUBEGQL_MAX_BATCH_SIZE", default_value_t = 10)]
+    pub max_batch_size: usize,
 
     /// Largest request body in bytes, and largest GraphQL document (a request's `query` text).
     #[arg(long, env = "KUBEGQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -127,7 +132,8 @@ impl Default for ApiLimits {
             default_page_size: 50,
             max_page_size: 500,
             max_query_depth: 15,
-            max_query_complexity: 2000,
+            max_query_complexity: 50_000,
+            max_batch_size: 10,
             max_body_bytes: 1024 * 1024,
             max_manifest_bytes: 16 * 1024 * 1024,
         }

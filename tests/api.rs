@@ -512,3 +512,70 @@ async fn metrics_time_each_route_by_its_pattern() {
     }
     assert!(text.ends_with("# EOF\n"), "{text}");
 }
+
+/// A query's cost is checked before it runs: lists by their `first`, podLogs by its bytes, calls
+/// to a cluster by their count, aliases each; at the budget passes, one over is refused, naming
+/// the budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_are_held_to_a_cost_budget() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let cluster = "00000000-0000-4000-8000-000000000000";
+    // A thousand aliases of a 1 MiB log, in a 70 KB request.
+    let logs: String = (0..1000)
+        .map(|i| format!("l{i}: podLogs(clusterId: \"{cluster}\", namespace: \"n\", pod: \"p\") {{ text }} "))
+        .collect();
+    let body = server.gql(&format!("{{ {logs} }}"), json!({})).await;
+    let (code, message) = first_error(&body);
+    assert_eq!(code, "BAD_USER_INPUT", "{body}");
+    assert!(message.contains("budget of 50000 (maxQueryComplexity)"), "{message}");
+    // 500 events of each of 500 objects.
+    let events = format!(
+        "{{ cluster(id: \"{cluster}\") {{ resources(kind: \"Pod\", first: 500) {{ nodes {{ events(first: 500) {{ nodes {{ reason }} }} }} }} }} }}"
+    );
+    let (code, message) = first_error(&server.gql(&events, json!({})).await);
+    assert_eq!(code, "BAD_USER_INPUT");
+    assert!(message.contains("budget"), "{message}");
+    // A page of 500 objects with the fields a dashboard shows is well within it.
+    let page = format!(
+        "{{ cluster(id: \"{cluster}\") {{ resources(kind: \"Pod\", first: 500) {{ nodes {{ metadata {{ name namespace labels {{ key value }} creationTimestamp }} status }} }} }} }}"
+    );
+    assert_eq!(first_error(&server.gql(&page, json!({})).await).0, "NOT_FOUND", "it runs (the cluster is absent)");
+
+    // At the budget and one over: `clusters(first: 500) { nodes { id } }` costs 500 x 2 + 1.
+    let query = "{ clusters(first: 500) { nodes { id } } }";
+    for (budget, passes) in [(1001, true), (1000, false)] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let mut settings = settings_for(&db);
+        settings.limits.max_query_complexity = budget;
+        let server = TestServer::start_with(settings).await;
+        let body = server.gql(query, json!({})).await;
+        assert_eq!(body.get("errors").is_none(), passes, "budget {budget}: {body}");
+    }
+}
+
+/// A batched POST holds at most maxBatchSize requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_are_capped() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let max = kubegql::settings::ApiLimits::default().max_batch_size;
+    let batch = |n: usize| vec![json!({ "query": "{ viewer { name } }" }); n];
+    let at =
+        server.client.post(server.url("/graphql")).bearer_auth(&server.token).json(&batch(max)).send().await.unwrap();
+    assert_eq!(at.status(), 200);
+    let answers: Vec<Value> = at.json().await.unwrap();
+    assert_eq!(answers.len(), max);
+    let over = server
+        .client
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .json(&batch(max + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 400);
+    let over: Value = over.json().await.unwrap();
+    assert_eq!(over["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(over["errors"][0]["message"].as_str().unwrap().contains("at most 10 requests (maxBatchSize)"), "{over}");
+}

@@ -366,7 +366,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// Recorded actions, newest first. ADMIN sees its tenant's; OPERATOR sees its own.
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::page(first, child_complexity)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

@@ -121,11 +121,13 @@ impl Cluster {
     }
     /// The kinds the cluster serves, from its API discovery (cached; refreshed when a kind is
     /// asked for that the cache does not know).
+    #[graphql(complexity = "super::cost::cluster_call(child_complexity)")]
     async fn api_resources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiResourceInfo>> {
         resources::api_resources(ctx, &self.0.id).await
     }
 
     /// Namespaces, a page at a time.
+    #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
     async fn namespaces(
         &self,
         ctx: &Context<'_>,
@@ -148,6 +150,7 @@ impl Cluster {
 
     /// Objects of any kind, a page at a time, as the API server cuts them (`limit`/`continue`).
     /// `namespace` absent means all namespaces. Continue with `pageInfo.endCursor`.
+    #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn resources(
         &self,
@@ -180,6 +183,7 @@ impl Cluster {
     }
 
     /// One object. A missing object is a NOT_FOUND error.
+    #[graphql(complexity = "super::cost::cluster_call(child_complexity)")]
     async fn resource(
         &self,
         ctx: &Context<'_>,
@@ -196,6 +200,7 @@ impl Cluster {
 
     /// Whether the cluster answers, and how fast. A status younger than 30 seconds (kept by the
     /// background health check) is returned as it is unless `refresh` asks for a new check.
+    #[graphql(complexity = "if refresh { super::cost::cluster_call(child_complexity) } else { child_complexity + 1 }")]
     async fn status(
         &self,
         ctx: &Context<'_>,
@@ -285,6 +290,7 @@ pub struct ClusterQuery;
 #[Object]
 impl ClusterQuery {
     /// Clusters ordered by name, as a Relay connection.
+    #[graphql(complexity = "super::cost::page(first, child_complexity)")]
     async fn clusters(
         &self,
         ctx: &Context<'_>,
@@ -460,7 +466,7 @@ impl ClusterMutation {
     /// Checks a configuration before it is saved: validates it, connects, and asks the API server
     /// for its version. Writes nothing. A mutation rather than a query so that credentials are
     /// only ever sent in a POST body, never in a URL.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(guard = "RoleGuard(Role::Admin)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn test_cluster_connection(
         &self,
         ctx: &Context<'_>,

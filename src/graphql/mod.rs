@@ -2,6 +2,7 @@
 
 mod audit;
 mod clusters;
+mod cost;
 mod fields;
 mod object;
 mod page;
@@ -56,6 +57,7 @@ pub fn schema_builder(limits: &ApiLimits) -> SchemaBuilder<QueryRoot, MutationRo
 /// 500 objects), and reads have nothing to audit; the HTTP layer sends anything else, including
 /// a document that does not parse, to the audited schema.
 pub fn read_schema_builder(limits: &ApiLimits) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    cost::serve_pages_of(limits.max_page_size);
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .limit_depth(limits.max_query_depth)
         .limit_complexity(limits.max_query_complexity)

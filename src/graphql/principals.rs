@@ -39,6 +39,7 @@ impl Principal {
         utc(self.0.created_at)
     }
     /// The principal's tokens (never their values).
+    #[graphql(complexity = "super::cost::page(first, child_complexity)")]
     async fn api_tokens(
         &self,
         ctx: &Context<'_>,
@@ -101,7 +102,7 @@ pub struct PrincipalQuery;
 #[Object]
 impl PrincipalQuery {
     /// The principals of the caller's tenant, by name (ADMIN).
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(guard = "RoleGuard(Role::Admin)", complexity = "super::cost::page(first, child_complexity)")]
     async fn principals(
         &self,
         ctx: &Context<'_>,

@@ -171,6 +171,7 @@ impl Resource {
         Ok(serde_saphyr::to_string(&value).map_err(ApiError::internal)?)
     }
     /// Events about this object, newest pages first as the API server returns them.
+    #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -285,6 +286,7 @@ pub struct ResourceQuery;
 #[Object]
 impl ResourceQuery {
     /// A pod's log (`kubectl logs`), at most 1 MiB.
+    #[graphql(complexity = "super::cost::log(limit_bytes, child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn pod_logs(
         &self,
@@ -498,7 +500,7 @@ impl ResourceMutation {
     /// documents, `List`s included. The whole manifest is checked before anything is applied;
     /// Namespaces and CRDs go first. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn apply(
         &self,
         ctx: &Context<'_>,
@@ -530,7 +532,7 @@ impl ResourceMutation {
     /// `kubectl patch --type strategic|merge|json`. Strategic merge is refused for custom
     /// resources. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn patch(
         &self,
         ctx: &Context<'_>,
@@ -560,7 +562,7 @@ impl ResourceMutation {
 
     /// `kubectl delete`. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn delete_resource(
         &self,
         ctx: &Context<'_>,
@@ -597,7 +599,7 @@ impl ResourceMutation {
     /// `kubectl scale`: Deployments, StatefulSets, ReplicaSets and any kind with a scale
     /// subresource. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn scale(
         &self,
         ctx: &Context<'_>,

@@ -95,12 +95,14 @@ impl Rollout {
         &self.name
     }
     /// `kubectl rollout status`, read once; subscribe to `resourceEvents` for changes.
+    #[graphql(complexity = "super::cost::cluster_call(child_complexity)")]
     async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<RolloutStatusOutput> {
         let status =
             data::<ResourceService>(ctx)?.rollout_status(caller(ctx)?, self.target()).await.map_err(ApiError::from)?;
         Ok(RolloutStatusOutput { done: status.done, failed: status.failed, message: status.message })
     }
     /// `kubectl rollout history`, newest first: at most `first` revisions (default 50, at most 500).
+    #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
     async fn history(&self, ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<Vec<RolloutRevision>> {
         let first = first.unwrap_or(50);
         if !(1..=MAX_HISTORY).contains(&first) {
@@ -162,7 +164,7 @@ impl RolloutMutation {
     /// `kubectl rollout undo`: back to `toRevision`, or to the revision before the current one.
     /// A paused Deployment is refused. OPERATOR or ADMIN.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn rollback(
         &self,
         ctx: &Context<'_>,
@@ -192,7 +194,7 @@ impl RolloutMutation {
 
     /// `kubectl rollout restart`: stamps the pod template (`kubectl.kubernetes.io/restartedAt`)
     /// so that every pod is replaced. A paused Deployment is refused. OPERATOR or ADMIN.
-    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    #[graphql(guard = "RoleGuard(Role::Operator)", complexity = "super::cost::cluster_call(child_complexity)")]
     async fn rollout_restart(
         &self,
         ctx: &Context<'_>,

@@ -21,10 +21,10 @@ fn document_within(query: &str, limits: &crate::settings::ApiLimits) -> Result<(
     Ok(())
 }
 
-pub(super) fn respond(mut batch: BatchResponse) -> Response {
+pub(super) fn respond(mut batch: BatchResponse, limits: &crate::settings::ApiLimits) -> Response {
     match &mut batch {
-        BatchResponse::Single(response) => ensure_codes(response),
-        BatchResponse::Batch(responses) => responses.iter_mut().for_each(ensure_codes),
+        BatchResponse::Single(response) => ensure_codes(response, limits),
+        BatchResponse::Batch(responses) => responses.iter_mut().for_each(|r| ensure_codes(r, limits)),
     }
     match batch_json(&batch) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -41,12 +41,25 @@ pub(super) async fn graphql_post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
     let batch: BatchRequest = graphql_body(body)?;
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > state.limits.max_batch_size
+    {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            format!(
+                "a batch may hold at most {} requests (maxBatchSize); this one holds {}",
+                state.limits.max_batch_size,
+                requests.len()
+            ),
+        ));
+    }
     for request in batch.iter() {
         document_within(&request.query, &state.limits)?;
     }
     let mut batch = batch.data(caller).data(RawJsonOutput);
     let schema = if batch.iter_mut().all(reads_only) { &state.reads } else { &state.schema };
-    Ok(respond(schema.execute_batch(batch).await))
+    Ok(respond(schema.execute_batch(batch).await, &state.limits))
 }
 
 /// GET serves queries only: a mutation over GET could be triggered by a link or an image tag.
@@ -77,7 +90,7 @@ pub(super) async fn graphql_get(
     // Only queries get here: a document that does not parse goes to the audited schema, which
     // reports the error.
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
-    respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await))
+    respond(BatchResponse::Single(schema.execute(request.data(caller).data(RawJsonOutput)).await), &state.limits)
 }
 
 /// GraphQL over Server-Sent Events, distinct-connections mode: one POSTed operation, its results
@@ -92,8 +105,9 @@ pub(super) async fn graphql_sse(
     let mut request: async_graphql::Request = graphql_body(body)?;
     document_within(&request.query, &state.limits)?;
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
-    let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(|mut response| {
-        ensure_codes(&mut response);
+    let limits = state.limits.clone();
+    let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(move |mut response| {
+        ensure_codes(&mut response, &limits);
         let body = response_json(&response).ok().and_then(|body| String::from_utf8(body).ok());
         let event = match body {
             Some(body) => Event::default().event("next").data(body),
