@@ -104,6 +104,14 @@ pub struct ApiLimits {
     #[arg(long, env = "KUBEGQL_MAX_QUERY_COMPLEXITY", default_value_t = 50_000)]
     pub max_query_complexity: usize,
 
+    /// Seconds a GraphQL WebSocket may stay open without `connection_init`.
+    #[arg(long, env = "KUBEGQL_WEBSOCKET_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub websocket_init_timeout_secs: u64,
+
+    /// Operations one GraphQL WebSocket may run at once; one more closes it.
+    #[arg(long, env = "KUBEGQL_MAX_WEBSOCKET_OPERATIONS", default_value_t = 100)]
+    pub max_websocket_operations: usize,
+
     /// Most requests one batched POST may hold.
     #[arg(long, env = "KUBEGQL_MAX_BATCH_SIZE", default_value_t = 10)]
     pub max_batch_size: usize,
@@ -134,6 +142,8 @@ impl Default for ApiLimits {
             max_query_depth: 15,
             max_query_complexity: 50_000,
             max_batch_size: 10,
+            websocket_init_timeout_secs: 10,
+            max_websocket_operations: 100,
             max_body_bytes: 1024 * 1024,
             max_manifest_bytes: 16 * 1024 * 1024,
         }

@@ -172,3 +172,39 @@ async fn attach_streams_the_containers_output_on_its_channel() {
         .collect();
     assert_eq!(outcomes, ["DENIED", "SUCCESS"]);
 }
+
+/// A tunnel lives only as long as the credentials it was opened with.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_closes_its_tunnel() {
+    let (_db, server, id, ns) = setup().await;
+    let created = server
+        .gql_ok("mutation { createPrincipal(input: { name: \"tunneller\", role: OPERATOR }) { id } }", json!({}))
+        .await;
+    let issued = server
+        .gql_ok(
+            "mutation($id: ID!) { createApiToken(principalId: $id, name: \"t\") { token apiToken { id } } }",
+            json!({ "id": created["createPrincipal"]["id"] }),
+        )
+        .await;
+    let token = issued["createApiToken"]["token"].as_str().unwrap();
+    let mut request = url(&server, &id, &ns, "echo", "port=8080").into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the port-forward opens");
+    assert_eq!(echo_through(&mut socket, b"before\n").await, b"before\n");
+    server
+        .gql_ok(
+            "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
+            json!({ "id": issued["createApiToken"]["apiToken"]["id"] }),
+        )
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the tunnel closed after its token was revoked");
+}

@@ -98,6 +98,7 @@ pub(super) async fn graphql_get(
 pub(super) async fn graphql_sse(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    LiveToken(token): LiveToken,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -106,6 +107,24 @@ pub(super) async fn graphql_sse(
     document_within(&request.query, &state.limits)?;
     let schema = if reads_only(&mut request) { &state.reads } else { &state.schema };
     let limits = state.limits.clone();
+    // The stream lives only as long as the credentials it was opened with.
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = {
+        let (auth, principal, revoked) =
+            (state.auth.clone(), caller.principal.clone(), std::sync::Arc::clone(&revoked));
+        Box::pin(async move {
+            credentials_end(auth, token, principal).await;
+            revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let farewell = futures_util::stream::once(async move { revoked.load(std::sync::atomic::Ordering::SeqCst) })
+        .filter_map(|revoked| async move {
+            revoked.then(|| {
+                Ok(Event::default().event("next").data(
+                    r#"{"errors":[{"message":"the credentials of this stream were revoked or expired","extensions":{"code":"UNAUTHENTICATED"}}]}"#,
+                ))
+            })
+        });
     let results = schema.execute_stream(request.data(caller).data(RawJsonOutput)).map(move |mut response| {
         ensure_codes(&mut response, &limits);
         let body = response_json(&response).ok().and_then(|body| String::from_utf8(body).ok());
@@ -118,7 +137,7 @@ pub(super) async fn graphql_sse(
         Ok::<_, std::convert::Infallible>(event)
     });
     let complete = futures_util::stream::once(async { Ok(Event::default().event("complete").data("")) });
-    let sse = Sse::new(results.chain(complete)).keep_alive(KeepAlive::default());
+    let sse = Sse::new(results.take_until(ended).chain(farewell).chain(complete)).keep_alive(KeepAlive::default());
     Ok(sse.into_response())
 }
 
@@ -167,10 +186,19 @@ pub(super) async fn graphql_ws(
     };
     let connection_id = request_id(&headers);
     let max_message = state.limits.max_graphql_request_bytes();
+    let limits = SocketLimits {
+        init_timeout: std::time::Duration::from_secs(state.limits.websocket_init_timeout_secs),
+        max_operations: state.limits.max_websocket_operations,
+    };
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).max_message_size(max_message).max_frame_size(max_message).on_upgrade(
-        move |stream| {
+        move |socket| {
+            use futures_util::StreamExt;
             let auth = state.auth.clone();
-            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+            let session = std::sync::Arc::new(Session::default());
+            let (sink, stream) = socket.split();
+            let incoming = guard_incoming(stream, std::sync::Arc::clone(&session), auth.clone(), limits);
+            let outgoing = watch_outgoing(sink, std::sync::Arc::clone(&session));
+            GraphQLWebSocket::new_with_pair(outgoing, incoming, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let token = init_payload_token(&payload).or(header_token);
                     let principal = auth
@@ -182,6 +210,8 @@ pub(super) async fn graphql_ws(
                         Ok(None) => header_impersonation,
                         Err(message) => return Err(async_graphql::Error::new(message)),
                     };
+                    // From now on the connection lives only as long as these credentials hold.
+                    let _ = session.opened_by.set((token, principal.clone()));
                     let mut data = Data::default();
                     data.insert(Caller { principal, impersonation, request_id: connection_id });
                     Ok(data)

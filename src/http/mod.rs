@@ -35,6 +35,7 @@ use crate::store::Database;
 
 mod auth;
 mod graphql;
+mod live;
 pub mod metrics;
 mod operations;
 mod resources;
@@ -43,6 +44,7 @@ mod tunnels;
 pub use auth::Authenticated;
 use auth::*;
 use graphql::*;
+use live::*;
 use metrics::{metrics, record_request};
 use operations::*;
 use resources::*;

@@ -17,6 +17,7 @@ pub(super) struct PortForwardQuery {
 pub(super) async fn port_forward_endpoint(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    LiveToken(token): LiveToken,
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -49,10 +50,17 @@ pub(super) async fn port_forward_endpoint(
     })
     .await;
     let response = match opened {
-        Ok(forwarder) => upgrade.protocols([PORT_FORWARD_PROTOCOL]).on_upgrade(move |socket| async move {
-            let (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port).await;
-            tracing::debug!(to_pod, from_pod, "port-forward closed");
-        }),
+        Ok(forwarder) => {
+            let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
+            upgrade.protocols([PORT_FORWARD_PROTOCOL]).on_upgrade(move |socket| async move {
+                tokio::select! {
+                    (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port) => {
+                        tracing::debug!(to_pod, from_pod, "port-forward closed");
+                    }
+                    () = ended => tracing::info!("the credentials of a port-forward ended; closing it"),
+                }
+            })
+        }
         Err(response) => response,
     };
     Ok(response)
@@ -78,6 +86,7 @@ pub(super) struct AttachQuery {
 pub(super) async fn attach_endpoint(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    LiveToken(token): LiveToken,
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -114,7 +123,13 @@ pub(super) async fn attach_endpoint(
     .await;
     let response = match attached {
         Ok(process) => {
-            upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| crate::tunnel::attach_bridge(socket, process))
+            let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
+            upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| async move {
+                tokio::select! {
+                    () = crate::tunnel::attach_bridge(socket, process) => {}
+                    () = ended => tracing::info!("the credentials of an attach ended; closing it"),
+                }
+            })
         }
         Err(response) => response,
     };

@@ -1,0 +1,165 @@
+//! Connections that outlive their request (GraphQL over WebSocket and SSE, pod tunnels) keep
+//! checking the credentials they were opened with: a revoked or expired token, or a principal
+//! removed or given another role, ends them within the token cache's lifetime plus
+//! `RECHECK_EVERY`. A GraphQL WebSocket is also held to an init timeout and a cap on the
+//! operations it runs at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+
+use super::*;
+use crate::auth::Principal;
+
+/// How often a live connection asks again whether its token still holds.
+pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The raw token a request authenticated with (the `Authorization` header, or the WebSocket
+/// bearer subprotocol), for connections that check it again while they live.
+pub(super) struct LiveToken(pub Option<String>);
+
+impl axum::extract::FromRequestParts<AppState> for LiveToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+        Ok(LiveToken(header.map(str::to_owned).or_else(|| token_from_protocols(&parts.headers))))
+    }
+}
+
+/// Resolves when `token` no longer authenticates `principal` as it did: revoked, expired, the
+/// principal removed, or its role or tenant changed. A database that cannot answer is not a
+/// revocation: the connection stays until it can.
+pub(super) async fn credentials_end(auth: Authenticator, token: Option<String>, principal: Principal) {
+    loop {
+        tokio::time::sleep(RECHECK_EVERY).await;
+        match auth.authenticate(token.as_deref()).await {
+            Ok(now) if now.id == principal.id && now.role == principal.role && now.tenant == principal.tenant => {}
+            Err(AuthError::Store(err)) => tracing::warn!(error = %err, "credentials could not be checked again"),
+            _ => return,
+        }
+    }
+}
+
+/// Limits of a GraphQL WebSocket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SocketLimits {
+    /// `connection_init` must arrive within this.
+    pub init_timeout: Duration,
+    /// Operations running at once on one connection.
+    pub max_operations: usize,
+}
+
+/// What a GraphQL WebSocket learns as it runs: who opened it (once `connection_init` is
+/// accepted), and which operations run.
+#[derive(Default)]
+pub(super) struct Session {
+    pub opened_by: OnceLock<(Option<String>, Principal)>,
+    running: Mutex<HashSet<String>>,
+}
+
+/// The `type` and `id` of a GraphQL WebSocket message (either subprotocol).
+fn kind_and_id(text: &str) -> Option<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        r#type: String,
+        id: Option<String>,
+    }
+    serde_json::from_str::<Envelope>(text).ok().map(|e| (e.r#type, e.id))
+}
+
+/// The client's messages, ended (which closes the connection) when `connection_init` does not
+/// come in time, when the client starts more operations at once than allowed, or when the
+/// credentials the connection was opened with end.
+pub(super) fn guard_incoming<S>(
+    incoming: S,
+    session: Arc<Session>,
+    auth: Authenticator,
+    limits: SocketLimits,
+) -> impl Stream<Item = Result<Message, axum::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Send + Unpin + 'static,
+{
+    let watched = Arc::clone(&session);
+    let ended = Box::pin(async move {
+        let init = async {
+            loop {
+                if let Some(opened) = watched.opened_by.get() {
+                    return opened.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        match tokio::time::timeout(limits.init_timeout, init).await {
+            Err(_) => tracing::debug!("a WebSocket sent no connection_init in time; closing it"),
+            Ok((token, principal)) => {
+                credentials_end(auth, token, principal).await;
+                tracing::info!("the credentials of a WebSocket ended; closing it");
+            }
+        }
+    });
+    futures_util::stream::unfold((incoming, ended, session), move |(mut incoming, mut ended, session)| async move {
+        let message = tokio::select! {
+            _ = &mut ended => return None,
+            message = incoming.next() => message?,
+        };
+        if let Ok(Message::Text(text)) = &message
+            && let Some((kind, Some(id))) = kind_and_id(text.as_str())
+        {
+            let mut running = session.running.lock().ok()?;
+            match kind.as_str() {
+                "subscribe" | "start" => {
+                    running.insert(id);
+                    if running.len() > limits.max_operations {
+                        tracing::info!(
+                            limit = limits.max_operations,
+                            "a WebSocket ran too many operations at once; closing it"
+                        );
+                        return None;
+                    }
+                }
+                "complete" | "stop" => {
+                    running.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        Some((message, (incoming, ended, session)))
+    })
+}
+
+/// The server's messages, noting the operations that end (`complete`, `error`) so that they stop
+/// counting against the cap.
+pub(super) fn watch_outgoing<K>(sink: K, session: Arc<Session>) -> impl Sink<Message, Error = K::Error>
+where
+    K: Sink<Message>,
+{
+    sink.with(move |message: Message| {
+        if let Message::Text(text) = &message
+            && let Some((kind, Some(id))) = kind_and_id(text.as_str())
+            && matches!(kind.as_str(), "complete" | "error")
+            && let Ok(mut running) = session.running.lock()
+        {
+            running.remove(&id);
+        }
+        futures_util::future::ready(Ok::<_, K::Error>(message))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_both_subprotocols_are_read() {
+        assert_eq!(
+            kind_and_id(r#"{"type":"subscribe","id":"1","payload":{}}"#),
+            Some(("subscribe".into(), Some("1".into())))
+        );
+        assert_eq!(kind_and_id(r#"{"type":"connection_init"}"#), Some(("connection_init".into(), None)));
+        assert_eq!(kind_and_id("not json"), None);
+    }
+}
