@@ -95,16 +95,11 @@ impl Impersonation {
 
     /// A stable text naming this identity: the client cache key and the audit record.
     pub fn canonical(&self) -> String {
+        // JSON, so that no value can pass for a separator: ["a,b"] and ["a", "b"] differ.
         let mut groups = self.groups.clone();
         groups.sort();
-        let extra: Vec<String> = self.extra.iter().map(|(k, v)| format!("{k}={}", v.join(","))).collect();
-        format!(
-            "user={};groups={};uid={};extra={}",
-            self.user,
-            groups.join(","),
-            self.uid.as_deref().unwrap_or(""),
-            extra.join("&")
-        )
+        groups.dedup();
+        serde_json::json!({ "user": self.user, "groups": groups, "uid": self.uid, "extra": self.extra }).to_string()
     }
 
     /// Applies the identity to a kube client configuration.
@@ -196,5 +191,15 @@ mod tests {
         let b = Impersonation { user: "u".into(), groups: vec!["b".into(), "a".into()], ..Default::default() };
         assert_eq!(a.canonical(), b.canonical());
         assert_ne!(a.canonical(), Impersonation { user: "v".into(), ..Default::default() }.canonical());
+        // Values cannot pass for separators.
+        let joined = Impersonation { user: "u".into(), groups: vec!["a,b".into()], ..Default::default() };
+        assert_ne!(a.canonical(), joined.canonical());
+        let extra = |pairs: &[(&str, &[&str])]| Impersonation {
+            user: "u".into(),
+            extra: pairs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
+            ..Default::default()
+        };
+        assert_ne!(extra(&[("k", &["a", "b"])]).canonical(), extra(&[("k", &["a,b"])]).canonical());
+        assert_ne!(extra(&[("k", &["v&x=y"])]).canonical(), extra(&[("k", &["v"]), ("x", &["y"])]).canonical());
     }
 }

@@ -119,11 +119,13 @@ impl Verified {
 pub struct Authenticator {
     db: Database,
     verified: Arc<DashMap<String, Verified>>,
+    /// Digests of tokens found unknown (not expired or revoked ones: those are known), and when.
+    unknown: Arc<DashMap<String, Instant>>,
 }
 
 impl Authenticator {
     pub fn new(db: Database) -> Self {
-        Self { db, verified: Arc::new(DashMap::new()) }
+        Self { db, verified: Arc::new(DashMap::new()), unknown: Arc::new(DashMap::new()) }
     }
 
     /// Forgets every remembered token (after a revocation).
@@ -139,7 +141,23 @@ impl Authenticator {
         {
             return Ok(entry.principal.clone());
         }
-        let (principal, expires_at) = self.lookup(&digest).await?;
+        // A token found unknown a moment ago is unknown still (tokens are made here, at random):
+        // asking the database again would let a guesser spend a query per guess.
+        if self.unknown.get(&digest).is_some_and(|at| at.elapsed() < TOKEN_CACHE_TTL) {
+            return Err(AuthError::Invalid);
+        }
+        let (principal, expires_at) = match self.lookup(&digest).await {
+            Err(AuthError::Invalid) => {
+                if self.unknown.len() > 10_000 {
+                    self.unknown.retain(|_, at| at.elapsed() < TOKEN_CACHE_TTL);
+                }
+                if self.unknown.len() <= 10_000 {
+                    self.unknown.insert(digest, Instant::now());
+                }
+                return Err(AuthError::Invalid);
+            }
+            other => other?,
+        };
         if self.verified.len() > 10_000 {
             self.verified.retain(|_, v| v.fresh());
         }

@@ -107,8 +107,10 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         }
         Bootstrap::Existing => None,
     };
-    let client_cache =
-        Arc::new(ClientCache::new(Duration::from_secs(settings.upkeep.client_ttl_secs), Arc::new(SystemClock)));
+    let client_cache = Arc::new(
+        ClientCache::new(Duration::from_secs(settings.upkeep.client_ttl_secs), Arc::new(SystemClock))
+            .with_capacity(settings.upkeep.client_cache_capacity),
+    );
     let policy = Arc::new(ConnectionPolicy::new(&settings.connection_policy).map_err(anyhow::Error::msg)?);
     let clusters = ClusterService::new(db.clone(), cipher, Arc::clone(&policy));
     // Listen for other replicas' changes before the bulk load, so none falls between the two.
@@ -157,6 +159,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         watch_hub: Arc::clone(&watch_hub),
         metrics,
         limits: settings.limits.clone(),
+        auth_failures: Arc::new(crate::http::AuthFailures::new(settings.limits.auth_failures_per_minute)),
     };
     let app = router(state);
 
@@ -164,7 +167,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (shutdown, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })

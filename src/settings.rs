@@ -112,6 +112,11 @@ pub struct ApiLimits {
     #[arg(long, env = "KUBEGQL_MAX_WEBSOCKET_OPERATIONS", default_value_t = 100)]
     pub max_websocket_operations: usize,
 
+    /// Failed authentications one client address may make per minute; past that it is answered
+    /// 429 at once until its budget refills.
+    #[arg(long, env = "KUBEGQL_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
     /// Most requests one batched POST may hold.
     #[arg(long, env = "KUBEGQL_MAX_BATCH_SIZE", default_value_t = 10)]
     pub max_batch_size: usize,
@@ -142,6 +147,7 @@ impl Default for ApiLimits {
             max_query_depth: 15,
             max_query_complexity: 50_000,
             max_batch_size: 10,
+            auth_failures_per_minute: 30,
             websocket_init_timeout_secs: 10,
             max_websocket_operations: 100,
             max_body_bytes: 1024 * 1024,

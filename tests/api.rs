@@ -579,3 +579,42 @@ async fn batches_are_capped() {
     assert_eq!(over["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
     assert!(over["errors"][0]["message"].as_str().unwrap().contains("at most 10 requests (maxBatchSize)"), "{over}");
 }
+
+/// Guessing tokens is slowed down: an unknown token costs one database query, not one per
+/// request, and past the failures an address may make per minute it is refused at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_tokens_is_slowed_down() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.limits.auth_failures_per_minute = 5;
+    let server = TestServer::start_with(settings).await;
+    let ask = |token: String| {
+        let request = server
+            .client
+            .post(server.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": "{ viewer { name } }" }));
+        async move { request.send().await.unwrap() }
+    };
+    // The same unknown token twice: the second is answered without the database.
+    assert_eq!(ask("kgq_guess-0".into()).await.status(), 401);
+    let before = server.server.db.query_count();
+    assert_eq!(ask("kgq_guess-0".into()).await.status(), 401);
+    assert_eq!(server.server.db.query_count(), before, "a known-unknown token costs no query");
+    // Five failures per minute from one address are answered; the sixth is refused, and so is
+    // anything after it, at once.
+    for i in 1..4 {
+        assert_eq!(ask(format!("kgq_guess-{i}")).await.status(), 401, "failure {}", i + 2);
+    }
+    let refused = ask("kgq_guess-5".into()).await;
+    assert_eq!(refused.status(), 429, "the sixth failure");
+    let before = server.server.db.query_count();
+    let refused = ask("kgq_guess-6".into()).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{body}");
+    assert_eq!(server.server.db.query_count(), before, "a refused address costs no query");
+    // The address waits, whatever token it brings (so a guesser gains nothing by also holding one).
+    assert_eq!(ask(server.token.clone()).await.status(), 429);
+}

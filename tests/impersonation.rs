@@ -107,7 +107,7 @@ async fn only_admins_impersonate_and_are_refused_before_anything_is_sent() {
     let events = server.gql_ok("{ auditEvents(first: 1) { edges { node { field impersonated } } } }", json!({})).await;
     let last = &events["auditEvents"]["edges"][0]["node"];
     assert_eq!(last["field"], "deleteCluster");
-    assert_eq!(last["impersonated"], "user=jane;groups=ops;uid=;extra=");
+    assert_eq!(last["impersonated"], r#"{"extra":{},"groups":["ops"],"uid":null,"user":"jane"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread")]

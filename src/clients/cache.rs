@@ -67,6 +67,8 @@ impl CacheKey {
 struct Slot<V> {
     born: Instant,
     value: OnceCell<V>,
+    /// When it was last asked for, as a tick of the cache's use counter.
+    used: AtomicU64,
 }
 
 /// Counters, for metrics and tests.
@@ -83,12 +85,53 @@ pub struct ClientCache<V> {
     slots: DashMap<CacheKey, Arc<Slot<V>>>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
+    /// Most entries kept; past it the least recently used goes.
+    capacity: usize,
+    ticks: AtomicU64,
     pub stats: CacheStats,
 }
 
+/// Entries a cache keeps unless told otherwise.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
 impl<V: Clone> ClientCache<V> {
     pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
-        Self { slots: DashMap::new(), ttl, clock, stats: CacheStats::default() }
+        Self {
+            slots: DashMap::new(),
+            ttl,
+            clock,
+            capacity: DEFAULT_CAPACITY,
+            ticks: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The same cache, keeping at most `capacity` entries (at least one).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    fn tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Past capacity, drops the least recently used entries other than `keep`.
+    fn shrink(&self, keep: &CacheKey) {
+        while self.slots.len() > self.capacity {
+            let oldest = self
+                .slots
+                .iter()
+                .filter(|e| e.key() != keep)
+                .min_by_key(|e| e.value().used.load(Ordering::Relaxed))
+                .map(|e| e.key().clone());
+            match oldest {
+                Some(key) => {
+                    self.evict(&key);
+                }
+                None => break,
+            }
+        }
     }
 
     fn fresh(&self, slot: &Slot<V>, now: Instant) -> bool {
@@ -98,7 +141,12 @@ impl<V: Clone> ClientCache<V> {
     /// The cached value for `key`, if built and not expired.
     pub fn get(&self, key: &CacheKey) -> Option<V> {
         let slot = self.slots.get(key)?;
-        if self.fresh(&slot, self.clock.now()) { slot.value.get().cloned() } else { None }
+        if !self.fresh(&slot, self.clock.now()) {
+            return None;
+        }
+        let value = slot.value.get().cloned()?;
+        slot.used.store(self.tick(), Ordering::Relaxed);
+        Some(value)
     }
 
     /// The cached value, or the result of `build` — run once however many callers miss together.
@@ -113,14 +161,15 @@ impl<V: Clone> ClientCache<V> {
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now();
+        let new_slot = || Arc::new(Slot { born: now, value: OnceCell::new(), used: AtomicU64::new(self.tick()) });
         let slot = {
-            let mut entry =
-                self.slots.entry(key.clone()).or_insert_with(|| Arc::new(Slot { born: now, value: OnceCell::new() }));
+            let mut entry = self.slots.entry(key.clone()).or_insert_with(new_slot);
             if !self.fresh(&entry, now) {
-                *entry = Arc::new(Slot { born: now, value: OnceCell::new() });
+                *entry = new_slot();
             }
             Arc::clone(&entry)
         };
+        self.shrink(key);
         let value = slot
             .value
             .get_or_try_init(|| {
@@ -215,6 +264,28 @@ mod tests {
         clock.advance(Duration::from_secs(61));
         cache.purge_expired();
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn past_capacity_the_least_recently_used_goes() {
+        let cache = cache(Arc::new(ManualClock::default())).with_capacity(3);
+        let key = |user: &str| CacheKey { cluster_id: "c".into(), identity: Some(user.into()) };
+        for (i, user) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.get_or_build(&key(user), || async move { Ok::<_, ()>(i as u32) }).await.unwrap();
+        }
+        assert_eq!(cache.get(&key("a")), Some(0), "a is used again: b is now the oldest");
+        cache.get_or_build(&key("d"), || async { Ok::<_, ()>(3) }).await.unwrap();
+        assert_eq!(cache.len(), 3, "at capacity, not past it");
+        assert_eq!(cache.get(&key("b")), None, "the least recently used went");
+        for user in ["a", "c", "d"] {
+            assert!(cache.get(&key(user)).is_some(), "{user} stays");
+        }
+        // A stream of new identities never grows it.
+        for i in 0..100 {
+            cache.get_or_build(&key(&format!("u{i}")), || async { Ok::<_, ()>(9) }).await.unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.stats.evictions.load(Ordering::Relaxed) >= 101);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,11 @@ pub struct UpkeepSettings {
     #[arg(long, env = "KUBEGQL_CLIENT_TTL_SECS", default_value_t = 600)]
     pub client_ttl_secs: u64,
 
+    /// Most clients kept (one per cluster and impersonated identity); past it the least recently
+    /// used is dropped.
+    #[arg(long, env = "KUBEGQL_CLIENT_CACHE_CAPACITY", default_value_t = 1024)]
+    pub client_cache_capacity: usize,
+
     /// How often cached clients are health-checked; a failing cluster's clients are evicted.
     #[arg(long, env = "KUBEGQL_HEALTH_CHECK_INTERVAL_SECS", default_value_t = 30)]
     pub health_check_interval_secs: u64,
@@ -45,7 +50,12 @@ pub struct UpkeepSettings {
 
 impl Default for UpkeepSettings {
     fn default() -> Self {
-        Self { client_ttl_secs: 600, health_check_interval_secs: 30, cluster_refresh_secs: 60 }
+        Self {
+            client_ttl_secs: 600,
+            client_cache_capacity: 1024,
+            health_check_interval_secs: 30,
+            cluster_refresh_secs: 60,
+        }
     }
 }
 

@@ -66,7 +66,13 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let protocol_token = if upgrade { token_from_protocols(&parts.headers) } else { None };
-        authenticate_with(state, &parts.headers, protocol_token.as_deref()).await.map(Authenticated)
+        let address = client_address(&parts.extensions);
+        state.auth_failures.check(address)?;
+        let caller = authenticate_with(state, &parts.headers, protocol_token.as_deref()).await;
+        if caller.as_ref().is_err_and(|r| r.status() == StatusCode::UNAUTHORIZED) {
+            state.auth_failures.failed(address)?;
+        }
+        caller.map(Authenticated)
     }
 }
 
@@ -92,4 +98,85 @@ pub(super) fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
     let encoded = offered.split(',').map(str::trim).find_map(|p| p.strip_prefix(TOKEN_PROTOCOL_PREFIX))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?;
     String::from_utf8(bytes).ok()
+}
+
+/// Failed authentications per client address: past `--auth-failures-per-minute` an address is
+/// answered `429 RATE_LIMITED` at once, without a token lookup, until its budget refills. Behind a
+/// reverse proxy every client shares the proxy's address; size the budget for that.
+pub struct AuthFailures {
+    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    blocked: dashmap::DashMap<std::net::IpAddr, std::time::Instant>,
+}
+
+impl AuthFailures {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = std::num::NonZeroU32::new(per_minute.max(1)).expect("at least one");
+        Self {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            blocked: Default::default(),
+        }
+    }
+
+    /// Refuses an address that failed too often, before any work.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn check(&self, address: Option<std::net::IpAddr>) -> Result<(), Response> {
+        let Some(address) = address else { return Ok(()) };
+        let Some(until) = self.blocked.get(&address).map(|u| *u) else { return Ok(()) };
+        let now = std::time::Instant::now();
+        if now >= until {
+            self.blocked.remove(&address);
+            return Ok(());
+        }
+        let mut response = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many failed authentications from this address; try again later",
+        );
+        let wait = (until - now).as_secs().max(1).to_string();
+        if let Ok(value) = header::HeaderValue::from_str(&wait) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        Err(response)
+    }
+
+    /// Counts a failed authentication; past the budget the address is refused until it refills,
+    /// starting with this request (its answer is then the refusal).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn failed(&self, address: Option<std::net::IpAddr>) -> Result<(), Response> {
+        let Some(address) = address else { return Ok(()) };
+        if let Err(not_until) = self.limiter.check_key(&address) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            if self.blocked.len() > 100_000 {
+                let now = std::time::Instant::now();
+                self.blocked.retain(|_, until| *until > now);
+                self.limiter.retain_recent();
+            }
+            self.blocked.insert(address, std::time::Instant::now() + wait);
+            tracing::warn!(%address, "too many failed authentications; refusing the address for a while");
+            return self.check(Some(address));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for AuthFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFailures").field("blocked", &self.blocked.len()).finish()
+    }
+}
+
+/// The address of the client, as the listener saw it.
+pub(super) fn client_address(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The client's address as an extractor (`None` when the listener did not record it).
+pub(super) struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(&parts.extensions)))
+    }
 }

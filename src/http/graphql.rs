@@ -174,6 +174,7 @@ pub(super) fn init_payload_token(payload: &serde_json::Value) -> Option<String> 
 
 pub(super) async fn graphql_ws(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
@@ -185,6 +186,9 @@ pub(super) async fn graphql_ws(
         Err(response) => return response,
     };
     let connection_id = request_id(&headers);
+    if let Err(refused) = state.auth_failures.check(address) {
+        return refused;
+    }
     let max_message = state.limits.max_graphql_request_bytes();
     let limits = SocketLimits {
         init_timeout: std::time::Duration::from_secs(state.limits.websocket_init_timeout_secs),
@@ -194,6 +198,7 @@ pub(super) async fn graphql_ws(
         move |socket| {
             use futures_util::StreamExt;
             let auth = state.auth.clone();
+            let failures = std::sync::Arc::clone(&state.auth_failures);
             let session = std::sync::Arc::new(Session::default());
             let (sink, stream) = socket.split();
             let incoming = guard_incoming(stream, std::sync::Arc::clone(&session), auth.clone(), limits);
@@ -201,10 +206,14 @@ pub(super) async fn graphql_ws(
             GraphQLWebSocket::new_with_pair(outgoing, incoming, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let token = init_payload_token(&payload).or(header_token);
-                    let principal = auth
-                        .authenticate(token.as_deref())
-                        .await
-                        .map_err(|err| async_graphql::Error::new(err.to_string()))?;
+                    let principal = auth.authenticate(token.as_deref()).await.map_err(|err| {
+                        if !matches!(err, AuthError::Store(_)) {
+                            // The connection fails either way; a refused address is refused at
+                            // its next attempt, before the upgrade.
+                            let _ = failures.failed(address);
+                        }
+                        async_graphql::Error::new(err.to_string())
+                    })?;
                     let impersonation = match init_payload_impersonation(&payload) {
                         Ok(Some(found)) => Some(found),
                         Ok(None) => header_impersonation,

@@ -41,8 +41,8 @@ mod operations;
 mod resources;
 mod tunnels;
 
-pub use auth::Authenticated;
 use auth::*;
+pub use auth::{AuthFailures, Authenticated};
 use graphql::*;
 use live::*;
 use metrics::{metrics, record_request};
@@ -63,6 +63,7 @@ pub struct AppState {
     pub watch_hub: std::sync::Arc<crate::watch::WatchHub>,
     pub metrics: std::sync::Arc<metrics::Metrics>,
     pub limits: crate::settings::ApiLimits,
+    pub auth_failures: std::sync::Arc<auth::AuthFailures>,
 }
 
 /// Every route of the server, in one list: the router is built from it, and the boundary test
