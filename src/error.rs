@@ -156,6 +156,7 @@ impl From<&WatchError> for ApiError {
         match err {
             WatchError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg.clone()),
             WatchError::TooMany(msg) => ApiError::new(ErrorCode::RateLimited, msg.clone()),
+            WatchError::Ended(msg) => ApiError::new(ErrorCode::Conflict, msg.clone()),
         }
     }
 }

@@ -130,6 +130,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let resources = ResourceService::new(connections.clone(), discovery);
     let audit = AuditRecorder::new(db.clone(), settings.audit.key().map_err(anyhow::Error::msg)?);
     let watch_hub = WatchHub::new(settings.watch.clone());
+    // A changed or removed cluster ends its watches, which hold its old client.
+    clusters.listen(Arc::clone(&watch_hub) as Arc<dyn crate::clusters::ClusterListener>);
     let auth = Authenticator::new(db.clone());
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));

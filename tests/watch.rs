@@ -317,3 +317,111 @@ async fn a_subscriber_too_slow_for_churn_gets_a_resync_and_then_the_state() {
     assert!(resync < events.len() - 1);
     assert!(events.len() < 15, "the churn was not delivered event by event: {events:?}");
 }
+
+/// A changed cluster ends its watches (they hold its old client): subscribers are told, with
+/// CONFLICT, and a new subscription watches the cluster as it is now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_cluster_ends_its_watches() {
+    let (_cp, _db, server, id, client, ns) = setup(|_| {}).await;
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes" });
+    let mut rx = sse(&server, &server.token, vars.clone()).await.unwrap();
+    let hub = &server.server.watch_hub;
+    common::eventually("the upstream watch starts", Duration::from_secs(20), || async { hub.upstream_count() == 1 })
+        .await;
+    server
+        .gql_ok(
+            "mutation($id: ID!) { updateCluster(id: $id, input: { labels: [{ key: \"moved\", value: \"yes\" }] }) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let told = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("told in time").expect("an event");
+    assert_eq!(told["errors"][0]["extensions"]["code"], "CONFLICT", "{told}");
+    assert!(told["errors"][0]["message"].as_str().unwrap().contains("subscribe again"), "{told}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("ends in time").is_none(),
+        "the stream ended"
+    );
+    assert_eq!(hub.upstream_count(), 0, "the upstream is gone at once, not after its grace period");
+    // A new subscription works, with a new watch.
+    let mut again = sse(&server, &server.token, vars).await.unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    configmaps.create(&PostParams::default(), &configmap("after", "1")).await.unwrap();
+    assert_eq!(next(&mut again).await.0, "ADDED");
+    assert_eq!(hub.upstream_starts(), 2);
+    let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await;
+}
+
+/// Cycling selectors cannot start unbounded upstream watches: those in their grace period count
+/// against the principal, and new ones start at a bounded rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn cycling_selectors_cannot_start_unbounded_watches() {
+    let (_cp, _db, server, id, client, ns) = setup(|s| {
+        s.watch.grace_secs = 300;
+        s.watch.max_upstreams_per_principal = 2;
+        s.watch.upstream_starts_per_minute = 3;
+    })
+    .await;
+    let hub = &server.server.watch_hub;
+    let subscribe = |labels: &str| {
+        sse(&server, &server.token, json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": labels }))
+    };
+    // Two selectors, each subscription dropped at once: their upstreams live on in their grace.
+    for (i, labels) in ["cycle=1", "cycle=2"].into_iter().enumerate() {
+        let rx = subscribe(labels).await.unwrap();
+        common::eventually("the upstream starts", Duration::from_secs(20), || async { hub.upstream_count() == i + 1 })
+            .await;
+        drop(rx);
+    }
+    let admin = server.gql_ok("{ viewer { id } }", json!({})).await["viewer"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(hub.upstreams_of(&admin), 2);
+    // A third selector is one over the cap; rejoining a live upstream is not a new one.
+    let (status, body) = match subscribe("cycle=3").await {
+        Ok(mut rx) => {
+            (200, tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap_or_default())
+        }
+        Err(refused) => refused,
+    };
+    assert!(
+        body.to_string().contains("RATE_LIMITED") && body.to_string().contains("at most 2 upstream"),
+        "{status} {body}"
+    );
+    let mut rejoined = subscribe("cycle=1").await.unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let labelled: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "c1", "labels": { "cycle": "1" } } })).unwrap();
+    configmaps.create(&PostParams::default(), &labelled).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(20), rejoined.recv()).await.unwrap().unwrap();
+    assert_eq!(event["data"]["resourceEvents"]["type"], "ADDED", "{event}");
+    assert_eq!(hub.upstream_starts(), 2);
+    let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await;
+}
+
+/// New upstream watches start at a bounded rate per principal: at the budget passes, one more
+/// is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_watches_start_at_a_bounded_rate() {
+    let (_cp, _db, server, id, client, ns) = setup(|s| {
+        s.watch.grace_secs = 0;
+        s.watch.upstream_starts_per_minute = 3;
+    })
+    .await;
+    let subscribe = |labels: String| {
+        sse(&server, &server.token, json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": labels }))
+    };
+    let mut open = Vec::new();
+    for i in 0..3 {
+        open.push(subscribe(format!("rate={i}")).await.expect("within the budget"));
+    }
+    let hub = &server.server.watch_hub;
+    common::eventually("three upstream watches start", Duration::from_secs(20), || async {
+        hub.upstream_starts() == 3
+    })
+    .await;
+    let refused = match subscribe("rate=3".into()).await {
+        Ok(mut rx) => tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap_or_default(),
+        Err((_, body)) => body,
+    };
+    assert!(refused.to_string().contains("at most 3 new upstream watches per principal per minute"), "{refused}");
+    drop(open);
+    let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await;
+}

@@ -257,6 +257,10 @@ impl RolloutSubscription {
         let events =
             hub.subscribe(key, &caller.principal.id, client, resource, options).await.map_err(ApiError::from)?;
         let statuses = events.filter_map(move |event| async move {
+            let event = match event {
+                Ok(event) => event,
+                Err(ended) => return Some(Err(ApiError::from(ended).into())),
+            };
             match (event.kind, event.object) {
                 (WatchEventType::Deleted, _) => {
                     Some(Err(ApiError::new(ErrorCode::NotFound, format!("the {} was deleted", workload.kind())).into()))

@@ -58,7 +58,7 @@ impl WatchSubscription {
         #[graphql(desc = "Only these types (RESYNC always comes).")] event_types: Option<Vec<WatchEventType>>,
         #[graphql(desc = "Start with the current objects as ADDED. Default false.")] send_initial_state: Option<bool>,
         #[graphql(desc = "Default and maximum are server settings.")] max_events_per_second: Option<i32>,
-    ) -> async_graphql::Result<impl Stream<Item = ResourceEvent> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ResourceEvent>> + use<>> {
         let caller = caller(ctx)?;
         let hub = data::<Arc<WatchHub>>(ctx)?;
         let rate = hub.rate_for(max_events_per_second).map_err(ApiError::from)?;
@@ -95,6 +95,10 @@ impl WatchSubscription {
             .await
             .map_err(ApiError::from)?;
         let origin = Origin::new(&target.resource.api_version, &target.resource.kind, &row.id);
-        Ok(stream.map(move |event| ResourceEvent { event, origin: Arc::clone(&origin) }))
+        Ok(stream.map(move |event| {
+            event
+                .map(|event| ResourceEvent { event, origin: Arc::clone(&origin) })
+                .map_err(|err| async_graphql::Error::from(ApiError::from(err)))
+        }))
     }
 }

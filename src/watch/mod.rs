@@ -51,6 +51,13 @@ pub struct WatchSettings {
     /// How long an upstream watch outlives its last subscriber (a reconnecting client reuses it).
     #[arg(long, env = "KUBEGQL_WATCH_GRACE_SECS", default_value_t = 10)]
     pub grace_secs: u64,
+    /// Upstream watches one principal's subscriptions may keep alive at once, those in their
+    /// grace period included.
+    #[arg(long, env = "KUBEGQL_WATCH_MAX_UPSTREAMS_PER_PRINCIPAL", default_value_t = 32)]
+    pub max_upstreams_per_principal: usize,
+    /// Upstream watches one principal may start per minute.
+    #[arg(long, env = "KUBEGQL_WATCH_UPSTREAM_STARTS_PER_MINUTE", default_value_t = 60)]
+    pub upstream_starts_per_minute: u32,
 }
 
 impl Default for WatchSettings {
@@ -62,6 +69,8 @@ impl Default for WatchSettings {
             principal_events_per_second: 1000,
             queue_objects: 10_000,
             grace_secs: 10,
+            max_upstreams_per_principal: 32,
+            upstream_starts_per_minute: 60,
         }
     }
 }
@@ -80,6 +89,12 @@ pub struct WatchKey {
 }
 
 struct Upstream {
+    /// Tells this upstream from a later one of the same key.
+    id: u64,
+    /// The principal whose subscription started it, and whose upstreams it counts among.
+    owner: String,
+    /// Why it was ended early (its cluster changed), for its subscribers.
+    ended: Arc<std::sync::OnceLock<String>>,
     events: broadcast::Sender<WatchEvent>,
     store: Arc<RwLock<WatchState>>,
     /// How many objects the store holds, readable without its lock.
@@ -94,11 +109,17 @@ pub enum WatchError {
     Invalid(String),
     #[error("{0}")]
     TooMany(String),
+    /// The watch was ended under its subscribers (its cluster was changed or removed).
+    #[error("{0}")]
+    Ended(String),
 }
 
 /// Live subscriptions' shared upstream watches.
 pub struct WatchHub {
     upstreams: Arc<std::sync::Mutex<HashMap<WatchKey, Upstream>>>,
+    /// Upstreams alive per principal that started them.
+    upstreams_of: Arc<DashMap<String, usize>>,
+    start_budget: governor::DefaultKeyedRateLimiter<String>,
     starts: AtomicU64,
     per_principal: DashMap<String, usize>,
     budgets: DashMap<String, Arc<DefaultDirectRateLimiter>>,
@@ -128,13 +149,14 @@ impl Drop for SubscriptionSlot {
 /// Holds a subscriber's place: dropping it releases the upstream and the principal's slot.
 pub struct Membership {
     key: WatchKey,
+    upstream: u64,
     // Dropped after `drop` below has released the upstream.
     slot: SubscriptionSlot,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.slot.hub.release(&self.key);
+        self.slot.hub.release(&self.key, self.upstream);
     }
 }
 
@@ -153,8 +175,11 @@ fn quota(per_second: u32) -> Quota {
 
 impl WatchHub {
     pub fn new(settings: WatchSettings) -> Arc<Self> {
+        let per_minute = NonZeroU32::new(settings.upstream_starts_per_minute.max(1)).expect("at least one");
         Arc::new(Self {
             upstreams: Default::default(),
+            upstreams_of: Default::default(),
+            start_budget: RateLimiter::keyed(Quota::per_minute(per_minute)),
             starts: AtomicU64::new(0),
             per_principal: DashMap::new(),
             budgets: DashMap::new(),
@@ -202,19 +227,40 @@ impl WatchHub {
         client: kube::Client,
         resource: ApiResource,
         options: SubscribeOptions,
-    ) -> Result<impl Stream<Item = WatchEvent> + Send + use<>, WatchError> {
+    ) -> Result<impl Stream<Item = Result<WatchEvent, WatchError>> + Send + use<>, WatchError> {
         let rate = self.rate_for(options.events_per_second.map(|n| n as i32))?;
         let slot = self.reserve(principal)?;
-        let (events, store, held) = {
+        let (id, ended, events, store, held) = {
             let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-            let upstream = upstreams.entry(key.clone()).or_insert_with(|| {
-                self.starts.fetch_add(1, Ordering::Relaxed);
-                start_upstream(&key, client, resource)
-            });
+            if !upstreams.contains_key(&key) {
+                let alive = self.upstreams_of.get(principal).map(|n| *n).unwrap_or(0);
+                if alive >= self.settings.max_upstreams_per_principal {
+                    return Err(WatchError::TooMany(format!(
+                        "at most {} upstream watches per principal, those ending in their grace period included",
+                        self.settings.max_upstreams_per_principal
+                    )));
+                }
+                if self.start_budget.check_key(&principal.to_owned()).is_err() {
+                    return Err(WatchError::TooMany(format!(
+                        "at most {} new upstream watches per principal per minute",
+                        self.settings.upstream_starts_per_minute
+                    )));
+                }
+                let id = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+                *self.upstreams_of.entry(principal.to_owned()).or_insert(0) += 1;
+                upstreams.insert(key.clone(), start_upstream(id, principal, &key, client, resource));
+            }
+            let upstream = upstreams.get_mut(&key).expect("present or just inserted");
             upstream.subscribers += 1;
-            (upstream.events.clone(), Arc::clone(&upstream.store), Arc::clone(&upstream.held))
+            (
+                upstream.id,
+                Arc::clone(&upstream.ended),
+                upstream.events.clone(),
+                Arc::clone(&upstream.store),
+                Arc::clone(&upstream.held),
+            )
         };
-        let membership = Membership { key, slot };
+        let membership = Membership { key, upstream: id, slot };
         let budget = Arc::clone(
             &self
                 .budgets
@@ -252,10 +298,15 @@ impl WatchHub {
             accept: Box::new(accept),
             _membership: membership,
             closed: false,
+            ended,
         };
-        Ok(futures_util::stream::unfold(state, |mut state| async move {
-            let event = state.next().await?;
-            Some((event, state))
+        Ok(futures_util::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.next().await {
+                Some(event) => Some((Ok(event), Some(state))),
+                // Ended under its subscribers: they are told why, once, and the stream ends.
+                None => state.ended.get().map(|why| (Err(WatchError::Ended(why.clone())), None)),
+            }
         }))
     }
 
@@ -273,27 +324,28 @@ impl WatchHub {
         Ok(SubscriptionSlot { hub: Arc::clone(self), principal: principal.to_owned() })
     }
 
-    fn release(self: &Arc<Self>, key: &WatchKey) {
+    fn release(self: &Arc<Self>, key: &WatchKey, id: u64) {
         let last = {
             let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
             match upstreams.get_mut(key) {
-                Some(upstream) => {
+                Some(upstream) if upstream.id == id => {
                     upstream.subscribers = upstream.subscribers.saturating_sub(1);
                     upstream.subscribers == 0
                 }
-                None => false,
+                _ => false,
             }
         };
         if last {
-            let upstreams = Arc::clone(&self.upstreams);
+            let (upstreams, upstreams_of) = (Arc::clone(&self.upstreams), Arc::clone(&self.upstreams_of));
             let key = key.clone();
             let grace = Duration::from_secs(self.settings.grace_secs);
             let stop = move || {
                 let mut upstreams = upstreams.lock().unwrap_or_else(|e| e.into_inner());
-                if upstreams.get(&key).is_some_and(|u| u.subscribers == 0)
+                if upstreams.get(&key).is_some_and(|u| u.id == id && u.subscribers == 0)
                     && let Some(upstream) = upstreams.remove(&key)
                 {
                     upstream.task.abort();
+                    forget_upstream(&upstreams_of, &upstream.owner);
                 }
             };
             match tokio::runtime::Handle::try_current() {
@@ -309,7 +361,46 @@ impl WatchHub {
     }
 }
 
+/// One upstream fewer for `owner`.
+fn forget_upstream(upstreams_of: &DashMap<String, usize>, owner: &str) {
+    if let Some(mut count) = upstreams_of.get_mut(owner) {
+        *count = count.saturating_sub(1);
+    }
+    upstreams_of.remove_if(owner, |_, count| *count == 0);
+}
+
+impl WatchHub {
+    /// Ends every upstream watch of a cluster at once (it was changed or removed): its
+    /// subscribers get an error saying so, and a new subscription starts a new watch with the
+    /// cluster's new client.
+    pub fn end_cluster(&self, cluster_id: &str) {
+        let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        let ended: Vec<WatchKey> = upstreams.keys().filter(|k| k.cluster_id == cluster_id).cloned().collect();
+        for key in ended {
+            if let Some(upstream) = upstreams.remove(&key) {
+                let _ = upstream.ended.set(format!(
+                    "cluster {cluster_id} was changed or removed: subscribe again to watch it as it is now"
+                ));
+                upstream.task.abort();
+                forget_upstream(&self.upstreams_of, &upstream.owner);
+            }
+        }
+    }
+
+    /// Upstream watches alive that `principal` started.
+    pub fn upstreams_of(&self, principal: &str) -> usize {
+        self.upstreams_of.get(principal).map(|n| *n).unwrap_or(0)
+    }
+}
+
+impl crate::clusters::ClusterListener for WatchHub {
+    fn cluster_changed(&self, id: &str) {
+        self.end_cluster(id);
+    }
+}
+
 struct SubscriberState {
+    ended: Arc<std::sync::OnceLock<String>>,
     receiver: broadcast::Receiver<WatchEvent>,
     coalescer: Coalescer,
     limiter: DefaultDirectRateLimiter,
@@ -385,7 +476,7 @@ impl SubscriberState {
     }
 }
 
-fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
+fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
     let (events, _) = broadcast::channel(4096);
     let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
@@ -421,5 +512,5 @@ fn start_upstream(key: &WatchKey, client: kube::Client, resource: ApiResource) -
             }
         })
     };
-    Upstream { events, store, held, subscribers: 0, task }
+    Upstream { id, owner: owner.to_owned(), ended: Default::default(), events, store, held, subscribers: 0, task }
 }
