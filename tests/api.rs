@@ -329,7 +329,7 @@ async fn depth_and_body_limits() {
         server.token,
         limits.max_graphql_request_bytes() + 1
     );
-    let answer = raw_exchange(server.server.addr, head.as_bytes()).await;
+    let answer = common::raw_exchange(server.server.addr, head.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("BAD_USER_INPUT"), "{answer}");
     // The document itself is held to maxBodyBytes, however large the body may be: one byte over
@@ -409,18 +409,6 @@ async fn created_secrets_stay_sealed_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn created_secrets_stay_sealed_postgres() {
     created_secrets_stay_sealed(Backend::Postgres).await;
-}
-
-async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
-        .await
-        .expect("the server answers before the body is sent")
-        .unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 const INTROSPECTION: &str = r#"query IntrospectionQuery {

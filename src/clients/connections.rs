@@ -117,7 +117,7 @@ impl ClusterConnections {
                 if let Some(identity) = &identity {
                     identity.apply_to(&mut config);
                 }
-                ClientFactory::client(config).await.map_err(connect)
+                self.factory.client(config).await.map_err(connect)
             })
             .await
     }

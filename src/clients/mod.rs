@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod connections;
+pub mod guard;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,15 @@ pub struct ClientSettings {
     /// Time allowed for a cluster's API server to answer a request (watches and streams excepted).
     #[arg(long, env = "KUBEGQL_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub read_timeout_secs: u64,
+
+    /// Time allowed for a whole answer of a cluster's API server, head and body (watches,
+    /// followed logs and upgraded connections stream and are excepted).
+    #[arg(long, env = "KUBEGQL_CLUSTER_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub cluster_request_timeout_secs: u64,
+
+    /// Largest answer taken from a cluster's API server, in bytes (streams excepted).
+    #[arg(long, env = "KUBEGQL_CLUSTER_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub cluster_max_response_bytes: u64,
 
     /// Service-account token file for IN_CLUSTER clusters (re-read when it rotates).
     #[arg(
@@ -57,6 +67,8 @@ impl Default for ClientSettings {
         Self {
             connect_timeout_secs: 5,
             read_timeout_secs: 30,
+            cluster_request_timeout_secs: 60,
+            cluster_max_response_bytes: 256 * 1024 * 1024,
             in_cluster_token_file: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
             in_cluster_ca_file: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into(),
             in_cluster_host: None,
@@ -212,16 +224,32 @@ impl ClientFactory {
 
     pub async fn build(&self, tenant: &str, spec: &ClusterSpec) -> Result<Client, ConnectError> {
         let config = self.config(tenant, spec).await?;
-        Self::client(config).await
+        self.client(config).await
     }
 
-    /// A client from a finished config. Building one may run a kubeconfig's credential plugin (a
-    /// command, when the operator allows them), so it happens off the async workers.
-    pub async fn client(config: Config) -> Result<Client, ConnectError> {
-        if config.auth_info.exec.is_none() && config.auth_info.auth_provider.is_none() {
-            return Client::try_from(config).map_err(|e| build_error(&e));
+    /// The bounds every call of a built client is held to (see `guard`).
+    pub fn call_bounds(&self) -> guard::CallBounds {
+        guard::CallBounds {
+            timeout: Duration::from_secs(self.settings.cluster_request_timeout_secs),
+            max_response_bytes: self.settings.cluster_max_response_bytes,
         }
-        tokio::task::spawn_blocking(move || Client::try_from(config).map_err(|e| build_error(&e)))
+    }
+
+    /// A client from a finished config, its calls bounded. Building one may run a kubeconfig's
+    /// credential plugin (a command, when the operator allows them), so it happens off the async
+    /// workers.
+    pub async fn client(&self, config: Config) -> Result<Client, ConnectError> {
+        let bounds = self.call_bounds();
+        let plugin = config.auth_info.exec.is_some() || config.auth_info.auth_provider.is_some();
+        let build = move || {
+            kube::client::ClientBuilder::try_from(config)
+                .map(|b| b.with_layer(&bounds).build())
+                .map_err(|e| build_error(&e))
+        };
+        if !plugin {
+            return build();
+        }
+        tokio::task::spawn_blocking(build)
             .await
             .map_err(|_| ConnectError::Config("building the client failed".into()))?
     }

@@ -301,3 +301,17 @@ pub fn first_error(body: &Value) -> (String, String) {
 /// A real self-signed CA certificate (PEM), made for the tests.
 pub const TEST_CA_PEM: &str = include_str!("../fixtures/test-ca.pem");
 pub mod control_plane;
+
+/// Sends raw bytes (a request head, say) and reads the first answer, without sending a body: a
+/// refusal by declared length arrives before the body would.
+pub async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("the server answers before the body is sent")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
