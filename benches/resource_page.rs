@@ -112,6 +112,7 @@ async fn main() {
             ..Default::default()
         },
         audit: Default::default(),
+        tunnels: Default::default(),
         bootstrap_admin_token: Some(token.into()),
         limits: ApiLimits::default(),
         clients: Default::default(),

@@ -185,7 +185,23 @@ macro_rules! owned_errors {
         }
     )*};
 }
-owned_errors!(StoreError, ClusterError, AccessError, ResourceError, PrincipalError, WatchError, Denied, AuthError);
+impl From<&crate::tunnel::TooManyTunnels> for ApiError {
+    fn from(err: &crate::tunnel::TooManyTunnels) -> Self {
+        ApiError::new(ErrorCode::RateLimited, err.to_string())
+    }
+}
+
+owned_errors!(
+    StoreError,
+    ClusterError,
+    AccessError,
+    ResourceError,
+    PrincipalError,
+    WatchError,
+    Denied,
+    AuthError,
+    crate::tunnel::TooManyTunnels
+);
 
 /// Gives every error of a response a code: errors raised before any resolver ran (parse,
 /// validation, depth and complexity limits, argument coercion) are the caller's fault.

@@ -149,8 +149,13 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     };
     let schema = services(schema_builder(&settings.limits));
     let reads = services(read_schema_builder(&settings.limits));
-    let metrics =
-        Arc::new(crate::http::metrics::Metrics::new(Arc::clone(&watch_hub), Arc::clone(&client_cache), db.clone()));
+    let tunnels = Arc::new(crate::tunnel::OpenTunnels::default());
+    let metrics = Arc::new(crate::http::metrics::Metrics::new(
+        Arc::clone(&watch_hub),
+        Arc::clone(&client_cache),
+        db.clone(),
+        Arc::clone(&tunnels),
+    ));
     let state = AppState {
         schema,
         reads,
@@ -162,6 +167,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         metrics,
         limits: settings.limits.clone(),
         auth_failures: Arc::new(crate::http::AuthFailures::new(settings.limits.auth_failures_per_minute)),
+        tunnels,
+        tunnel_settings: settings.tunnels.clone(),
     };
     let app = router(state);
 

@@ -82,6 +82,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub watch: crate::watch::WatchSettings,
+
+    #[command(flatten)]
+    pub tunnels: crate::tunnel::TunnelSettings,
 }
 
 /// Limits that protect the server from expensive or abusive requests.

@@ -15,10 +15,18 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn setup() -> (TestDb, TestServer, String, String) {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(
+    change: impl FnOnce(&mut kubegql::settings::ServeSettings),
+) -> (TestDb, TestServer, String, String) {
     let cp = ControlPlane::get();
     let client = cp.client("admin").await;
     let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(&db).await;
+    let mut settings = common::settings_for(&db);
+    change(&mut settings);
+    let server = TestServer::start_with(settings).await;
     let id = server.control_plane_cluster(&cp, "pf", json!({})).await;
     let ns = unique_namespace("pf");
     ready_namespace(&client, &ns).await;
@@ -207,4 +215,50 @@ async fn a_revoked_token_closes_its_tunnel() {
     })
     .await;
     assert!(closed.is_ok(), "the tunnel closed after its token was revoked");
+}
+
+/// A principal holds at most its tunnels at once (the one over is refused with RATE_LIMITED and
+/// audited); a tunnel idle past its timeout closes, keepalive pings notwithstanding; /metrics
+/// counts the tunnels open.
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_are_capped_per_principal_and_closed_when_idle() {
+    let (_db, server, id, ns) = setup_with(|s| {
+        s.tunnels.max_tunnels_per_principal = 1;
+        s.tunnels.tunnel_idle_timeout_secs = 3;
+        s.tunnels.tunnel_keepalive_secs = 1;
+    })
+    .await;
+    let open = || {
+        let mut request = url(&server, &id, &ns, "echo", "port=8080").into_client_request().unwrap();
+        request.headers_mut().insert("Authorization", format!("Bearer {}", server.token).parse().unwrap());
+        request
+    };
+    let (mut first, _) = tokio_tungstenite::connect_async(open()).await.expect("the first tunnel opens");
+    assert_eq!(echo_through(&mut first, b"one\n").await, b"one\n");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kubegql_tunnels_open 1\n"), "{metrics}");
+    assert_eq!(refused(open()).await, (429, "RATE_LIMITED".to_owned()), "one over the cap");
+
+    // Pings come while it idles, and then it closes.
+    let mut pinged = false;
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match first.next().await {
+                Some(Ok(Message::Ping(_))) => pinged = true,
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle tunnel closed");
+    assert!(pinged, "keepalive pings came first");
+    // Its place is given back.
+    common::eventually("the place is given back", Duration::from_secs(10), || async {
+        let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.contains("kubegql_tunnels_open 0\n")
+    })
+    .await;
+    let (mut again, _) = tokio_tungstenite::connect_async(open()).await.expect("a new tunnel opens");
+    assert_eq!(echo_through(&mut again, b"two\n").await, b"two\n");
 }

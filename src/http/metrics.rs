@@ -41,7 +41,12 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(watch_hub: Arc<WatchHub>, clients: Arc<ClientCache<kube::Client>>, db: Database) -> Metrics {
+    pub fn new(
+        watch_hub: Arc<WatchHub>,
+        clients: Arc<ClientCache<kube::Client>>,
+        db: Database,
+        tunnels: Arc<crate::tunnel::OpenTunnels>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         // 1 ms to about 33 s.
         let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -52,7 +57,7 @@ impl Metrics {
             "Time to answer an HTTP request, until its response starts (a stream's life is not counted).",
             requests.clone(),
         );
-        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db }));
+        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db, tunnels }));
         Metrics { registry, requests }
     }
 
@@ -96,6 +101,7 @@ struct ServerFigures {
     watch_hub: Arc<WatchHub>,
     clients: Arc<ClientCache<kube::Client>>,
     db: Database,
+    tunnels: Arc<crate::tunnel::OpenTunnels>,
 }
 
 impl std::fmt::Debug for ServerFigures {
@@ -112,6 +118,7 @@ impl Collector for ServerFigures {
             ("kubegql_watch_upstreams", "Upstream Kubernetes watches running.", hub.upstream_count() as i64),
             ("kubegql_watch_subscriptions", "Live subscriptions.", hub.subscription_count() as i64),
             ("kubegql_client_cache_entries", "Cached Kubernetes clients.", self.clients.len() as i64),
+            ("kubegql_tunnels_open", "Port-forward and attach tunnels open.", self.tunnels.total() as i64),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);

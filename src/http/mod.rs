@@ -64,6 +64,8 @@ pub struct AppState {
     pub metrics: std::sync::Arc<metrics::Metrics>,
     pub limits: crate::settings::ApiLimits,
     pub auth_failures: std::sync::Arc<auth::AuthFailures>,
+    pub tunnels: std::sync::Arc<crate::tunnel::OpenTunnels>,
+    pub tunnel_settings: crate::tunnel::TunnelSettings,
 }
 
 /// Every route of the server, in one list: the router is built from it, and the boundary test

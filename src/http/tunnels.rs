@@ -42,19 +42,26 @@ pub(super) async fn port_forward_endpoint(
         ..Default::default()
     };
     let opened = audited(&state, &caller, entry, || async {
-        state
+        let slot = state
+            .tunnels
+            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
+            .map_err(crate::error::ApiError::from)?;
+        let forwarder = state
             .resources
             .port_forward(&caller, &cluster_id, &namespace, &pod, port)
             .await
-            .map_err(crate::error::ApiError::from)
+            .map_err(crate::error::ApiError::from)?;
+        Ok((slot, forwarder))
     })
     .await;
+    let timing = state.tunnel_settings.timing();
     let response = match opened {
-        Ok(forwarder) => {
+        Ok((slot, forwarder)) => {
             let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
             upgrade.protocols([PORT_FORWARD_PROTOCOL]).on_upgrade(move |socket| async move {
+                let _slot = slot;
                 tokio::select! {
-                    (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port) => {
+                    (to_pod, from_pod) = crate::tunnel::bridge(socket, forwarder, port, timing) => {
                         tracing::debug!(to_pod, from_pod, "port-forward closed");
                     }
                     () = ended => tracing::info!("the credentials of a port-forward ended; closing it"),
@@ -114,19 +121,26 @@ pub(super) async fn attach_endpoint(
         ..Default::default()
     };
     let attached = audited(&state, &caller, entry, || async {
-        state
+        let slot = state
+            .tunnels
+            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
+            .map_err(crate::error::ApiError::from)?;
+        let process = state
             .resources
             .attach(&caller, &cluster_id, &namespace, &pod, &params)
             .await
-            .map_err(crate::error::ApiError::from)
+            .map_err(crate::error::ApiError::from)?;
+        Ok((slot, process))
     })
     .await;
+    let timing = state.tunnel_settings.timing();
     let response = match attached {
-        Ok(process) => {
+        Ok((slot, process)) => {
             let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
             upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| async move {
+                let _slot = slot;
                 tokio::select! {
-                    () = crate::tunnel::attach_bridge(socket, process) => {}
+                    () = crate::tunnel::attach_bridge(socket, process, timing) => {}
                     () = ended => tracing::info!("the credentials of an attach ended; closing it"),
                 }
             })

@@ -75,6 +75,7 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         store: StoreSettings { database_url: db.url.clone(), db_pool_size: 4 },
         keys: KeySettings { master_key: Some(test_key()), master_key_file: None, previous_master_keys: vec![] },
         audit: Default::default(),
+        tunnels: Default::default(),
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
