@@ -31,6 +31,11 @@ fn state_dir() -> PathBuf {
     }
 }
 
+/// The control plane's certificates and keys.
+pub fn pki_dir() -> PathBuf {
+    state_dir().join("pki")
+}
+
 impl ControlPlane {
     /// The running control plane. Its absence is a setup error: the suite needs it.
     pub fn get() -> ControlPlane {
