@@ -18,6 +18,18 @@ async fn events(server: &TestServer) -> Vec<Value> {
     data["auditEvents"]["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()).collect()
 }
 
+/// Creates `count` IN_CLUSTER clusters named `prefix0`, `prefix1`, ...: one audited mutation each.
+async fn create_clusters(server: &TestServer, count: usize, prefix: &str) {
+    for i in 0..count {
+        server
+            .gql_ok(
+                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
+                json!({ "n": format!("{prefix}{i}") }),
+            )
+            .await;
+    }
+}
+
 fn verify(db: &TestDb) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kubegql"))
         .args(["audit", "verify", "--database-url", &db.url])
@@ -262,14 +274,7 @@ async fn an_unwritable_trail_refuses_the_action() {
 async fn verify_detects_an_edited_or_deleted_record() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    for i in 0..4 {
-        server
-            .gql_ok(
-                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
-                json!({ "n": format!("c{i}") }),
-            )
-            .await;
-    }
+    create_clusters(&server, 4, "c").await;
     server.server.stop().await.unwrap();
     assert!(verify(&db).0);
     use diesel::Connection;
@@ -283,14 +288,7 @@ async fn verify_detects_an_edited_or_deleted_record() {
 
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
-    for i in 0..4 {
-        server
-            .gql_ok(
-                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
-                json!({ "n": format!("c{i}") }),
-            )
-            .await;
-    }
+    create_clusters(&server, 4, "c").await;
     server.server.stop().await.unwrap();
     let mut conn = diesel::SqliteConnection::establish(&db.url).unwrap();
     conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
@@ -579,14 +577,7 @@ async fn a_keyed_chain_needs_its_key_and_refuses_rewrites() {
     let mut settings = settings_for(&db);
     settings.audit.audit_key_file = Some(key_file.clone());
     let server = TestServer::start_with(settings).await;
-    for i in 0..3 {
-        server
-            .gql_ok(
-                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
-                json!({ "n": format!("k{i}") }),
-            )
-            .await;
-    }
+    create_clusters(&server, 3, "k").await;
     server.server.stop().await.unwrap();
     let verify_with = |key: Option<&std::path::Path>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kubegql"));
