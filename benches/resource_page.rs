@@ -113,6 +113,7 @@ async fn main() {
         },
         audit: Default::default(),
         tunnels: Default::default(),
+        origins: Default::default(),
         bootstrap_admin_token: Some(token.into()),
         limits: ApiLimits::default(),
         clients: Default::default(),

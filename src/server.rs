@@ -169,6 +169,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         auth_failures: Arc::new(crate::http::AuthFailures::new(settings.limits.auth_failures_per_minute)),
         tunnels,
         tunnel_settings: settings.tunnels.clone(),
+        allowed_origins: settings.origins.allowed().map_err(anyhow::Error::msg)?,
     };
     let app = router(state);
 

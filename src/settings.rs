@@ -85,6 +85,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub tunnels: crate::tunnel::TunnelSettings,
+
+    #[command(flatten)]
+    pub origins: crate::http::origins::OriginSettings,
 }
 
 /// Limits that protect the server from expensive or abusive requests.

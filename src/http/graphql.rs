@@ -186,6 +186,9 @@ pub(super) async fn graphql_ws(
         Err(response) => return response,
     };
     let connection_id = request_id(&headers);
+    if !upgrade_allowed(&headers, &state.allowed_origins) {
+        return origin_refused();
+    }
     if let Err(refused) = state.auth_failures.check(address) {
         return refused;
     }

@@ -38,6 +38,7 @@ mod graphql;
 mod live;
 pub mod metrics;
 mod operations;
+pub mod origins;
 mod resources;
 mod tunnels;
 
@@ -47,6 +48,7 @@ use graphql::*;
 use live::*;
 use metrics::{metrics, record_request};
 use operations::*;
+use origins::{origin_refused, upgrade_allowed};
 use resources::*;
 use tunnels::*;
 
@@ -66,6 +68,8 @@ pub struct AppState {
     pub auth_failures: std::sync::Arc<auth::AuthFailures>,
     pub tunnels: std::sync::Arc<crate::tunnel::OpenTunnels>,
     pub tunnel_settings: crate::tunnel::TunnelSettings,
+    /// Origins whose pages may call kubegql from a browser (checked at start-up).
+    pub allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
 /// Every route of the server, in one list: the router is built from it, and the boundary test
@@ -117,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_unusable_request_id))
+        .layer(origins::cors(state.allowed_origins.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -21,7 +21,11 @@ pub(super) async fn port_forward_endpoint(
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<PortForwardQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
 ) -> Result<Response, Response> {
+    if !upgrade_allowed(&headers, &state.allowed_origins) {
+        return Err(origin_refused());
+    }
     let port = query_params(query)?.port;
     if port == 0 {
         return Err(error_response(
@@ -97,7 +101,11 @@ pub(super) async fn attach_endpoint(
     axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
     query: Result<axum::extract::Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
 ) -> Result<Response, Response> {
+    if !upgrade_allowed(&headers, &state.allowed_origins) {
+        return Err(origin_refused());
+    }
     let query = query_params(query)?;
     let entry = AuditEntry {
         operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),

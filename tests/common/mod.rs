@@ -76,6 +76,7 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         keys: KeySettings { master_key: Some(test_key()), master_key_file: None, previous_master_keys: vec![] },
         audit: Default::default(),
         tunnels: Default::default(),
+        origins: Default::default(),
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
