@@ -422,10 +422,9 @@ impl AuditRecorder {
     ) -> Result<T, anyhow::Error> {
         let pending = self.begin(Actor::Operator, entry).await?;
         let result = action.await;
-        let (outcome, code) = match &result {
-            Ok(_) => (AuditOutcome::Success, None),
-            Err(_) => (AuditOutcome::Error, Some("OPERATOR_ACTION_FAILED")),
-        };
+        let outcome = if result.is_ok() { AuditOutcome::Success } else { AuditOutcome::Error };
+        // The command line prints the reason; the record says that the action failed.
+        let code = None;
         pending.finish(outcome, code).await?;
         result.map_err(|e| anyhow::anyhow!("{e}"))
     }

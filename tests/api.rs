@@ -605,4 +605,22 @@ async fn guessing_tokens_is_slowed_down() {
     assert_eq!(server.server.db.query_count(), before, "a refused address costs no query");
     // The address waits, whatever token it brings (so a guesser gains nothing by also holding one).
     assert_eq!(ask(server.token.clone()).await.status(), 429);
+
+    // Requests without a token are not guesses: a page loading before its user signs in does not
+    // lock its address out.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.limits.auth_failures_per_minute = 2;
+    let server = TestServer::start_with(settings).await;
+    for _ in 0..5 {
+        let bare = server
+            .client
+            .post(server.url("/graphql"))
+            .json(&json!({ "query": "{ viewer { name } }" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), 401);
+    }
+    assert!(server.gql("{ viewer { name } }", json!({})).await.get("errors").is_none(), "the address is not refused");
 }

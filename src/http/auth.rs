@@ -69,7 +69,10 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
         let address = client_address(&parts.extensions);
         state.auth_failures.check(address)?;
         let caller = authenticate_with(state, &parts.headers, protocol_token.as_deref()).await;
-        if caller.as_ref().is_err_and(|r| r.status() == StatusCode::UNAUTHORIZED) {
+        // Only a token that does not hold counts as a failure: a request without one (a page
+        // loading before its user signed in) is not a guess.
+        let presented = protocol_token.is_some() || parts.headers.contains_key(header::AUTHORIZATION);
+        if presented && caller.as_ref().is_err_and(|r| r.status() == StatusCode::UNAUTHORIZED) {
             state.auth_failures.failed(address)?;
         }
         caller.map(Authenticated)
