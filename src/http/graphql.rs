@@ -232,7 +232,3 @@ pub(super) async fn graphql_ws(
         },
     )
 }
-
-pub(super) async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("kubegql").finish())
-}

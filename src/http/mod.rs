@@ -5,7 +5,7 @@
 //! `operations` (`/metrics`, `/readyz`). Authentication happens before any other work, so an
 //! unauthenticated request costs one token lookup and gets HTTP 401.
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Data};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -33,6 +33,7 @@ use crate::resources::ResourceService;
 use crate::resources::write::{ApplyOptions, FieldValidation, OnError};
 use crate::store::Database;
 
+mod assets;
 mod auth;
 mod graphql;
 mod live;
@@ -79,7 +80,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/graphql", get(graphql_get).post(graphql_post)),
         ("/graphql/ws", get(graphql_ws)),
         ("/graphql/stream", post(graphql_sse)),
-        ("/graphiql", get(graphiql)),
+        ("/graphiql", get(assets::graphiql)),
+        ("/assets/{*path}", get(assets::asset)),
         ("/api/v1/clusters/{id}/apply", post(apply_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint)),
