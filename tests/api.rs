@@ -370,7 +370,10 @@ async fn health_readiness_and_graphiql() {
     let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let page = server.client.get(server.url("/graphiql")).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("/graphql/ws") && page.contains("graphiql"), "GraphiQL wired to both endpoints");
+    assert!(page.contains("graphiql.min.js") && page.contains("/assets/graphiql-page.js"), "{page}");
+    // The page's own script wires GraphiQL to both endpoints.
+    let script = server.client.get(server.url("/assets/graphiql-page.js")).send().await.unwrap().text().await.unwrap();
+    assert!(script.contains("\"/graphql\"") && script.contains("/graphql/ws"), "GraphiQL wired to both endpoints");
 }
 
 /// The secret given to createCluster is not in the database bytes, on either backend.
