@@ -377,17 +377,7 @@ async fn records_hold_the_arguments_the_mutation_ran_with() {
     let named =
         "mutation A($n: String! = \"from-a\") { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: $n) { warnings } }
         mutation B($n: String! = \"from-b\") { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: $n) { warnings } }";
-    let response: Value = server
-        .client
-        .post(server.url("/graphql"))
-        .bearer_auth(&server.token)
-        .json(&json!({ "query": named, "operationName": "B", "variables": {} }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = server.post_json("/graphql", json!({ "query": named, "operationName": "B", "variables": {} })).await;
     assert_eq!(first_error(&response).0, "NOT_FOUND", "{response}");
     // A variable sent as null stays null (the default applies only to one left out).
     let null = server.gql("mutation($g: Int = 5) { deleteResource(clusterId: \"00000000-0000-4000-8000-000000000000\", kind: \"Pod\", name: \"p\", gracePeriodSeconds: $g) { warnings } }", json!({ "g": null })).await;

@@ -26,43 +26,25 @@ struct Asset {
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
+/// An embedded file of `assets/`, by its path there.
+macro_rules! asset {
+    ($path:literal, $content_type:expr, versioned: $versioned:literal) => {
+        Asset {
+            path: $path,
+            bytes: include_bytes!(concat!("../../assets/", $path)),
+            content_type: $content_type,
+            versioned: $versioned,
+        }
+    };
+}
+
 static ASSETS: &[Asset] = &[
-    Asset {
-        path: "vendor/graphiql-4.1.2/graphiql.min.js",
-        bytes: include_bytes!("../../assets/vendor/graphiql-4.1.2/graphiql.min.js"),
-        content_type: JS,
-        versioned: true,
-    },
-    Asset {
-        path: "vendor/graphiql-4.1.2/graphiql.min.css",
-        bytes: include_bytes!("../../assets/vendor/graphiql-4.1.2/graphiql.min.css"),
-        content_type: CSS,
-        versioned: true,
-    },
-    Asset {
-        path: "vendor/react-18.3.1/react.production.min.js",
-        bytes: include_bytes!("../../assets/vendor/react-18.3.1/react.production.min.js"),
-        content_type: JS,
-        versioned: true,
-    },
-    Asset {
-        path: "vendor/react-18.3.1/react-dom.production.min.js",
-        bytes: include_bytes!("../../assets/vendor/react-18.3.1/react-dom.production.min.js"),
-        content_type: JS,
-        versioned: true,
-    },
-    Asset {
-        path: "graphiql-page.js",
-        bytes: include_bytes!("../../assets/graphiql-page.js"),
-        content_type: JS,
-        versioned: false,
-    },
-    Asset {
-        path: "graphiql-page.css",
-        bytes: include_bytes!("../../assets/graphiql-page.css"),
-        content_type: CSS,
-        versioned: false,
-    },
+    asset!("vendor/graphiql-4.1.2/graphiql.min.js", JS, versioned: true),
+    asset!("vendor/graphiql-4.1.2/graphiql.min.css", CSS, versioned: true),
+    asset!("vendor/react-18.3.1/react.production.min.js", JS, versioned: true),
+    asset!("vendor/react-18.3.1/react-dom.production.min.js", JS, versioned: true),
+    asset!("graphiql-page.js", JS, versioned: false),
+    asset!("graphiql-page.css", CSS, versioned: false),
 ];
 
 const PAGE: &str = include_str!("../../assets/graphiql.html");
