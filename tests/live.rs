@@ -156,16 +156,32 @@ async fn a_websocket_is_held_to_its_limits() {
     for id in ["s3", "s4"] {
         send(&mut socket, json!({ "id": id, "type": "subscribe", "payload": { "query": SUBSCRIPTION } })).await;
     }
-    server.gql_ok("mutation { createCluster(input: { name: \"nudge\", mode: IN_CLUSTER }) { id } }", json!({})).await;
-    let mut events = 0;
-    while events < 3 {
-        let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await
-        else {
-            panic!("the socket at its cap closed or went quiet after {events} events");
-        };
-        let value: Value = serde_json::from_str(&text).unwrap();
-        events += usize::from(value["type"] == "next");
+    // Each of the three running subscriptions delivers (a subscription starts a moment after its
+    // message, so clusters are created until every one has seen an event).
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut nudges = 0;
+    while seen.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the socket at its cap went quiet; saw {seen:?}");
+        nudges += 1;
+        let name = format!("nudge-{nudges}");
+        server
+            .gql_ok(
+                "mutation($n: String!) { createCluster(input: { name: $n, mode: IN_CLUSTER }) { id } }",
+                json!({ "n": name }),
+            )
+            .await;
+        while let Ok(message) = tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+            let Some(Ok(Message::Text(text))) = message else {
+                panic!("the socket at its cap closed; saw {seen:?}");
+            };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "next" {
+                seen.insert(value["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
     }
+    assert_eq!(seen, ["s1", "s3", "s4"].map(String::from).into_iter().collect(), "the three running subscriptions");
     send(&mut socket, json!({ "id": "s5", "type": "subscribe", "payload": { "query": SUBSCRIPTION } })).await;
     closed_within(&mut socket, Duration::from_secs(10)).await;
 
