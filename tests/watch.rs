@@ -105,13 +105,11 @@ async fn subscribers_share_one_upstream_and_see_every_change() {
     let mut first = sse(&server, &server.token, vars.clone()).await.unwrap();
     let mut second = websocket(&server, "graphql-transport-ws", vars.clone()).await;
     let hub = &server.server.watch_hub;
-    for _ in 0..100 {
-        if hub.upstream_count() == 1 && hub.upstream_starts() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both subscribed, and the watch has listed (what exists before that is not a change).
+    common::eventually("both subscribed to one listed watch", Duration::from_secs(20), || async {
+        hub.subscription_count() == 2 && hub.listed_upstream_count() == 1
+    })
+    .await;
     assert_eq!((hub.upstream_count(), hub.upstream_starts()), (1, 1), "one upstream watch for both");
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -345,8 +343,15 @@ async fn a_changed_cluster_ends_its_watches() {
     // A new subscription works, with a new watch.
     let mut again = sse(&server, &server.token, vars).await.unwrap();
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // What existed before the new watch listed is not a change for this subscriber (it did not
+    // ask for the initial state): create once the list is done.
+    common::eventually("the new watch has listed", Duration::from_secs(20), || async {
+        hub.listed_upstream_count() == 1
+    })
+    .await;
     configmaps.create(&PostParams::default(), &configmap("after", "1")).await.unwrap();
-    assert_eq!(next(&mut again).await.0, "ADDED");
+    let first = next(&mut again).await;
+    assert_eq!(first.0, "ADDED");
     assert_eq!(hub.upstream_starts(), 2);
     let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await;
 }
@@ -385,6 +390,10 @@ async fn cycling_selectors_cannot_start_unbounded_watches() {
         body.to_string().contains("RATE_LIMITED") && body.to_string().contains("at most 2 upstream"),
         "{status} {body}"
     );
+    common::eventually("both watches have listed", Duration::from_secs(20), || async {
+        hub.listed_upstream_count() == 2
+    })
+    .await;
     let mut rejoined = subscribe("cycle=1").await.unwrap();
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let labelled: ConfigMap =
@@ -424,4 +433,26 @@ async fn upstream_watches_start_at_a_bounded_rate() {
     assert!(refused.to_string().contains("at most 3 new upstream watches per principal per minute"), "{refused}");
     drop(open);
     let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await;
+}
+
+/// The first subscriber of a new upstream watch that did not ask for the initial state gets only
+/// what changes after it subscribed, not the watch's first list as ADDED.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_initial_state_the_first_subscriber_gets_only_changes() {
+    let (_cp, _db, server, id, client, ns) = setup(|_| {}).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for name in ["before-1", "before-2", "before-3"] {
+        configmaps.create(&PostParams::default(), &configmap(name, "1")).await.unwrap();
+    }
+    let vars = json!({ "id": id, "ns": ns, "kind": "ConfigMap", "labels": "watch=yes" });
+    let mut rx = sse(&server, &server.token, vars).await.unwrap();
+    let hub = &server.server.watch_hub;
+    common::eventually("the upstream watch starts", Duration::from_secs(20), || async { hub.upstream_count() == 1 })
+        .await;
+    common::eventually("the watch has listed", Duration::from_secs(20), || async { hub.listed_upstream_count() == 1 })
+        .await;
+    change(&configmaps, "before-2", "2").await;
+    // The first event is that change, not an ADDED for each object that existed before.
+    let first = next(&mut rx).await;
+    assert_eq!((first.0.as_str(), first.1.as_str()), ("MODIFIED", "before-2"), "{first:?}");
 }

@@ -46,7 +46,10 @@ async fn the_subscription_continues_across_an_api_server_restart() {
         }
     });
     let hub = std::sync::Arc::clone(&server.server.watch_hub);
-    common::eventually("the upstream watch", Duration::from_secs(20), || async { hub.upstream_count() == 1 }).await;
+    common::eventually("the upstream watch has listed", Duration::from_secs(20), || async {
+        hub.listed_upstream_count() == 1
+    })
+    .await;
     configmaps.create(&PostParams::default(), &cm("before")).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
     assert_eq!(first, ("ADDED".to_owned(), "before".to_owned()));

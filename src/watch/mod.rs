@@ -13,7 +13,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -95,10 +95,12 @@ struct Upstream {
     owner: String,
     /// Why it was ended early (its cluster changed), for its subscribers.
     ended: Arc<std::sync::OnceLock<String>>,
-    events: broadcast::Sender<WatchEvent>,
+    events: broadcast::Sender<Sent>,
     store: Arc<RwLock<WatchState>>,
     /// How many objects the store holds, readable without its lock.
     held: Arc<AtomicUsize>,
+    /// Whether its first list is complete, readable without the store's lock.
+    listed: Arc<AtomicBool>,
     subscribers: usize,
     task: tokio::task::JoinHandle<()>,
 }
@@ -196,6 +198,15 @@ impl WatchHub {
         self.upstreams.lock().map(|u| u.len()).unwrap_or_default()
     }
 
+    /// Upstream watches running now whose first list is complete (from then on, what changes
+    /// reaches every subscriber).
+    pub fn listed_upstream_count(&self) -> usize {
+        self.upstreams
+            .lock()
+            .map(|u| u.values().filter(|up| up.listed.load(Ordering::Relaxed)).count())
+            .unwrap_or_default()
+    }
+
     /// Subscriptions open now.
     pub fn subscription_count(&self) -> usize {
         self.per_principal.iter().map(|e| *e.value()).sum()
@@ -269,12 +280,12 @@ impl WatchHub {
         );
         // Subscribe while holding the store's read lock: the upstream changes the store and
         // sends under its write lock, so the snapshot and the stream neither overlap nor gap.
-        let (receiver, snapshot) = {
+        let (receiver, snapshot, skip_first_list) = {
             let state = store.read().await;
             let receiver = events.subscribe();
             let snapshot: Vec<Arc<DynamicObject>> =
                 if options.send_initial_state { state.objects().values().cloned().collect() } else { Vec::new() };
-            (receiver, snapshot)
+            (receiver, snapshot, !options.send_initial_state && !state.listed())
         };
         let mut coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
         let wanted = options.event_types.clone();
@@ -295,6 +306,7 @@ impl WatchHub {
             held,
             spare: self.settings.queue_objects,
             resend_state: options.send_initial_state,
+            skip_first_list,
             accept: Box::new(accept),
             _membership: membership,
             closed: false,
@@ -399,9 +411,17 @@ impl crate::clusters::ClusterListener for WatchHub {
     }
 }
 
+/// What an upstream watch sends its subscribers: an event, and whether it belongs to the watch's
+/// first list (which announces, as ADDED, what existed before the watch started).
+#[derive(Clone, Debug)]
+struct Sent {
+    event: WatchEvent,
+    first_list: bool,
+}
+
 struct SubscriberState {
     ended: Arc<std::sync::OnceLock<String>>,
-    receiver: broadcast::Receiver<WatchEvent>,
+    receiver: broadcast::Receiver<Sent>,
     coalescer: Coalescer,
     limiter: DefaultDirectRateLimiter,
     budget: Arc<DefaultDirectRateLimiter>,
@@ -409,17 +429,21 @@ struct SubscriberState {
     held: Arc<AtomicUsize>,
     spare: usize,
     resend_state: bool,
+    /// The subscriber joined before the first list was done and did not ask for the initial
+    /// state: the first list's events are not for it.
+    skip_first_list: bool,
     accept: Box<dyn Fn(WatchEventType) -> bool + Send + Sync>,
     _membership: Membership,
     closed: bool,
 }
 
 impl SubscriberState {
-    fn take(&mut self, received: Result<WatchEvent, broadcast::error::RecvError>) {
+    fn take(&mut self, received: Result<Sent, broadcast::error::RecvError>) {
         // Every object the watch holds may wait, plus `spare` more (deleted ones).
         self.coalescer.set_capacity(self.held.load(Ordering::Relaxed) + self.spare);
         match received {
-            Ok(event) => {
+            Ok(Sent { first_list: true, .. }) if self.skip_first_list => {}
+            Ok(Sent { event, .. }) => {
                 if (self.accept)(event.kind) {
                     self.coalescer.push(event);
                 }
@@ -480,6 +504,7 @@ fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, re
     let (events, _) = broadcast::channel(4096);
     let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
+    let listed = Arc::new(AtomicBool::new(false));
     let api: Api<DynamicObject> = match &key.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
@@ -492,7 +517,8 @@ fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, re
         config = config.fields(fields);
     }
     let task = {
-        let (events, store, held) = (events.clone(), Arc::clone(&store), Arc::clone(&held));
+        let (events, store, held, listed) =
+            (events.clone(), Arc::clone(&store), Arc::clone(&held), Arc::clone(&listed));
         let what = format!("{}/{} {:?}", key.cluster_id, key.kind, key.namespace);
         tokio::spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
@@ -502,15 +528,27 @@ fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, re
                         // Changed and sent under the write lock, so a subscriber's snapshot
                         // (taken under the read lock) neither overlaps nor misses an event.
                         let mut state = store.write().await;
+                        let first_list = !state.listed();
                         for event in state.apply(event) {
-                            let _ = events.send(event);
+                            let _ = events.send(Sent { event, first_list });
                         }
                         held.store(state.objects().len(), Ordering::Relaxed);
+                        listed.store(state.listed(), Ordering::Relaxed);
                     }
                     Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
                 }
             }
         })
     };
-    Upstream { id, owner: owner.to_owned(), ended: Default::default(), events, store, held, subscribers: 0, task }
+    Upstream {
+        id,
+        owner: owner.to_owned(),
+        ended: Default::default(),
+        events,
+        store,
+        held,
+        listed,
+        subscribers: 0,
+        task,
+    }
 }

@@ -19,12 +19,20 @@ pub struct WatchState {
     objects: Objects,
     /// A relist in progress: what it has read so far.
     relist: Option<Objects>,
+    /// Whether the first list is complete (before it, the watch knows nothing yet).
+    listed: bool,
 }
 
 impl WatchState {
     /// What the watch holds now (a relist in progress does not count until it is done).
     pub fn objects(&self) -> &Objects {
         &self.objects
+    }
+
+    /// Whether the first list is complete. The events of the first list announce what existed
+    /// before the watch started: a subscriber that did not ask for the initial state skips them.
+    pub fn listed(&self) -> bool {
+        self.listed
     }
 
     /// Applies one watcher event and returns the events it means for subscribers, in order.
@@ -59,6 +67,7 @@ impl WatchState {
                     }
                 }
                 self.objects = fresh;
+                self.listed = true;
                 events
             }
             watcher::Event::Apply(object) => {
@@ -158,8 +167,10 @@ mod tests {
         state.apply(watcher::Event::Init);
         state.apply(watcher::Event::InitApply(object("a", "1")));
         state.apply(watcher::Event::InitApply(object("b", "1")));
+        assert!(!state.listed(), "nothing is listed before the first list is done");
         let added = seen(state.apply(watcher::Event::InitDone));
         assert!(added.iter().all(|(kind, ..)| *kind == WatchEventType::Added) && added.len() == 2, "{added:?}");
+        assert!(state.listed());
         state.apply(watcher::Event::Init);
         let deleted = seen(state.apply(watcher::Event::InitDone));
         assert!(deleted.iter().all(|(kind, ..)| *kind == WatchEventType::Deleted) && deleted.len() == 2, "{deleted:?}");
