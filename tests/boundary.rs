@@ -64,11 +64,12 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
 }
 
 /// Every HTTP route, with how another tenant's caller is kept out of it. New routes must be added.
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 12] = [
     ("/graphql", "every Query and Mutation field, below"),
     ("/graphql/stream", "every Subscription field, below"),
     ("/graphql/ws", "a refused field over WebSocket, below"),
     ("/graphiql", "a static page: no tenant data"),
+    ("/ui", "a static page: no tenant data"),
     ("/assets/{*path}", "the page's embedded files: no tenant data"),
     ("/api/v1/clusters/{id}/apply", "another tenant's cluster, below"),
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", "another tenant's cluster, below"),
@@ -221,7 +222,7 @@ async fn every_field_and_route_keeps_other_tenants_out() {
         assert_eq!(codes(&body), vec!["NOT_FOUND"], "{role}: over WebSocket {body}");
     }
     // The routes without tenant data say nothing of `default`'s objects.
-    for path in ["/graphiql", "/assets/graphiql-page.js", "/healthz", "/readyz", "/metrics"] {
+    for path in ["/graphiql", "/ui", "/assets/graphiql-page.js", "/assets/ui.js", "/healthz", "/readyz", "/metrics"] {
         let text = server.client.get(server.url(path)).send().await.unwrap().text().await.unwrap();
         assert!(!markers.iter().any(|m| text.contains(m.as_str())), "{path} names default's objects");
     }

@@ -2,14 +2,15 @@
 //! dashboard render with nothing but kubegql to talk to, sign in with a token, run queries and
 //! subscriptions; a page on another origin is allowed or refused by the operator's CORS list.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::time::Duration;
 
 use browser::{Browser, Page};
-use common::{Backend, TestDb, TestServer};
+use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
+use common::{Backend, TestDb, TestServer, settings_for};
 use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(20);
@@ -33,7 +34,9 @@ fn assert_only_from(page: &Page, origin: &str) {
 
 /// The GraphiQL editor's text (CodeMirror, as GraphiQL 4 draws it), by the editor's class.
 fn editor_value(class: &str) -> String {
-    format!("(document.querySelector('.{class} .CodeMirror') || {{CodeMirror: {{getValue: () => ''}}}}).CodeMirror.getValue()")
+    format!(
+        "(document.querySelector('.{class} .CodeMirror') || {{CodeMirror: {{getValue: () => ''}}}}).CodeMirror.getValue()"
+    )
 }
 
 /// Puts `query` into GraphiQL's editor and waits until GraphiQL has parsed it (it does so a moment
@@ -125,4 +128,346 @@ async fn graphiql_loads_the_schema_after_the_token_and_runs_a_query_and_a_subscr
 
     assert_only_from(&page, &server.base);
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
+}
+
+/// Runs kubectl against the control plane as its administrator; fails the test when it fails.
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    let out = std::process::Command::new(&cp.kubectl)
+        .args(["--kubeconfig", cp.kubeconfig.to_str().unwrap(), "--context", "admin"])
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Signs in on the page with `token` (typed into the field, as a person would).
+async fn sign_in(page: &Page, token: &str) {
+    page.type_into("#token", token).await;
+    page.click("#signin button[type=submit]").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_kubectl_live() {
+    let cp = ControlPlane::get();
+    let ns = unique_namespace("ui");
+    ready_namespace(&cp.client("admin").await, &ns).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    server.control_plane_cluster(&cp, "dashboard", json!({})).await;
+
+    let browser = Browser::start().await;
+    let page = browser.page().await;
+    page.open(&server.url("/ui")).await;
+    assert!(page.text("#who").await.contains("enter a token"), "{}", page.text("#who").await);
+    sign_in(&page, &server.token).await;
+    page.wait_for("signed in", "document.querySelector('#who').innerText.includes('ADMIN')", SOON).await;
+    page.wait_for("the live connection", "document.querySelector('#live').classList.contains('on')", SOON).await;
+
+    // The cluster, with its status.
+    page.wait_for(
+        "the cluster and its status",
+        "!!document.querySelector(\"#clusters li[data-name='dashboard'] .status.up\")",
+        SOON,
+    )
+    .await;
+    assert!(page.text("#clusters li[data-name='dashboard'] .status").await.contains("reachable, v1."));
+    page.click("#clusters li[data-name='dashboard']").await;
+    page.wait_for(
+        "the kinds of the cluster",
+        "!document.querySelector('#kind').disabled && document.querySelector('#kind').value === 'apps/v1/Deployment'",
+        SOON,
+    )
+    .await;
+    page.select("#namespace", &ns).await;
+    page.wait_for("the empty first page", "document.querySelector('#counts').innerText.startsWith('0 shown')", SOON)
+        .await;
+
+    // Created with kubectl: shown within seconds, with its replicas becoming ready (kwok runs the pods).
+    let created = std::time::Instant::now();
+    kubectl(&cp, &["-n", &ns, "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=2"]);
+    let row = "#objects tr[data-name='web']";
+    page.wait_for("the new Deployment in the list", &format!("!!document.querySelector(\"{row}\")"), SOON).await;
+    eprintln!("the Deployment appeared {:?} after kubectl created it", created.elapsed());
+    page.wait_for(
+        "its replicas ready",
+        &format!("document.querySelector(\"{row}\").innerText.includes('2/2 ready')"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(page.text("#counts").await.contains("1 shown"), "{}", page.text("#counts").await);
+
+    // Opened: its YAML and its events.
+    page.click(row).await;
+    page.wait_for("its YAML", "document.querySelector('#yaml').innerText.includes('name: web')", SOON).await;
+    page.wait_for(
+        "its events",
+        "document.querySelector('#events tbody').innerText.includes('ScalingReplicaSet')",
+        SOON,
+    )
+    .await;
+
+    // A rollout followed live: paused, changed (the page shows it waiting), resumed, finished.
+    kubectl(&cp, &["-n", &ns, "rollout", "pause", "deployment/web"]);
+    kubectl(&cp, &["-n", &ns, "set", "image", "deployment/web", "web=registry.invalid/web:2"]);
+    page.click("#follow").await;
+    page.wait_for(
+        "the rollout waiting",
+        "document.querySelector('#rollout').innerText.includes('Waiting for deployment')",
+        SOON,
+    )
+    .await;
+    kubectl(&cp, &["-n", &ns, "rollout", "resume", "deployment/web"]);
+    page.wait_for(
+        "the rollout finished",
+        "(document.querySelector('#rollout li.done') || {innerText: ''}).innerText.includes('successfully rolled out')",
+        Duration::from_secs(60),
+    )
+    .await;
+    page.wait_for(
+        "the new image in the YAML",
+        "document.querySelector('#yaml').innerText.includes('registry.invalid/web:2')",
+        SOON,
+    )
+    .await;
+    page.screenshot("dashboard").await;
+
+    // Deleted with kubectl: gone from the list.
+    kubectl(&cp, &["-n", &ns, "delete", "deployment", "web", "--wait=false"]);
+    page.wait_for("the Deployment gone", &format!("!document.querySelector(\"{row}\")"), SOON).await;
+    let counts = page.text("#counts").await;
+    assert!(counts.starts_with("0 shown") && counts.contains("1 deleted"), "{counts}");
+
+    assert_eq!(page.text("#errors").await, "", "no API error was shown");
+    assert_only_from(&page, &server.base);
+    assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
+    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A page of another origin: a tiny web server on its own loopback port that answers every
+/// request with an empty HTML page. Returns its origin.
+async fn elsewhere() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 8192];
+                let _ = stream.read(&mut request).await;
+                let body = "<!doctype html><title>a frontend elsewhere</title><p>elsewhere</p>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    origin
+}
+
+/// In the page: a GraphQL request to kubegql with the token (a CORS request with a preflight).
+fn cross_origin_query(base: &str, token: &str, query: &str) -> String {
+    format!(
+        "fetch({url}, {{ method: 'POST', headers: {{ 'Content-Type': 'application/json', Authorization: 'Bearer ' + {token} }}, \
+         body: JSON.stringify({{ query: {query} }}) }}).then(r => r.json()).then(b => ({{ ok: b }}), e => ({{ refused: String(e) }}))",
+        url = json!(format!("{base}/graphql")),
+        token = json!(token),
+        query = json!(query),
+    )
+}
+
+/// In the page: subscribes to `clusterChanges` over graphql-transport-ws; resolves with the first
+/// event, an error, or how the socket closed.
+fn cross_origin_ws(base: &str, token: &str) -> String {
+    format!(
+        "new Promise(resolve => {{ \
+           const ws = new WebSocket({url}, 'graphql-transport-ws'); \
+           ws.onopen = () => ws.send(JSON.stringify({{ type: 'connection_init', payload: {{ Authorization: 'Bearer ' + {token} }} }})); \
+           ws.onmessage = e => {{ const m = JSON.parse(e.data); \
+             if (m.type === 'connection_ack') ws.send(JSON.stringify({{ id: '1', type: 'subscribe', payload: {{ query: 'subscription {{ clusterChanges {{ kind name }} }}' }} }})); \
+             else if (m.type === 'next') {{ resolve({{ ok: m.payload }}); ws.close(); }} \
+             else if (m.type === 'error') resolve({{ error: m.payload }}); }}; \
+           ws.onclose = e => resolve({{ closed: e.code }}); }})",
+        url = json!(format!("{}/graphql/ws", base.replacen("http://", "ws://", 1))),
+        token = json!(token),
+    )
+}
+
+/// In the page: subscribes to `clusterChanges` over Server-Sent Events (a streamed POST);
+/// resolves with the first `next` event's data, or the refusal.
+fn cross_origin_sse(base: &str, token: &str) -> String {
+    format!(
+        "fetch({url}, {{ method: 'POST', headers: {{ 'Content-Type': 'application/json', Accept: 'text/event-stream', \
+           Authorization: 'Bearer ' + {token} }}, body: JSON.stringify({{ query: 'subscription {{ clusterChanges {{ kind name }} }}' }}) }}) \
+         .then(async r => {{ const reader = r.body.getReader(); const decoder = new TextDecoder(); let text = ''; \
+           for (;;) {{ const {{ value, done }} = await reader.read(); if (done) return {{ ended: text }}; text += decoder.decode(value); \
+             const at = text.indexOf('event: next'); const end = text.indexOf('\\n\\n', at); \
+             if (at >= 0 && end > at) {{ reader.cancel(); const data = text.slice(at, end).split('\\n').find(l => l.startsWith('data:')); \
+               return {{ ok: JSON.parse(data.slice(5)) }}; }} }} }}, e => ({{ refused: String(e) }}))",
+        url = json!(format!("{base}/graphql/stream")),
+        token = json!(token),
+    )
+}
+
+/// Evaluates a page's subscription script while registering clusters (one every 300 ms) until the
+/// page's promise settles; returns what it settled with.
+async fn while_clusters_change(page: &Page, server: &TestServer, script: &str, prefix: &str) -> serde_json::Value {
+    let create = r#"mutation($n: String!) { createCluster(input: { name: $n, mode: DIRECT, apiServerUrl: "https://127.0.0.1:9", bearerToken: "t" }) { id } }"#;
+    let settled = page.eval(script);
+    tokio::pin!(settled);
+    let deadline = tokio::time::Instant::now() + SOON;
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            value = &mut settled => return value,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                assert!(tokio::time::Instant::now() < deadline, "{prefix}: the page's subscription saw nothing");
+                n += 1;
+                server.gql_ok(create, json!({ "n": format!("{prefix}-{n}") })).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frontend_on_a_listed_origin_queries_and_subscribes_and_another_origin_is_refused() {
+    let listed = elsewhere().await;
+    let unlisted = elsewhere().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.origins.cors_allow_origins = vec![listed.clone()];
+    let server = TestServer::start_with(settings).await;
+    let browser = Browser::start().await;
+
+    // From the listed origin: a query (after its preflight), a WebSocket subscription and an SSE one.
+    let page = browser.page().await;
+    page.open(&format!("{listed}/")).await;
+    assert_eq!(page.eval("location.origin").await, json!(listed));
+    let answer = page.eval(&cross_origin_query(&server.base, &server.token, "{ viewer { role } }")).await;
+    assert_eq!(answer["ok"]["data"]["viewer"]["role"], "ADMIN", "{answer}");
+    let answer = while_clusters_change(&page, &server, &cross_origin_ws(&server.base, &server.token), "over-ws").await;
+    assert_eq!(answer["ok"]["data"]["clusterChanges"]["kind"], "CREATED", "{answer}");
+    let answer =
+        while_clusters_change(&page, &server, &cross_origin_sse(&server.base, &server.token), "over-sse").await;
+    assert_eq!(answer["ok"]["data"]["clusterChanges"]["kind"], "CREATED", "{answer}");
+
+    // From another origin: the browser is refused every way, and nothing was done.
+    let page = browser.page().await;
+    page.open(&format!("{unlisted}/")).await;
+    let before = server.cluster_count().await;
+    let create = r#"mutation { createCluster(input: { name: "from-elsewhere", mode: DIRECT, apiServerUrl: "https://127.0.0.1:9", bearerToken: "t" }) { id } }"#;
+    for query in ["{ viewer { role } }", create] {
+        let answer = page.eval(&cross_origin_query(&server.base, &server.token, query)).await;
+        assert!(answer["refused"].as_str().is_some_and(|e| e.contains("Failed to fetch")), "{query}: {answer}");
+    }
+    assert_eq!(server.cluster_count().await, before, "the refused mutation did nothing");
+    let answer = page.eval(&cross_origin_ws(&server.base, &server.token)).await;
+    assert_eq!(answer, json!({ "closed": 1006 }), "the WebSocket upgrade is refused");
+    let answer = page.eval(&cross_origin_sse(&server.base, &server.token)).await;
+    assert!(answer["refused"].as_str().is_some_and(|e| e.contains("Failed to fetch")), "{answer}");
+    // What the browser said about the refused requests: CORS, not a network failure.
+    let failed = page.failed_requests();
+    assert!(
+        failed.iter().any(|(url, why)| url.ends_with("/graphql") && why["corsErrorStatus"].is_object()),
+        "{failed:?}"
+    );
+}
+
+/// Opens the dashboard, signs in, and shows `kind` in `namespace` of the cluster `cluster`.
+async fn dashboard_at(page: &Page, server: &TestServer, cluster: &str, kind: &str, namespace: &str) {
+    page.open(&server.url("/ui")).await;
+    sign_in(page, &server.token).await;
+    let item = format!("#clusters li[data-name='{cluster}']");
+    page.wait_for("the cluster", &format!("!!document.querySelector({})", json!(item)), SOON).await;
+    page.click(&item).await;
+    page.wait_for("the kinds of the cluster", "!document.querySelector('#kind').disabled", SOON).await;
+    page.select("#kind", kind).await;
+    page.select("#namespace", namespace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_pages_on_the_server_shows_api_errors_and_a_resync_then_converges() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("ui-resync");
+    ready_namespace(&client, &ns).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let configmap = |name: &str, value: &str| -> ConfigMap {
+        serde_json::from_value(json!({ "metadata": { "name": name }, "data": { "v": value } })).unwrap()
+    };
+    // More than one page (50): 55 here, with `a-stays` first and the namespace's own CA bundle.
+    configmaps.create(&PostParams::default(), &configmap("a-stays", "1")).await.unwrap();
+    for i in 0..54 {
+        configmaps.create(&PostParams::default(), &configmap(&format!("b-{i:02}"), "1")).await.unwrap();
+    }
+    common::eventually("the namespace's CA bundle", SOON, || async {
+        configmaps.get_opt("kube-root-ca.crt").await.ok().flatten().is_some()
+    })
+    .await;
+
+    // A small queue and a slow default rate, so that churn overflows the subscriber.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.watch.queue_objects = 3;
+    settings.watch.default_events_per_second = 2;
+    let server = TestServer::start_with(settings).await;
+    server.control_plane_cluster(&cp, "paging", json!({})).await;
+    let browser = Browser::start().await;
+    let page = browser.page().await;
+
+    // A refused token: the API's answer is on the page, with its code.
+    page.open(&server.url("/ui")).await;
+    sign_in(&page, "kgq_not-a-token").await;
+    page.wait_for("the refusal shown", "document.querySelector('#errors').innerText.includes('UNAUTHENTICATED')", SOON)
+        .await;
+    assert!(page.text("#who").await.contains("not signed in"));
+
+    // The first view is one server-side page; the next page comes on demand.
+    dashboard_at(&page, &server, "paging", "/v1/ConfigMap", &ns).await;
+    assert_eq!(page.text("#errors").await, "", "signing in again cleared the refusal");
+    page.wait_for("the first page", "document.querySelector('#counts').innerText.startsWith('50 shown')", SOON).await;
+    assert!(page.text("#counts").await.contains("(more pages)"), "{}", page.text("#counts").await);
+    page.click("#more").await;
+    page.wait_for("the second page", "document.querySelector('#counts').innerText.startsWith('56 shown')", SOON).await;
+    assert!(!page.text("#counts").await.contains("more pages"));
+    assert_eq!(page.eval("document.querySelector('#more').hidden").await, json!(true));
+    assert_eq!(page.eval("document.querySelector('#resync').hidden").await, json!(true), "no RESYNC yet");
+
+    // Churn faster than the subscriber may take (two events a second; each deletion waits, and
+    // the queue holds the 56 watched objects and 3 more): a visible RESYNC, then the list as it
+    // is now.
+    for i in 0..70 {
+        configmaps.create(&PostParams::default(), &configmap(&format!("churn-{i}"), "x")).await.unwrap();
+        configmaps.delete(&format!("churn-{i}"), &DeleteParams::default()).await.unwrap();
+    }
+    let patch = json!({ "data": { "v": "2" } });
+    configmaps.patch("a-stays", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    page.wait_for(
+        "the RESYNC shown",
+        "document.querySelector('#resync').innerText.includes('RESYNC')",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!page.text("#counts").await.contains(" 0 resyncs"), "{}", page.text("#counts").await);
+    // After the reload: the first page again, none of the churned objects, the last change in.
+    page.wait_for(
+        "the list rebuilt",
+        "document.querySelector('#counts').innerText.startsWith('50 shown') && !document.querySelector(\"#objects tr[data-name^='churn-']\")",
+        Duration::from_secs(30),
+    )
+    .await;
+    page.click("#objects tr[data-name='a-stays']").await;
+    page.wait_for(
+        "the object as it is now",
+        "document.querySelector('#yaml').innerText.includes(\"v: \\\"2\\\"\")",
+        SOON,
+    )
+    .await;
+    assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
+    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
 }

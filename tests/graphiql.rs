@@ -72,3 +72,27 @@ async fn the_page_and_everything_it_loads_come_from_kubegql() {
     let missing = server.client.get(server.url("/assets/vendor/nope.js")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_is_served_whole_under_a_policy_without_inline_code_or_styles() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let page = server.client.get(server.url("/ui")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    for directive in ["default-src 'self'", "script-src 'self'", "style-src 'self';", "connect-src 'self'"] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe") && !policy.contains("http"), "{policy}");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("http"), "{html}");
+    let referenced: Vec<&str> = html.split('"').filter(|part| part.starts_with("/assets/")).collect();
+    assert_eq!(referenced, ["/assets/ui.css", "/assets/ui.js"]);
+    for path in referenced {
+        let answer = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        let script = answer.text().await.unwrap();
+        // The dashboard talks to this server only, through the public API.
+        assert!(!script.contains("http://") && !script.contains("https://"), "{path}");
+    }
+}

@@ -1,7 +1,7 @@
-//! The GraphiQL page and the files it loads, all embedded in the binary: the page works with no
-//! network at all. Third-party browser builds live in `assets/vendor/` (see its README); their
-//! URLs carry their versions, so browsers may keep them for a year. The page's Content-Security-
-//! Policy allows this server only.
+//! The GraphiQL page, the dashboard (`/ui`), and the files they load, all embedded in the binary:
+//! the pages work with no network at all. Third-party browser builds live in `assets/vendor/`
+//! (see its README); their URLs carry their versions, so browsers may keep them for a year. Each
+//! page's Content-Security-Policy allows this server only.
 
 use axum::extract::Path;
 
@@ -45,15 +45,29 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/react-18.3.1/react-dom.production.min.js", JS, versioned: true),
     asset!("graphiql-page.js", JS, versioned: false),
     asset!("graphiql-page.css", CSS, versioned: false),
+    asset!("ui.js", JS, versioned: false),
+    asset!("ui.css", CSS, versioned: false),
 ];
 
-const PAGE: &str = include_str!("../../assets/graphiql.html");
+/// The policy of the dashboard: as GraphiQL's, without inline styles (the dashboard sets none).
+pub(super) const UI_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// `GET /graphiql`: the page, under its policy. It holds no data; the API token is entered in it.
 pub(super) async fn graphiql() -> Response {
-    let mut response = Html(PAGE).into_response();
+    page(include_str!("../../assets/graphiql.html"), PAGE_POLICY)
+}
+
+/// `GET /ui`: the dashboard, under its policy. Like GraphiQL it holds no data and uses only the
+/// public GraphQL API with the token entered in it.
+pub(super) async fn ui() -> Response {
+    page(include_str!("../../assets/ui.html"), UI_POLICY)
+}
+
+fn page(html: &'static str, policy: &'static str) -> Response {
+    let mut response = Html(html).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(PAGE_POLICY));
+    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(policy));
     headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));

@@ -81,6 +81,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/graphql/ws", get(graphql_ws)),
         ("/graphql/stream", post(graphql_sse)),
         ("/graphiql", get(assets::graphiql)),
+        ("/ui", get(assets::ui)),
         ("/assets/{*path}", get(assets::asset)),
         ("/api/v1/clusters/{id}/apply", post(apply_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),

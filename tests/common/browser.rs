@@ -65,7 +65,6 @@ pub struct Browser {
     _child: tokio::process::Child,
     _profile: tempfile::TempDir,
     connection: Arc<Connection>,
-    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Browser {
@@ -101,13 +100,13 @@ impl Browser {
         });
         let pid = child.id().expect("browser pid") as i32;
 
-        // Chromium says where its DevTools endpoint is on stderr; the rest of stderr is kept for
-        // failure messages (and read to the end so that the browser never blocks on it).
+        // Chromium says where its DevTools endpoint is on stderr (what it said before is kept for
+        // the failure message); the rest is read to the end so that the browser never blocks on it.
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut said = Vec::new();
         let endpoint = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                log.lock().unwrap().push(line.clone());
+                said.push(line.clone());
                 if let Some(at) = line.find("ws://") {
                     return Some(line[at..].trim().to_owned());
                 }
@@ -117,17 +116,9 @@ impl Browser {
         .await;
         let endpoint = match endpoint {
             Ok(Some(endpoint)) => endpoint,
-            _ => panic!("the browser gave no DevTools endpoint; it said: {:?}", log.lock().unwrap()),
+            _ => panic!("the browser gave no DevTools endpoint; it said: {said:?}"),
         };
-        let kept = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut kept = kept.lock().unwrap();
-                if kept.len() < 500 {
-                    kept.push(line);
-                }
-            }
-        });
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
         let (socket, _) = tokio_tungstenite::connect_async(&endpoint).await.expect("DevTools connection");
         let (sink, mut stream) = socket.split();
@@ -160,16 +151,13 @@ impl Browser {
                 }
             }
         });
-        Browser { pid, _child: child, _profile: profile, connection, log }
+        Browser { pid, _child: child, _profile: profile, connection }
     }
 
     /// A new tab, with its network, console and errors recorded from the start.
     pub async fn page(&self) -> Page {
-        let target = self
-            .connection
-            .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
-            .await
-            .expect("new tab");
+        let target =
+            self.connection.call(None, "Target.createTarget", json!({ "url": "about:blank" })).await.expect("new tab");
         let target_id = target["targetId"].as_str().unwrap().to_owned();
         let attached = self
             .connection
@@ -182,11 +170,6 @@ impl Browser {
             page.call(domain, json!({})).await;
         }
         page
-    }
-
-    /// What the browser wrote on stderr, for failure messages.
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
     }
 }
 
@@ -215,18 +198,14 @@ impl Page {
     pub async fn open(&self, url: &str) {
         let answer = self.call("Page.navigate", json!({ "url": url })).await;
         assert!(answer.get("errorText").is_none(), "navigating to {url}: {answer}");
-        self.wait_for(&format!("opening {url}"), "document.readyState === 'complete'", Duration::from_secs(30))
-            .await;
+        self.wait_for(&format!("opening {url}"), "document.readyState === 'complete'", Duration::from_secs(30)).await;
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns its value. A thrown
     /// exception fails the test with its message.
     pub async fn eval(&self, expression: &str) -> Value {
         let answer = self
-            .call(
-                "Runtime.evaluate",
-                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
-            )
+            .call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }))
             .await;
         if let Some(exception) = answer.get("exceptionDetails") {
             panic!("`{expression}` threw: {exception}");
