@@ -117,7 +117,10 @@ fn framed(channel: u8, bytes: &[u8]) -> Message {
     Message::Binary(out.into())
 }
 
-/// Carries an attached process's streams over channel-framed binary messages until the process
+/// How long, once a process has ended, its last output may take to arrive.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Carries an attached (or executed) process's streams over channel-framed binary messages until the process
 /// ends or the client leaves; the process's end status goes out on the status channel.
 pub async fn attach_bridge(socket: WebSocket, mut process: kube::api::AttachedProcess, timing: TunnelTiming) {
     let (mut ws_send, mut ws_recv) = socket.split();
@@ -190,6 +193,20 @@ pub async fn attach_bridge(socket: WebSocket, mut process: kube::api::AttachedPr
                 None => stderr = None,
             },
             ended = &mut status => {
+                // What the process wrote before it ended may still be on its way: it goes first.
+                for (stream, buf, channel) in [(&mut stdout, &mut out_buf, channel::STDOUT), (&mut stderr, &mut err_buf, channel::STDERR)] {
+                    while stream.is_some() {
+                        match tokio::time::timeout(DRAIN, read_some(stream, buf)).await {
+                            Ok(Some(n)) => {
+                                if ws_send.send(framed(channel, &buf[..n])).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(None) => *stream = None,
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let status = ended.map(|s| serde_json::to_vec(&s).unwrap_or_default()).unwrap_or_else(|| br#"{"status":"Success"}"#.to_vec());
                 let _ = ws_send.send(framed(channel::STATUS, &status)).await;
                 break;
@@ -200,12 +217,16 @@ pub async fn attach_bridge(socket: WebSocket, mut process: kube::api::AttachedPr
     process.abort();
 }
 
-/// Limits of pod tunnels (port-forward and attach).
+/// Limits of pod tunnels (port-forward, attach and exec).
 #[derive(clap::Args, Debug, Clone)]
 pub struct TunnelSettings {
     /// Tunnels one principal may hold open at once.
     #[arg(long, env = "KUBEGQL_MAX_TUNNELS_PER_PRINCIPAL", default_value_t = 8)]
     pub max_tunnels_per_principal: usize,
+    /// Tenants whose callers may not exec into pods (repeat the flag, or separate with commas).
+    /// Their OPERATORs and ADMINs keep port-forward and attach.
+    #[arg(long = "exec-disabled-tenant", env = "KUBEGQL_EXEC_DISABLED_TENANTS", value_delimiter = ',')]
+    pub exec_disabled_tenants: Vec<String>,
     /// Seconds a tunnel may stay open without bytes either way.
     #[arg(long, env = "KUBEGQL_TUNNEL_IDLE_TIMEOUT_SECS", default_value_t = 1800)]
     pub tunnel_idle_timeout_secs: u64,
@@ -216,7 +237,12 @@ pub struct TunnelSettings {
 
 impl Default for TunnelSettings {
     fn default() -> Self {
-        Self { max_tunnels_per_principal: 8, tunnel_idle_timeout_secs: 1800, tunnel_keepalive_secs: 30 }
+        Self {
+            max_tunnels_per_principal: 8,
+            exec_disabled_tenants: Vec::new(),
+            tunnel_idle_timeout_secs: 1800,
+            tunnel_keepalive_secs: 30,
+        }
     }
 }
 

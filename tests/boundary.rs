@@ -64,7 +64,7 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
 }
 
 /// Every HTTP route, with how another tenant's caller is kept out of it. New routes must be added.
-const ROUTES: [(&str, &str); 12] = [
+const ROUTES: [(&str, &str); 13] = [
     ("/graphql", "every Query and Mutation field, below"),
     ("/graphql/stream", "every Subscription field, below"),
     ("/graphql/ws", "a refused field over WebSocket, below"),
@@ -74,6 +74,7 @@ const ROUTES: [(&str, &str); 12] = [
     ("/api/v1/clusters/{id}/apply", "another tenant's cluster, below"),
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", "another tenant's cluster, below"),
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", "another tenant's cluster, below"),
+    ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec", "another tenant's cluster, below"),
     ("/healthz", "no tenant data"),
     ("/readyz", "no tenant data"),
     ("/metrics", "aggregate counts: no tenant data"),
@@ -196,7 +197,7 @@ async fn every_field_and_route_keeps_other_tenants_out() {
             .await
             .unwrap();
         assert!([403, 404].contains(&apply.status().as_u16()), "{role}: apply answered {}", apply.status());
-        for what in ["portforward?port=80", "attach?container=c"] {
+        for what in ["portforward?port=80", "attach?container=c", "exec?command=id"] {
             let url = format!(
                 "ws://{}/api/v1/clusters/{}/namespaces/{}/pods/p/{what}",
                 server.server.addr, targets.cluster, targets.namespace

@@ -471,3 +471,55 @@ async fn the_dashboard_pages_on_the_server_shows_api_errors_and_a_resync_then_co
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
     kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_execs_in_a_pod_with_the_token_as_a_websocket_subprotocol() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("ui-exec");
+    ready_namespace(&client, &ns).await;
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "shell" },
+        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/shell:1" }] }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    common::eventually("the pod runs", Duration::from_secs(60), || async {
+        pods.get("shell").await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running")
+    })
+    .await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let id = server.control_plane_cluster(&cp, "exec-from-a-page", json!({})).await;
+    let (_, operator) = server.principal("olga", "OPERATOR").await;
+
+    let browser = Browser::start().await;
+    let page = browser.page().await;
+    page.open(&server.url("/ui")).await;
+    // A browser cannot set headers on a WebSocket: the token travels as a subprotocol, as the
+    // Kubernetes API server takes it.
+    let url = format!(
+        "{}/api/v1/clusters/{id}/namespaces/{ns}/pods/shell/exec?command=echo&command=from%20a%20browser",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    let script = format!(
+        "new Promise(resolve => {{ \
+           const token = btoa({token}).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, ''); \
+           const ws = new WebSocket({url}, ['v1.exec.kubegql', 'base64url.bearer.authorization.k8s.io.' + token]); \
+           ws.binaryType = 'arraybuffer'; let out = ''; let status = null; \
+           ws.onmessage = e => {{ const bytes = new Uint8Array(e.data); const text = new TextDecoder().decode(bytes.slice(1)); \
+             if (bytes[0] === 1) out += text; if (bytes[0] === 3) status = JSON.parse(text); }}; \
+           ws.onclose = e => resolve({{ out, status, protocol: ws.protocol }}); }})",
+        token = json!(operator),
+        url = json!(url),
+    );
+    let answer = page.eval(&script).await;
+    assert_eq!(answer["out"], "from a browser\n", "{answer}");
+    assert_eq!(answer["status"]["status"], "Success", "{answer}");
+    assert_eq!(answer["protocol"], "v1.exec.kubegql", "{answer}");
+    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -86,6 +86,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/clusters/{id}/apply", post(apply_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint)),
+        ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec", get(exec_endpoint)),
         ("/healthz", get(|| async { "ok" })),
         ("/readyz", get(readyz)),
         ("/metrics", get(metrics)),

@@ -157,3 +157,168 @@ pub(super) async fn attach_endpoint(
     };
     Ok(response)
 }
+
+/// The WebSocket subprotocol an exec answers with when the client offers it.
+pub(super) const EXEC_PROTOCOL: &str = "v1.exec.kubegql";
+
+/// Bounds of an exec's command: at most this many words, each at most `MAX_WORD` bytes.
+const MAX_WORDS: usize = 64;
+const MAX_WORD: usize = 4096;
+
+/// What an exec asks for: the command as a list (`command` repeated, as the API server takes
+/// it), the container, and whether stdin and a terminal are wanted.
+#[derive(Debug, PartialEq)]
+pub(super) struct ExecQuery {
+    command: Vec<String>,
+    container: Option<String>,
+    stdin: bool,
+    tty: bool,
+}
+
+fn flag(value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("expected true or false, not {other:?}")),
+    }
+}
+
+/// Reads an exec's query string; every refusal says what is wrong.
+pub(super) fn exec_query(raw: Option<&str>) -> Result<ExecQuery, String> {
+    let mut query = ExecQuery { command: Vec::new(), container: None, stdin: false, tty: false };
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "command" => {
+                if query.command.len() == MAX_WORDS {
+                    return Err(format!("command: at most {MAX_WORDS} words"));
+                }
+                if value.len() > MAX_WORD {
+                    return Err(format!("command: each word at most {MAX_WORD} bytes"));
+                }
+                query.command.push(value.into_owned());
+            }
+            "container" if query.container.is_none() => query.container = Some(value.into_owned()),
+            "stdin" => query.stdin = flag(&value).map_err(|e| format!("stdin: {e}"))?,
+            "tty" => query.tty = flag(&value).map_err(|e| format!("tty: {e}"))?,
+            other => return Err(format!("unknown or repeated parameter {other:?}")),
+        }
+    }
+    if query.command.is_empty() || query.command[0].is_empty() {
+        return Err("command: give the program and its arguments as repeated `command` parameters".into());
+    }
+    Ok(query)
+}
+
+/// `kubectl exec` over a WebSocket, framed as attach is (0 stdin, 4 terminal size from the
+/// client; 1 stdout, 2 stderr, 3 the end status to it). OPERATOR or ADMIN, unless the operator
+/// turned exec off for the caller's tenant; audited with the command and its options (never what
+/// goes to stdin). The process is started before the upgrade, so refusals are HTTP errors.
+pub(super) async fn exec_endpoint(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    LiveToken(token): LiveToken,
+    axum::extract::Path((cluster_id, namespace, pod)): axum::extract::Path<(String, String, String)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    if !upgrade_allowed(&headers, &state.allowed_origins) {
+        return Err(origin_refused());
+    }
+    let query = exec_query(raw.as_deref())
+        .map_err(|message| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, message))?;
+    let entry = AuditEntry {
+        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec".into()),
+        field: "exec".into(),
+        cluster_id: Some(cluster_id.clone()),
+        verb: Some("POST".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.clone()),
+        name: Some(pod.clone()),
+        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "command": query.command,
+                           "container": query.container, "stdin": query.stdin, "tty": query.tty }),
+        ..Default::default()
+    };
+    let params = kube::api::AttachParams {
+        container: query.container.clone(),
+        stdin: query.stdin,
+        stdout: true,
+        stderr: !query.tty,
+        tty: query.tty,
+        ..Default::default()
+    };
+    let started = audited(&state, &caller, entry, || async {
+        if state.tunnel_settings.exec_disabled_tenants.contains(&caller.principal.tenant) {
+            return Err(crate::error::ApiError::new(
+                ErrorCode::Forbidden,
+                "exec is turned off for this tenant by the server's operator",
+            ));
+        }
+        let slot = state
+            .tunnels
+            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
+            .map_err(crate::error::ApiError::from)?;
+        let process = state
+            .resources
+            .exec(&caller, &cluster_id, &namespace, &pod, &query.command, &params)
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        Ok((slot, process))
+    })
+    .await;
+    let timing = state.tunnel_settings.timing();
+    let response = match started {
+        Ok((slot, process)) => {
+            let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
+            upgrade.protocols([EXEC_PROTOCOL]).on_upgrade(move |socket| async move {
+                let _slot = slot;
+                tokio::select! {
+                    () = crate::tunnel::attach_bridge(socket, process, timing) => {}
+                    () = ended => tracing::info!("the credentials of an exec ended; closing it"),
+                }
+            })
+        }
+        Err(response) => response,
+    };
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_query_takes_the_command_as_repeated_words() {
+        let query =
+            exec_query(Some("command=sh&command=-c&command=echo%20a%26b&container=main&stdin=true&tty=1")).unwrap();
+        assert_eq!(
+            query,
+            ExecQuery {
+                command: vec!["sh".into(), "-c".into(), "echo a&b".into()],
+                container: Some("main".into()),
+                stdin: true,
+                tty: true,
+            }
+        );
+        assert!(!exec_query(Some("command=ls")).unwrap().stdin);
+    }
+
+    #[test]
+    fn a_bad_exec_query_is_refused_with_the_reason() {
+        for (raw, says) in [
+            (None, "command"),
+            (Some("container=main"), "command"),
+            (Some("command="), "command"),
+            (Some("command=ls&stdin=yes"), "stdin"),
+            (Some("command=ls&container=a&container=b"), "repeated"),
+            (Some("command=ls&cmd=x"), "unknown"),
+        ] {
+            let error = exec_query(raw).unwrap_err();
+            assert!(error.contains(says), "{raw:?}: {error}");
+        }
+        let long = format!("command={}", "a".repeat(MAX_WORD + 1));
+        assert!(exec_query(Some(&long)).unwrap_err().contains("bytes"));
+        let many = vec!["command=a"; MAX_WORDS + 1].join("&");
+        assert!(exec_query(Some(&many)).unwrap_err().contains("words"));
+    }
+}

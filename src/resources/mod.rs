@@ -193,6 +193,23 @@ impl ResourceService {
     }
 }
 
+impl ResourceService {
+    /// Runs a command in a pod's container through the API server, as the caller.
+    pub async fn exec(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+        namespace: &str,
+        pod: &str,
+        command: &[String],
+        params: &kube::api::AttachParams,
+    ) -> Result<kube::api::AttachedProcess, ResourceError> {
+        let (cluster, client) = self.client(caller, cluster_id).await?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        api.exec(pod, command.iter().cloned(), params).await.map_err(|e| Self::api_error(&cluster, e))
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PodLogRequest {
     pub container: Option<String>,
