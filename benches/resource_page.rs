@@ -120,6 +120,7 @@ async fn main() {
         connection_policy: Default::default(),
         upkeep: Default::default(),
         watch: Default::default(),
+        logs: Default::default(),
     };
     let server = start(&settings).await.unwrap();
     let http = reqwest::Client::new();

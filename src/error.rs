@@ -161,6 +161,15 @@ impl From<&WatchError> for ApiError {
     }
 }
 
+impl From<&crate::logs::LogError> for ApiError {
+    fn from(err: &crate::logs::LogError) -> Self {
+        match err {
+            crate::logs::LogError::Invalid(msg) => ApiError::new(ErrorCode::BadUserInput, msg.clone()),
+            crate::logs::LogError::TooMany(msg) => ApiError::new(ErrorCode::RateLimited, msg.clone()),
+        }
+    }
+}
+
 impl From<&Denied> for ApiError {
     fn from(err: &Denied) -> Self {
         ApiError::new(ErrorCode::Forbidden, err.to_string())
@@ -198,6 +207,7 @@ owned_errors!(
     ResourceError,
     PrincipalError,
     WatchError,
+    crate::logs::LogError,
     Denied,
     AuthError,
     crate::tunnel::TooManyTunnels

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod logs;
 pub mod pagination;
 pub mod principals;
 pub mod resources;

@@ -70,6 +70,7 @@ pub struct RunningServer {
     pub clusters: ClusterService,
     pub connections: ClusterConnections,
     pub watch_hub: Arc<WatchHub>,
+    pub log_hub: Arc<crate::logs::LogHub>,
     pub db: Database,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -132,6 +133,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     let watch_hub = WatchHub::new(settings.watch.clone());
     // A changed or removed cluster ends its watches, which hold its old client.
     clusters.listen(Arc::clone(&watch_hub) as Arc<dyn crate::clusters::ClusterListener>);
+    // Followed logs count against the same subscription cap, and end with their cluster too.
+    let log_hub = crate::logs::LogHub::new(settings.logs.clone(), Arc::clone(&watch_hub));
+    clusters.listen(Arc::clone(&log_hub) as Arc<dyn crate::clusters::ClusterListener>);
     let auth = Authenticator::new(db.clone());
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));
@@ -145,6 +149,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
             .data(connections.clone())
             .data(resources.clone())
             .data(Arc::clone(&watch_hub))
+            .data(Arc::clone(&log_hub))
             .finish()
     };
     let schema = services(schema_builder(&settings.limits));
@@ -189,6 +194,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         clusters,
         connections,
         watch_hub,
+        log_hub,
         db,
         shutdown: Some(shutdown),
         task,

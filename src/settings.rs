@@ -84,6 +84,9 @@ pub struct ServeSettings {
     pub watch: crate::watch::WatchSettings,
 
     #[command(flatten)]
+    pub logs: crate::logs::LogSettings,
+
+    #[command(flatten)]
     pub tunnels: crate::tunnel::TunnelSettings,
 
     #[command(flatten)]

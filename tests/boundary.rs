@@ -59,7 +59,8 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
         ("Mutation", "revokeApiToken", "mutation($t: ID!) { revokeApiToken(id: $t) { id } }".into(), json!({ "t": t.token }), Refused),
         ("Subscription", "clusterChanges", "subscription { clusterChanges { clusterId } }".into(), json!({}), OwnTenant),
         ("Subscription", "resourceEvents", "subscription($c: ID!, $ns: String!) { resourceEvents(clusterId: $c, kind: \"ConfigMap\", namespace: $ns, sendInitialState: true) { type } }".into(), c.clone(), Refused),
-        ("Subscription", "rolloutStatus", "subscription($c: ID!, $ns: String!) { rolloutStatus(clusterId: $c, kind: \"Deployment\", namespace: $ns, name: \"web\") { done } }".into(), c, Refused),
+        ("Subscription", "rolloutStatus", "subscription($c: ID!, $ns: String!) { rolloutStatus(clusterId: $c, kind: \"Deployment\", namespace: $ns, name: \"web\") { done } }".into(), c.clone(), Refused),
+        ("Subscription", "logStream", "subscription($c: ID!, $ns: String!) { logStream(clusterId: $c, namespace: $ns, labelSelector: \"app=web\") { line } }".into(), c, Refused),
     ]
 }
 

@@ -4,6 +4,7 @@ mod audit;
 mod clusters;
 mod cost;
 mod fields;
+mod logs;
 mod object;
 mod page;
 mod principals;
@@ -43,7 +44,12 @@ pub struct MutationRoot(
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(clusters::ClusterSubscription, watch::WatchSubscription, rollout::RolloutSubscription);
+pub struct SubscriptionRoot(
+    clusters::ClusterSubscription,
+    watch::WatchSubscription,
+    rollout::RolloutSubscription,
+    logs::LogSubscription,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -97,7 +97,7 @@ pub struct Rollback {
 }
 
 /// A workload's label selector as the API server reads it in `labelSelector`.
-fn selector_text(selector: &LabelSelector) -> Result<String, ResourceError> {
+pub(crate) fn selector_text(selector: &LabelSelector) -> Result<String, ResourceError> {
     kube::core::Selector::try_from(selector.clone())
         .map(|s| s.to_string())
         .map_err(|e| ResourceError::Invalid(format!("the workload's selector cannot be read: {e}")))

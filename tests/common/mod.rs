@@ -87,6 +87,7 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         },
         upkeep: UpkeepSettings::default(),
         watch: kubegql::watch::WatchSettings::default(),
+        logs: Default::default(),
     }
 }
 
