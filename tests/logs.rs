@@ -293,3 +293,54 @@ async fn a_writer_faster_than_the_budget_is_cut_with_a_count_of_what_was_dropped
     assert!(kept <= kubegql::logs::LogSettings::default().log_replay_lines, "{kept}");
     s.done().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_logs_pages_back_through_older_lines_and_is_truncated_only_when_cut() {
+    let s = setup().await;
+    let written: Vec<String> = (0..250).map(|i| format!("l{i:03}")).collect();
+    s.write("pages", &written.iter().map(String::as_str).collect::<Vec<_>>());
+    s.pod("pages", json!({ "app": "pages" }), "l000").await;
+    let query = "query($id: ID!, $ns: String!, $tail: Int, $before: String, $limit: Int) {
+        podLogs(clusterId: $id, namespace: $ns, pod: \"pages\", tailLines: $tail, before: $before, limitBytes: $limit) {
+          text truncated olderCursor } }";
+    let server = &s.server;
+    let page = |tail: Option<i64>, before: Option<String>, limit: Option<usize>| {
+        let vars = json!({ "id": s.id, "ns": s.ns, "tail": tail, "before": before, "limit": limit });
+        async move {
+            let body = server.gql(query, vars).await;
+            assert!(body.get("errors").is_none(), "{body}");
+            body["data"]["podLogs"].clone()
+        }
+    };
+    let expected = |from: usize, to: usize| written[from..to].iter().map(|l| format!("{l}\n")).collect::<String>();
+
+    // The last 100 lines, then the 100 before them, then the 50 left; then nothing older.
+    let newest = page(Some(100), None, None).await;
+    assert_eq!(newest["text"], expected(150, 250));
+    assert_eq!(newest["truncated"], false);
+    let cursor = newest["olderCursor"].as_str().expect("older lines exist").to_owned();
+    let middle = page(Some(100), Some(cursor), None).await;
+    assert_eq!(middle["text"], expected(50, 150));
+    let cursor = middle["olderCursor"].as_str().expect("older lines exist").to_owned();
+    let oldest = page(Some(100), Some(cursor), None).await;
+    assert_eq!(oldest["text"], expected(0, 50));
+    assert_eq!(oldest["olderCursor"], Value::Null, "the log starts here");
+
+    // The whole log is 1,250 bytes: exactly that is not truncated, a byte less is.
+    let whole = page(None, None, Some(1250)).await;
+    assert_eq!((whole["text"].as_str().unwrap().len(), &whole["truncated"]), (1250, &json!(false)));
+    assert_eq!(whole["olderCursor"], Value::Null);
+    let cut = page(None, None, Some(1249)).await;
+    assert_eq!((cut["text"].as_str().unwrap().len(), &cut["truncated"]), (1249, &json!(true)));
+
+    // A cursor of another pod's log is refused.
+    let other = kubegql::logs::position::Position {
+        pod: "else".into(),
+        container: String::new(),
+        at: "2026-11-27T23:00:00Z".into(),
+        seen: 1,
+    };
+    let body = s.server.gql(query, json!({ "id": s.id, "ns": s.ns, "before": other.encode() })).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    s.done().await;
+}

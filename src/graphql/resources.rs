@@ -276,8 +276,11 @@ pub async fn api_resources(ctx: &Context<'_>, cluster_id: &str) -> async_graphql
 #[derive(SimpleObject)]
 pub struct PodLogOutput {
     pub text: String,
-    /// True when the size cap cut the log; ask with `tailLines` or `sinceSeconds` for the rest.
+    /// True only when lines of what was asked for are left out (the size cap cut the end).
     pub truncated: bool,
+    /// Give this as `before` (with `tailLines` as the page size) for the lines just older than
+    /// this text; absent when there are none.
+    pub older_cursor: Option<String>,
 }
 
 #[derive(Default)]
@@ -285,7 +288,8 @@ pub struct ResourceQuery;
 
 #[Object]
 impl ResourceQuery {
-    /// A pod's log (`kubectl logs`), at most 1 MiB.
+    /// A pod's log (`kubectl logs`), at most 1 MiB. Page back through older lines with
+    /// `olderCursor` and `before`.
     #[graphql(complexity = "super::cost::log(limit_bytes, child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn pod_logs(
@@ -300,6 +304,8 @@ impl ResourceQuery {
         #[graphql(default = false)] previous: bool,
         #[graphql(desc = "At most this many bytes (default and maximum 1 MiB).")] limit_bytes: Option<i64>,
         #[graphql(default = false)] timestamps: bool,
+        #[graphql(desc = "An `olderCursor`: the page of lines just before it (`tailLines` of them, default 100).")]
+        before: Option<String>,
     ) -> async_graphql::Result<PodLogOutput> {
         let caller = caller(ctx)?;
         if tail_lines.is_some_and(|n| n < 0)
@@ -312,11 +318,22 @@ impl ResourceQuery {
             )
             .into());
         }
+        let before = before
+            .map(|cursor| crate::logs::position::Position::decode(&cursor))
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::BadUserInput, format!("before: {e}")))?;
         let reader = data::<ResourceService>(ctx)?;
-        let request =
-            crate::resources::PodLogRequest { container, tail_lines, since_seconds, previous, limit_bytes, timestamps };
+        let request = crate::resources::PodLogRequest {
+            before,
+            container,
+            tail_lines,
+            since_seconds,
+            previous,
+            limit_bytes,
+            timestamps,
+        };
         let log = reader.pod_logs(caller, &cluster_id, &namespace, &pod, request).await.map_err(ApiError::from)?;
-        Ok(PodLogOutput { text: log.text, truncated: log.truncated })
+        Ok(PodLogOutput { text: log.text, truncated: log.truncated, older_cursor: log.older.map(|p| p.encode()) })
     }
 }
 

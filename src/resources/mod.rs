@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DynamicObject, ListParams, LogParams, ObjectList};
+use kube::api::{Api, DynamicObject, ListParams, ObjectList};
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::{Client, Resource};
 
@@ -136,32 +136,6 @@ impl ResourceService {
             api.list(&list_params(&query, limit, continue_token)).await.map_err(|e| Self::api_error(&cluster, e))?;
         Ok(list.into())
     }
-
-    /// A pod's log, at most `MAX_LOG_BYTES`; `truncated` says when the cap cut it.
-    pub async fn pod_logs(
-        &self,
-        caller: &Caller,
-        cluster_id: &str,
-        namespace: &str,
-        pod: &str,
-        params: PodLogRequest,
-    ) -> Result<PodLog, ResourceError> {
-        let (cluster, client) = self.client(caller, cluster_id).await?;
-        let api: Api<Pod> = Api::namespaced(client, namespace);
-        let limit = params.limit_bytes.unwrap_or(MAX_LOG_BYTES).clamp(1, MAX_LOG_BYTES);
-        let log_params = LogParams {
-            container: params.container,
-            tail_lines: params.tail_lines,
-            since_seconds: params.since_seconds,
-            previous: params.previous,
-            limit_bytes: Some(limit),
-            timestamps: params.timestamps,
-            ..Default::default()
-        };
-        let text = api.logs(pod, &log_params).await.map_err(|e| Self::api_error(&cluster, e))?;
-        let truncated = text.len() as i64 >= limit;
-        Ok(PodLog { text, truncated })
-    }
 }
 
 impl ResourceService {
@@ -213,6 +187,8 @@ impl ResourceService {
 
 #[derive(Debug, Default, Clone)]
 pub struct PodLogRequest {
+    /// Lines older than this position only (a page further back).
+    pub before: Option<crate::logs::position::Position>,
     pub container: Option<String>,
     pub tail_lines: Option<i64>,
     pub since_seconds: Option<i64>,
@@ -225,6 +201,8 @@ pub struct PodLogRequest {
 pub struct PodLog {
     pub text: String,
     pub truncated: bool,
+    /// Where the lines before this text start, when there may be some.
+    pub older: Option<crate::logs::position::Position>,
 }
 
 /// The path of a kind's objects, in a namespace only for a namespaced kind.
