@@ -160,6 +160,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         Arc::clone(&client_cache),
         db.clone(),
         Arc::clone(&tunnels),
+        Arc::clone(&log_hub),
     ));
     let state = AppState {
         schema,

@@ -293,6 +293,16 @@ impl OpenTunnels {
     }
 
     /// Tunnels open now, all principals together.
+    /// Principals holding at least one tunnel.
+    pub fn principals(&self) -> usize {
+        self.per_principal.iter().filter(|e| *e.value() > 0).count()
+    }
+
+    /// The most tunnels one principal holds.
+    pub fn most_of_one(&self) -> usize {
+        self.per_principal.iter().map(|e| *e.value()).max().unwrap_or(0)
+    }
+
     pub fn total(&self) -> usize {
         self.per_principal.iter().map(|e| *e.value()).sum()
     }

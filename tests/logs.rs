@@ -147,6 +147,11 @@ async fn a_pods_log_is_followed_filtered_shared_and_resumed_without_duplicates()
     assert_eq!(texts(&lines(&mut errors, 1).await), ["ERROR first failure"], "the kept lines, filtered");
     let hub = &s.server.server.log_hub;
     assert_eq!((hub.upstream_count(), hub.upstream_starts()), (1, 1), "one upstream stream for both");
+    let metrics = s.server.client.get(s.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("kubegql_log_upstreams 1\n") && metrics.contains("kubegql_log_upstream_starts_total 1\n"),
+        "{metrics}"
+    );
 
     // Followed: new lines arrive, to each as it asked.
     s.write("one", &["serving", "ERROR second failure"]);

@@ -236,7 +236,11 @@ async fn tunnels_are_capped_per_principal_and_closed_when_idle() {
     let (mut first, _) = tokio_tungstenite::connect_async(open()).await.expect("the first tunnel opens");
     assert_eq!(echo_through(&mut first, b"one\n").await, b"one\n");
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("kubegql_tunnels_open 1\n"), "{metrics}");
+    for line in
+        ["kubegql_tunnels_open 1\n", "kubegql_tunnels_principals 1\n", "kubegql_tunnels_open_per_principal_max 1\n"]
+    {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert_eq!(refused(open()).await, (429, "RATE_LIMITED".to_owned()), "one over the cap");
 
     // Pings come while it idles, and then it closes.
@@ -256,7 +260,7 @@ async fn tunnels_are_capped_per_principal_and_closed_when_idle() {
     // Its place is given back.
     common::eventually("the place is given back", Duration::from_secs(10), || async {
         let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        metrics.contains("kubegql_tunnels_open 0\n")
+        metrics.contains("kubegql_tunnels_open 0\n") && metrics.contains("kubegql_tunnels_principals 0\n")
     })
     .await;
     let (mut again, _) = tokio_tungstenite::connect_async(open()).await.expect("a new tunnel opens");

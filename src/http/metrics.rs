@@ -46,6 +46,7 @@ impl Metrics {
         clients: Arc<ClientCache<kube::Client>>,
         db: Database,
         tunnels: Arc<crate::tunnel::OpenTunnels>,
+        log_hub: Arc<crate::logs::LogHub>,
     ) -> Metrics {
         let mut registry = Registry::default();
         // 1 ms to about 33 s.
@@ -57,7 +58,7 @@ impl Metrics {
             "Time to answer an HTTP request, until its response starts (a stream's life is not counted).",
             requests.clone(),
         );
-        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db, tunnels }));
+        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db, tunnels, log_hub }));
         Metrics { registry, requests }
     }
 
@@ -102,6 +103,7 @@ struct ServerFigures {
     clients: Arc<ClientCache<kube::Client>>,
     db: Database,
     tunnels: Arc<crate::tunnel::OpenTunnels>,
+    log_hub: Arc<crate::logs::LogHub>,
 }
 
 impl std::fmt::Debug for ServerFigures {
@@ -118,7 +120,20 @@ impl Collector for ServerFigures {
             ("kubegql_watch_upstreams", "Upstream Kubernetes watches running.", hub.upstream_count() as i64),
             ("kubegql_watch_subscriptions", "Live subscriptions.", hub.subscription_count() as i64),
             ("kubegql_client_cache_entries", "Cached Kubernetes clients.", self.clients.len() as i64),
-            ("kubegql_tunnels_open", "Port-forward and attach tunnels open.", self.tunnels.total() as i64),
+            ("kubegql_tunnels_open", "Port-forward, attach and exec tunnels open.", self.tunnels.total() as i64),
+            // Per principal without naming any (this route needs no token): how many hold
+            // tunnels, and the most one holds.
+            ("kubegql_tunnels_principals", "Principals holding at least one tunnel.", self.tunnels.principals() as i64),
+            (
+                "kubegql_tunnels_open_per_principal_max",
+                "The most tunnels one principal holds open.",
+                self.tunnels.most_of_one() as i64,
+            ),
+            (
+                "kubegql_log_upstreams",
+                "Upstream log streams open (followed logs).",
+                self.log_hub.upstream_count() as i64,
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
@@ -127,6 +142,7 @@ impl Collector for ServerFigures {
         // Counter names get their `_total` when written.
         let counters = [
             ("kubegql_watch_upstream_starts", "Upstream Kubernetes watches started.", hub.upstream_starts()),
+            ("kubegql_log_upstream_starts", "Upstream log streams opened.", self.log_hub.upstream_starts()),
             ("kubegql_client_cache_hits", "Client cache hits.", stats.hits.load(Relaxed)),
             ("kubegql_client_cache_misses", "Client cache misses.", stats.misses.load(Relaxed)),
             ("kubegql_client_cache_builds", "Kubernetes clients built.", stats.builds.load(Relaxed)),
