@@ -49,6 +49,15 @@ pub fn require(principal: &Principal, needed: Role) -> Result<(), Denied> {
     }
 }
 
+/// The least role that may use a Kubernetes `verb` (on `subresource`) through kubegql, as its
+/// own fields and endpoints require: reads are a VIEWER's; every change, and every stream into a
+/// pod (exec, attach, port-forward, proxy), an OPERATOR's. Used to answer "may I?".
+pub fn least_role_for(verb: &str, subresource: Option<&str>) -> Role {
+    let reads = matches!(verb, "get" | "list" | "watch");
+    let reaches_in = matches!(subresource, Some("exec" | "attach" | "portforward" | "proxy"));
+    if reads && !reaches_in { Role::Viewer } else { Role::Operator }
+}
+
 /// Only ADMIN may ask to act on a cluster as another identity (`Impersonate-*`).
 pub fn may_impersonate(principal: &Principal) -> Result<(), Denied> {
     require(principal, Role::Admin)
@@ -80,6 +89,19 @@ mod tests {
         let mut roles = vec![Role::Admin, Role::Viewer, Role::Operator];
         roles.sort();
         assert_eq!(roles, vec![Role::Viewer, Role::Operator, Role::Admin]);
+    }
+
+    #[test]
+    fn reads_are_a_viewers_and_everything_else_an_operators() {
+        for verb in ["get", "list", "watch"] {
+            assert_eq!(least_role_for(verb, None), Role::Viewer, "{verb}");
+            assert_eq!(least_role_for(verb, Some("log")), Role::Viewer, "{verb} log");
+        }
+        for verb in ["create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"] {
+            assert_eq!(least_role_for(verb, None), Role::Operator, "{verb}");
+        }
+        assert_eq!(least_role_for("get", Some("exec")), Role::Operator);
+        assert_eq!(least_role_for("create", Some("portforward")), Role::Operator);
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     // Followed logs count against the same subscription cap, and end with their cluster too.
     let log_hub = crate::logs::LogHub::new(settings.logs.clone(), Arc::clone(&watch_hub));
     clusters.listen(Arc::clone(&log_hub) as Arc<dyn crate::clusters::ClusterListener>);
+    let access_reviews = crate::resources::access_review::AccessReviews {
+        cache: Default::default(),
+        exec_disabled_tenants: Arc::new(settings.tunnels.exec_disabled_tenants.clone()),
+    };
     let auth = Authenticator::new(db.clone());
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));
@@ -150,6 +154,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
             .data(resources.clone())
             .data(Arc::clone(&watch_hub))
             .data(Arc::clone(&log_hub))
+            .data(access_reviews.clone())
             .finish()
     };
     let schema = services(schema_builder(&settings.limits));

@@ -126,6 +126,30 @@ impl Cluster {
         resources::api_resources(ctx, &self.0.id).await
     }
 
+    /// May the caller do these? Each check is answered by kubegql's role first (a VIEWER may
+    /// only read; exec may be off for the tenant), then by the cluster through
+    /// SelfSubjectAccessReview under the identity kubegql uses for this caller (its stored
+    /// credentials, or the caller impersonated). At most 50 checks; answers are kept 10 seconds.
+    #[graphql(complexity = "super::cost::cluster_calls(checks.len(), child_complexity)")]
+    async fn access(
+        &self,
+        ctx: &Context<'_>,
+        checks: Vec<super::access::AccessCheckInput>,
+    ) -> async_graphql::Result<Vec<super::access::AccessDecisionOutput>> {
+        super::access::access(ctx, &self.0.id, checks).await
+    }
+
+    /// What the cluster lets the caller's identity do in a namespace (SelfSubjectRulesReview,
+    /// `kubectl auth can-i --list`), with the caller's kubegql role.
+    #[graphql(complexity = "super::cost::cluster_call(child_complexity)")]
+    async fn access_rules(
+        &self,
+        ctx: &Context<'_>,
+        namespace: String,
+    ) -> async_graphql::Result<super::access::AccessRulesOutput> {
+        super::access::access_rules(ctx, &self.0.id, &namespace).await
+    }
+
     /// Namespaces, a page at a time.
     #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
     async fn namespaces(

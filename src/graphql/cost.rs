@@ -43,6 +43,12 @@ pub fn cluster_call(child: usize) -> usize {
     child.saturating_add(1).saturating_add(CLUSTER_CALL)
 }
 
+/// A field answered by up to `calls` calls to a cluster (one per item asked), each item
+/// selecting `child`.
+pub fn cluster_calls(calls: usize, child: usize) -> usize {
+    calls.max(1).saturating_mul(child.saturating_add(CLUSTER_CALL))
+}
+
 /// A pod's log, by the bytes it may return (at most 1 MiB).
 pub fn log(limit_bytes: Option<i64>, child: usize) -> usize {
     let bytes = limit_bytes.unwrap_or(1 << 20).clamp(1, 1 << 20) as usize;

@@ -1,5 +1,6 @@
 //! The GraphQL schema: built in one place, resolvers kept thin over the domain services.
 
+mod access;
 mod audit;
 mod clusters;
 mod cost;

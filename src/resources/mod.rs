@@ -1,6 +1,7 @@
 //! Reading any Kubernetes resource, built-in or custom, through one code path: discovery resolves
 //! (group, version, kind) to an `ApiResource`, and `DynamicObject` carries the object.
 
+pub mod access_review;
 pub mod discovery;
 pub mod logs;
 pub mod rollout;
