@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::control_plane::{ControlPlane, project_dir, unique_namespace};
+use common::control_plane::{ControlPlane, project_dir, ready_namespace, unique_namespace};
 use common::{Backend, TestDb, TestServer, first_error};
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ async fn setup() -> (ControlPlane, TestDb, TestServer, String) {
 const APPLY: &str = "mutation($id: ID!, $m: String!, $ns: String, $dry: Boolean, $force: Boolean, $fm: String, $onError: OnError) {
   apply(clusterId: $id, manifest: $m, namespace: $ns, dryRun: $dry, force: $force, fieldManager: $fm, onError: $onError) {
     dryRun succeeded failed
-    documents { index kind namespace name action warnings error { code message } object { metadata { resourceVersion } spec } } } }";
+    documents { index kind namespace name action warnings diff error { code message } object { metadata { resourceVersion } spec } } } }";
 
 async fn apply(server: &TestServer, id: &str, manifest: &str, extra: Value) -> Value {
     let mut vars = json!({ "id": id, "m": manifest });
@@ -650,4 +650,87 @@ async fn the_manifest_limit_takes_the_largest_manifest_and_no_more() {
     let (code, message) = first_error(&body);
     assert_eq!(code, "BAD_USER_INPUT", "{message}");
     assert!(message.contains(&format!("at most {max} are accepted")), "{message}");
+}
+
+/// The changed lines of a unified diff, each as its sign and its text without indentation (the
+/// two YAML writers indent lists differently).
+fn changed_lines(diff: &str) -> Vec<String> {
+    let mut lines: Vec<String> = diff
+        .lines()
+        .filter(|l| (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---"))
+        .map(|l| format!("{}{}", &l[..1], l[1..].trim()))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_shows_what_kubectl_diff_server_side_shows() {
+    let (cp, _db, server, id) = setup().await;
+    let ns = unique_namespace("diff");
+    ready_namespace(&cp.client("admin").await, &ns).await;
+    let manifest = |image: &str, replicas: u32, labels: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\n  labels: {labels}\n\
+             spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n\
+             \x20   spec:\n      containers:\n      - name: web\n        image: {image}\n"
+        )
+    };
+    let first = manifest("registry.invalid/web:1", 1, "{app: web}");
+    let body = apply(&server, &id, &first, json!({})).await;
+    assert_eq!(actions(&body), ["Deployment/web:CREATED"], "{body}");
+
+    // The same manifest again: UNCHANGED, and an empty diff.
+    let body = apply(&server, &id, &first, json!({ "dry": true })).await;
+    assert_eq!(actions(&body), ["Deployment/web:UNCHANGED"], "{body}");
+    assert_eq!(body["data"]["apply"]["documents"][0]["diff"], "", "{body}");
+
+    // A changed manifest: kubegql's diff and kubectl's show the same changes (kubectl also shows
+    // the generation, which kubegql leaves out).
+    let second = manifest("registry.invalid/web:2", 3, "{app: web, tier: front}");
+    let body = apply(&server, &id, &second, json!({ "dry": true })).await;
+    assert_eq!(actions(&body), ["Deployment/web:CONFIGURED"], "{body}");
+    let ours = body["data"]["apply"]["documents"][0]["diff"].as_str().unwrap().to_owned();
+    assert!(
+        ours.starts_with(&format!("--- live/apps.v1.Deployment.{ns}.web\n+++ merged/apps.v1.Deployment.{ns}.web\n")),
+        "{ours}"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &second).unwrap();
+    let out = std::process::Command::new(&cp.kubectl)
+        .args([
+            "--kubeconfig",
+            cp.kubeconfig.to_str().unwrap(),
+            "--context",
+            "admin",
+            "diff",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+        ])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "kubectl diff found differences: {}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<String> = changed_lines(&String::from_utf8_lossy(&out.stdout))
+        .into_iter()
+        .filter(|l| !l.contains("generation:"))
+        .collect();
+    assert_eq!(changed_lines(&ours), theirs, "ours:\n{ours}\nkubectl's:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        changed_lines(&ours),
+        [
+            "+- image: registry.invalid/web:2",
+            "+replicas: 3",
+            "+tier: front",
+            "-- image: registry.invalid/web:1",
+            "-replicas: 1"
+        ]
+    );
+    // Nothing was changed by the dry run.
+    let body = apply(&server, &id, &first, json!({ "dry": true })).await;
+    assert_eq!(actions(&body), ["Deployment/web:UNCHANGED"], "{body}");
+    // Outside a dry run there is no diff.
+    let body = apply(&server, &id, &second, json!({})).await;
+    assert_eq!(body["data"]["apply"]["documents"][0]["diff"], Value::Null, "{body}");
 }

@@ -380,6 +380,13 @@ impl AppliedDocument {
     async fn warnings(&self) -> &[String] {
         &self.result.warnings
     }
+    /// In a dry run, what would change, as `kubectl diff --server-side` shows it: a unified diff
+    /// of the live object (none when it would be created) and the object the API server would
+    /// store, both as YAML without managed fields, resource version, generation and status, a
+    /// Secret's values masked. Empty when nothing would change; absent outside a dry run.
+    async fn diff(&self) -> Option<&str> {
+        self.result.diff.as_deref()
+    }
     async fn error(&self) -> Option<DocumentErrorOutput> {
         self.result.error.as_deref().map(|e| {
             let api = ApiError::from(e);

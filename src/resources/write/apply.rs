@@ -73,6 +73,8 @@ pub struct DocumentResult {
     /// What the API server stored (or, in a dry run, would store).
     #[serde(skip)]
     pub object: Option<DynamicObject>,
+    /// In a dry run: what would change, as `kubectl diff --server-side` shows it.
+    pub diff: Option<String>,
 }
 
 /// The values at the paths a manifest sets (maps followed key by key, anything else taken
@@ -192,6 +194,7 @@ impl ResourceService {
             warnings: Vec::new(),
             error: None,
             object: None,
+            diff: None,
         };
         let fail = |mut result: DocumentResult, err: ResourceError| {
             result.error = Some(Arc::new(err));
@@ -252,6 +255,17 @@ impl ResourceService {
                         }
                     }
                 });
+                if options.dry_run {
+                    let live = existing.as_ref().and_then(|e| serde_json::to_value(e).ok());
+                    let merged = serde_json::to_value(&stored).unwrap_or_default();
+                    let name = format!(
+                        "{}.{}.{}",
+                        doc.api_version().replace('/', "."),
+                        doc.kind(),
+                        namespace.as_deref().map_or_else(|| doc.name().to_owned(), |ns| format!("{ns}.{}", doc.name()))
+                    );
+                    result.diff = Some(super::diff::diff(live.as_ref(), &merged, &name));
+                }
                 if doc.kind() == "CustomResourceDefinition" && !options.dry_run {
                     self.await_crd(client, doc.name()).await;
                     self.await_served(&target.cluster_id, client, &doc.object).await;

@@ -4,6 +4,7 @@
 //! `send` talks to the API server, `apply` and `mutate` are the actions.
 
 mod apply;
+pub mod diff;
 mod manifest;
 mod mutate;
 mod send;
