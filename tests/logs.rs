@@ -349,3 +349,29 @@ async fn pod_logs_pages_back_through_older_lines_and_is_truncated_only_when_cut(
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
     s.done().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_cluster_ends_its_log_streams_and_a_new_subscription_reads_afresh() {
+    let s = setup().await;
+    s.write("moved", &["before the change"]);
+    s.pod("moved", json!({ "app": "moved" }), "before the change").await;
+    let mut rx = s.follow(json!({ "pod": "moved" })).await;
+    assert_eq!(next(&mut rx).await["type"], "STARTED");
+    assert_eq!(texts(&lines(&mut rx, 1).await), ["before the change"]);
+    s.server
+        .gql_ok(
+            "mutation($id: ID!) { updateCluster(id: $id, input: { labels: [{ key: \"moved\", value: \"yes\" }] }) { id } }",
+            json!({ "id": s.id }),
+        )
+        .await;
+    let ended = next(&mut rx).await;
+    assert_eq!(ended["type"], "ENDED", "{ended}");
+    assert!(ended["message"].as_str().unwrap().contains("subscribe again"), "{ended}");
+    // A new subscription opens a new stream (the ended one is not joined) and reads the log.
+    let mut again = s.follow(json!({ "pod": "moved" })).await;
+    assert_eq!(next(&mut again).await["type"], "STARTED");
+    s.write("moved", &["after the change"]);
+    assert_eq!(texts(&lines(&mut again, 2).await), ["before the change", "after the change"]);
+    assert_eq!(s.server.server.log_hub.upstream_starts(), 2);
+    s.done().await;
+}

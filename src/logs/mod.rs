@@ -149,6 +149,8 @@ pub struct StreamKey {
     pub namespace: String,
     pub pod: String,
     pub container: String,
+    /// The container's run (restart count): a restarted container's log is another stream.
+    pub run: i32,
     pub start: Start,
 }
 
@@ -407,6 +409,7 @@ impl LogHub {
                                     namespace: namespace.clone(),
                                     pod: stream.pod.clone(),
                                     container: stream.container.clone(),
+                                    run: stream.run,
                                     start,
                                 };
                                 ever_followed = true;
@@ -452,6 +455,12 @@ impl LogHub {
     /// Joins (or opens) the upstream stream for `key`.
     fn join(self: &Arc<Self>, key: StreamKey, client: kube::Client) -> Member {
         let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        // A stream that has ended (its container stopped, its cluster changed) is not joined: a
+        // new subscriber reads the log afresh. Its old subscribers keep what they were told.
+        let ended = upstreams.get(&key).is_some_and(|u| u.kept.lock().map(|k| k.ended.is_some()).unwrap_or(true));
+        if ended && let Some(old) = upstreams.remove(&key) {
+            old.task.abort();
+        }
         let upstream = upstreams.entry(key.clone()).or_insert_with(|| {
             self.starts.fetch_add(1, Ordering::Relaxed);
             let (events, _) = broadcast::channel(1024);
