@@ -25,30 +25,6 @@ const NAMESPACE: &str = "kubegql-bench-logs";
 const RATE: u64 = 1000;
 const SECONDS: u64 = 10;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// (user+system CPU seconds, peak RSS in MiB) of a process.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or_default()
-        / 1024.0;
-    (cpu, hwm)
-}
-
 type Sent = Arc<Mutex<HashMap<u64, Instant>>>;
 
 /// Records a line's receipt if it is one this run wrote (`seq N`).
@@ -187,12 +163,12 @@ async fn main() {
         let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
         let upstreams =
             metrics.lines().find_map(|l| l.strip_prefix("kubegql_log_upstreams ")).unwrap_or("?").to_owned();
-        let (cpu_before, _) = usage(server.id());
+        let (cpu_before, _) = support::usage(server.id());
         let started = Instant::now();
         write_lines(&file, &sent).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let wall = started.elapsed().as_secs_f64();
-        let (cpu_after, peak) = usage(server.id());
+        let (cpu_after, peak) = support::usage(server.id());
         for task in tasks {
             task.abort();
         }
@@ -203,8 +179,8 @@ async fn main() {
             format!("{n} x kubegql (SSE)"),
             upstreams,
             format!("{}/{}", l.len(), n as u64 * RATE * SECONDS),
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
+            support::percentile(&l, 0.5),
+            support::percentile(&l, 0.99),
             (cpu_after - cpu_before) / wall * 100.0,
             peak
         );
@@ -238,12 +214,12 @@ async fn main() {
             children.push(child);
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let before: Vec<f64> = children.iter().map(|c| usage(c.id()).0).collect();
+        let before: Vec<f64> = children.iter().map(|c| support::usage(c.id()).0).collect();
         let started = Instant::now();
         write_lines(&file, &sent).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let wall = started.elapsed().as_secs_f64();
-        let after: Vec<(f64, f64)> = children.iter().map(|c| usage(c.id())).collect();
+        let after: Vec<(f64, f64)> = children.iter().map(|c| support::usage(c.id())).collect();
         let cpu: f64 = after.iter().zip(&before).map(|((a, _), b)| a - b).sum();
         let peak: f64 = after.iter().map(|(_, p)| p).sum();
         for child in &mut children {
@@ -260,8 +236,8 @@ async fn main() {
             format!("{n} x kubectl logs -f"),
             n,
             format!("{}/{}", l.len(), n as u64 * RATE * SECONDS),
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
+            support::percentile(&l, 0.5),
+            support::percentile(&l, 0.99),
             cpu / wall * 100.0,
             peak
         );

@@ -25,30 +25,6 @@ const NAMESPACE: &str = "kubegql-bench-watch";
 const RATE: u64 = 10;
 const SECONDS: u64 = 10;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// (user+system CPU seconds, peak RSS in MiB) of a process.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or_default()
-        / 1024.0;
-    (cpu, hwm)
-}
-
 type Sent = Arc<Mutex<HashMap<u64, Instant>>>;
 
 /// Changes the ConfigMap `RATE` times a second for `SECONDS`, recording when each value was sent.
@@ -144,12 +120,12 @@ async fn main() {
         let subs =
             metrics.lines().find_map(|l| l.strip_prefix("kubegql_watch_subscriptions ")).unwrap_or("?").to_owned();
         assert_eq!(subs, n.to_string(), "all subscriptions open");
-        let (cpu_before, _) = usage(server.id());
+        let (cpu_before, _) = support::usage(server.id());
         let started = Instant::now();
         seq = drive(&configmaps, &sent, seq).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let wall = started.elapsed().as_secs_f64();
-        let (cpu_after, peak) = usage(server.id());
+        let (cpu_after, peak) = support::usage(server.id());
         for task in tasks {
             task.abort();
         }
@@ -161,8 +137,8 @@ async fn main() {
             n,
             upstreams,
             format!("{}/{}", l.len(), expected),
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
+            support::percentile(&l, 0.5),
+            support::percentile(&l, 0.99),
             (cpu_after - cpu_before) / wall * 100.0,
             peak
         );
@@ -198,8 +174,8 @@ async fn main() {
         "direct",
         1,
         format!("{}/{}", l.len(), RATE * SECONDS),
-        percentile(&l, 0.5),
-        percentile(&l, 0.99)
+        support::percentile(&l, 0.5),
+        support::percentile(&l, 0.99)
     );
     let _ = server.kill();
     let _ = server.wait();

@@ -474,24 +474,15 @@ async fn the_dashboard_pages_on_the_server_shows_api_errors_and_a_resync_then_co
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_browser_execs_in_a_pod_with_the_token_as_a_websocket_subprotocol() {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, PostParams};
-
     let cp = ControlPlane::get();
     let client = cp.client("admin").await;
     let ns = unique_namespace("ui-exec");
     ready_namespace(&client, &ns).await;
-    let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let pod: Pod = serde_json::from_value(json!({
+    let pod = json!({
         "metadata": { "name": "shell" },
         "spec": { "containers": [{ "name": "main", "image": "registry.invalid/shell:1" }] }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    common::eventually("the pod runs", Duration::from_secs(60), || async {
-        pods.get("shell").await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running")
-    })
-    .await;
+    });
+    common::control_plane::running_pod(&client, &ns, pod).await;
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let id = server.control_plane_cluster(&cp, "exec-from-a-page", json!({})).await;

@@ -6,11 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
+use common::control_plane::{ControlPlane, ready_namespace, running_pod, unique_namespace};
 use common::{Backend, TestDb, TestServer};
 use futures_util::{SinkExt, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -34,17 +32,11 @@ async fn setup(change: impl FnOnce(&mut kubegql::settings::ServeSettings)) -> Se
     let id = server.control_plane_cluster(&cp, "exec", json!({})).await;
     let ns = unique_namespace("exec");
     ready_namespace(&client, &ns).await;
-    let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let pod: Pod = serde_json::from_value(json!({
+    let pod = json!({
         "metadata": { "name": "shell" },
         "spec": { "containers": [{ "name": "main", "image": "registry.invalid/shell:1" }] }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    common::eventually("the pod runs", Duration::from_secs(60), || async {
-        pods.get("shell").await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running")
-    })
-    .await;
+    });
+    running_pod(&client, &ns, pod).await;
     Setup { _db: db, server, id, ns }
 }
 

@@ -8,8 +8,6 @@ use std::time::Duration;
 use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
 use common::{Backend, TestDb, TestServer};
 use futures_util::{SinkExt, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -30,20 +28,11 @@ async fn setup_with(
     let id = server.control_plane_cluster(&cp, "pf", json!({})).await;
     let ns = unique_namespace("pf");
     ready_namespace(&client, &ns).await;
-    let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let pod: Pod = serde_json::from_value(json!({
+    let pod = json!({
         "metadata": { "name": "echo" },
         "spec": { "containers": [{ "name": "main", "image": "registry.invalid/echo:1", "ports": [{ "containerPort": 8080 }] }] }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    for _ in 0..240 {
-        let running = pods.get("echo").await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running");
-        if running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    });
+    common::control_plane::running_pod(&client, &ns, pod).await;
     (db, server, id, ns)
 }
 

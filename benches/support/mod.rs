@@ -1,5 +1,6 @@
 //! What the benchmarks that need the test control plane share: its coordinates, an admin
-//! client, and a namespace to work in.
+//! client, a namespace to work in, and the figures they report. (Each benchmark uses some.)
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 
@@ -31,4 +32,29 @@ pub async fn admin_client_with_namespace(vars: &HashMap<String, String>, name: &
         namespaces.create(&PostParams::default(), &ns).await.unwrap();
     }
     client
+}
+
+/// The value at quantile `p` of sorted samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// (user+system CPU seconds, peak RSS in MiB) of a process.
+pub fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or_default()
+        / 1024.0;
+    (cpu, hwm)
 }

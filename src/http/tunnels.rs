@@ -119,15 +119,7 @@ pub(super) async fn attach_endpoint(
                            "container": query.container, "stdin": query.stdin, "tty": query.tty }),
         ..Default::default()
     };
-    let params = kube::api::AttachParams {
-        container: query.container.clone(),
-        stdin: query.stdin,
-        stdout: true,
-        // A terminal merges stderr into stdout, as the API server requires.
-        stderr: !query.tty,
-        tty: query.tty,
-        ..Default::default()
-    };
+    let params = stream_params(query.container.clone(), query.stdin, query.tty);
     let attached = audited(&state, &caller, entry, || async {
         let slot = state
             .tunnels
@@ -141,21 +133,38 @@ pub(super) async fn attach_endpoint(
         Ok((slot, process))
     })
     .await;
-    let timing = state.tunnel_settings.timing();
-    let response = match attached {
-        Ok((slot, process)) => {
-            let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
-            upgrade.protocols([ATTACH_PROTOCOL]).on_upgrade(move |socket| async move {
-                let _slot = slot;
-                tokio::select! {
-                    () = crate::tunnel::attach_bridge(socket, process, timing) => {}
-                    () = ended => tracing::info!("the credentials of an attach ended; closing it"),
-                }
-            })
-        }
+    Ok(match attached {
+        Ok((slot, process)) => bridge_process(&state, &caller, token, upgrade, ATTACH_PROTOCOL, slot, process),
         Err(response) => response,
-    };
-    Ok(response)
+    })
+}
+
+/// The stream options of an attach or an exec: stdout always; a terminal merges stderr into
+/// stdout, as the API server requires.
+fn stream_params(container: Option<String>, stdin: bool, tty: bool) -> kube::api::AttachParams {
+    kube::api::AttachParams { container, stdin, stdout: true, stderr: !tty, tty, ..Default::default() }
+}
+
+/// Upgrades to a WebSocket that carries an attached or executed process's streams until the
+/// process ends, the client leaves, or the credentials that opened it stop holding.
+fn bridge_process(
+    state: &AppState,
+    caller: &crate::access::Caller,
+    token: Option<String>,
+    upgrade: WebSocketUpgrade,
+    protocol: &'static str,
+    slot: crate::tunnel::TunnelSlot,
+    process: kube::api::AttachedProcess,
+) -> Response {
+    let timing = state.tunnel_settings.timing();
+    let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
+    upgrade.protocols([protocol]).on_upgrade(move |socket| async move {
+        let _slot = slot;
+        tokio::select! {
+            () = crate::tunnel::attach_bridge(socket, process, timing) => {}
+            () = ended => tracing::info!(protocol, "the credentials of a pod stream ended; closing it"),
+        }
+    })
 }
 
 /// The WebSocket subprotocol an exec answers with when the client offers it.
@@ -239,14 +248,7 @@ pub(super) async fn exec_endpoint(
                            "container": query.container, "stdin": query.stdin, "tty": query.tty }),
         ..Default::default()
     };
-    let params = kube::api::AttachParams {
-        container: query.container.clone(),
-        stdin: query.stdin,
-        stdout: true,
-        stderr: !query.tty,
-        tty: query.tty,
-        ..Default::default()
-    };
+    let params = stream_params(query.container.clone(), query.stdin, query.tty);
     let started = audited(&state, &caller, entry, || async {
         if state.tunnel_settings.exec_disabled_tenants.contains(&caller.principal.tenant) {
             return Err(crate::error::ApiError::new(
@@ -266,21 +268,10 @@ pub(super) async fn exec_endpoint(
         Ok((slot, process))
     })
     .await;
-    let timing = state.tunnel_settings.timing();
-    let response = match started {
-        Ok((slot, process)) => {
-            let ended = credentials_end(state.auth.clone(), token, caller.principal.clone());
-            upgrade.protocols([EXEC_PROTOCOL]).on_upgrade(move |socket| async move {
-                let _slot = slot;
-                tokio::select! {
-                    () = crate::tunnel::attach_bridge(socket, process, timing) => {}
-                    () = ended => tracing::info!("the credentials of an exec ended; closing it"),
-                }
-            })
-        }
+    Ok(match started {
+        Ok((slot, process)) => bridge_process(&state, &caller, token, upgrade, EXEC_PROTOCOL, slot, process),
         Err(response) => response,
-    };
-    Ok(response)
+    })
 }
 
 #[cfg(test)]

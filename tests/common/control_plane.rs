@@ -100,3 +100,20 @@ pub async fn ready_namespace(client: &kube::Client, name: &str) {
     }
     panic!("the default ServiceAccount of {name} did not appear within 60 s");
 }
+
+/// Creates a pod (kwok runs it) from its JSON and waits until it is Running.
+pub async fn running_pod(client: &kube::Client, namespace: &str, pod: serde_json::Value) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod: Pod = serde_json::from_value(pod).expect("a pod");
+    let name = pod.metadata.name.clone().expect("a named pod");
+    pods.create(&PostParams::default(), &pod).await.expect("pod created");
+    for _ in 0..240 {
+        if pods.get(&name).await.ok().and_then(|p| p.status?.phase).is_some_and(|phase| phase == "Running") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("pod {namespace}/{name} did not run within 60 s");
+}
