@@ -98,32 +98,14 @@ async fn main() {
     let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
     let files = tempfile::tempdir().unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
     let token = "kgq_bench-logs-admin-token-0000000";
-    let mut server = Command::new(env!("CARGO_BIN_EXE_kubegql"))
-        .current_dir(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", token)
-        .env("KUBEGQL_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-        .env("KUBEGQL_WATCH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", "5000")
-        .env("KUBEGQL_LOG_PRINCIPAL_LINES_PER_SECOND", "1000000")
-        .env("KUBEGQL_LOG_PRINCIPAL_BYTES_PER_SECOND", "1000000000")
-        .env("KUBEGQL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let base = banner.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
+    let env = [
+        ("KUBEGQL_WATCH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", "5000"),
+        ("KUBEGQL_LOG_PRINCIPAL_LINES_PER_SECOND", "1000000"),
+        ("KUBEGQL_LOG_PRINCIPAL_BYTES_PER_SECOND", "1000000000"),
+    ];
+    let (mut server, _dir, base, id) = support::server_with_cluster(&vars, token, &env).await;
     let http = reqwest::Client::new();
-    let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
-    let created: Value = http
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
-            "variables": { "i": { "name": "bench", "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"], "bearerToken": vars["KUBE_TEST_ADMIN_TOKEN"], "caData": ca } } }))
-        .send().await.unwrap().json().await.unwrap();
-    let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
 
     println!("followed logs: one pod writing {RATE} lines/s for {SECONDS}s; followers over SSE, or kubectl logs -f");
     println!(

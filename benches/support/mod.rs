@@ -58,3 +58,46 @@ pub fn usage(pid: u32) -> (f64, f64) {
         / 1024.0;
     (cpu, hwm)
 }
+
+/// A kubegql server process (the release build) on a free loopback port, with `token` as its
+/// admin's and `env` added, and the control plane registered in it as cluster `bench`. Returns
+/// the process (kill it when done), its temporary working directory (kept alive by the caller),
+/// its base URL and the cluster's id.
+pub async fn server_with_cluster(
+    vars: &HashMap<String, String>,
+    token: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, tempfile::TempDir, String, String) {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"));
+    command
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", token)
+        .env("KUBEGQL_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env("KUBEGQL_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut server = command.spawn().unwrap();
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base = banner.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
+    let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "query": "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
+            "variables": { "i": { "name": "bench", "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"],
+                                  "bearerToken": vars["KUBE_TEST_ADMIN_TOKEN"], "caData": ca } } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
+    (server, dir, base, id)
+}

@@ -34,17 +34,8 @@ pub(super) async fn port_forward_endpoint(
             "port must be between 1 and 65535",
         ));
     }
-    let entry = AuditEntry {
-        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward".into()),
-        field: "portForward".into(),
-        cluster_id: Some(cluster_id.clone()),
-        verb: Some("POST".into()),
-        kind: Some("Pod".into()),
-        namespace: Some(namespace.clone()),
-        name: Some(pod.clone()),
-        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "port": port }),
-        ..Default::default()
-    };
+    let arguments = json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "port": port });
+    let entry = pod_stream_entry("portforward", "portForward", &cluster_id, &namespace, &pod, arguments);
     let opened = audited(&state, &caller, entry, || async {
         let slot = state
             .tunnels
@@ -107,18 +98,9 @@ pub(super) async fn attach_endpoint(
         return Err(origin_refused());
     }
     let query = query_params(query)?;
-    let entry = AuditEntry {
-        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach".into()),
-        field: "attach".into(),
-        cluster_id: Some(cluster_id.clone()),
-        verb: Some("POST".into()),
-        kind: Some("Pod".into()),
-        namespace: Some(namespace.clone()),
-        name: Some(pod.clone()),
-        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod,
-                           "container": query.container, "stdin": query.stdin, "tty": query.tty }),
-        ..Default::default()
-    };
+    let arguments = json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod,
+                           "container": query.container, "stdin": query.stdin, "tty": query.tty });
+    let entry = pod_stream_entry("attach", "attach", &cluster_id, &namespace, &pod, arguments);
     let params = stream_params(query.container.clone(), query.stdin, query.tty);
     let attached = audited(&state, &caller, entry, || async {
         let slot = state
@@ -137,6 +119,28 @@ pub(super) async fn attach_endpoint(
         Ok((slot, process)) => bridge_process(&state, &caller, token, upgrade, ATTACH_PROTOCOL, slot, process),
         Err(response) => response,
     })
+}
+
+/// The audit record of a pod stream (port-forward, attach, exec) as the caller asked for it.
+fn pod_stream_entry(
+    route: &str,
+    field: &str,
+    cluster_id: &str,
+    namespace: &str,
+    pod: &str,
+    arguments: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        operation: Some(format!("GET /api/v1/clusters/{{id}}/namespaces/{{namespace}}/pods/{{pod}}/{route}")),
+        field: field.into(),
+        cluster_id: Some(cluster_id.to_owned()),
+        verb: Some("POST".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(pod.to_owned()),
+        arguments,
+        ..Default::default()
+    }
 }
 
 /// The stream options of an attach or an exec: stdout always; a terminal merges stderr into
@@ -236,18 +240,9 @@ pub(super) async fn exec_endpoint(
     }
     let query = exec_query(raw.as_deref())
         .map_err(|message| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, message))?;
-    let entry = AuditEntry {
-        operation: Some("GET /api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec".into()),
-        field: "exec".into(),
-        cluster_id: Some(cluster_id.clone()),
-        verb: Some("POST".into()),
-        kind: Some("Pod".into()),
-        namespace: Some(namespace.clone()),
-        name: Some(pod.clone()),
-        arguments: json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "command": query.command,
-                           "container": query.container, "stdin": query.stdin, "tty": query.tty }),
-        ..Default::default()
-    };
+    let arguments = json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "command": query.command,
+                           "container": query.container, "stdin": query.stdin, "tty": query.tty });
+    let entry = pod_stream_entry("exec", "exec", &cluster_id, &namespace, &pod, arguments);
     let params = stream_params(query.container.clone(), query.stdin, query.tty);
     let started = audited(&state, &caller, entry, || async {
         if state.tunnel_settings.exec_disabled_tenants.contains(&caller.principal.tenant) {
