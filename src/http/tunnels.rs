@@ -37,16 +37,7 @@ pub(super) async fn port_forward_endpoint(
     let arguments = json!({ "clusterId": cluster_id, "namespace": namespace, "pod": pod, "port": port });
     let entry = pod_stream_entry("portforward", "portForward", &cluster_id, &namespace, &pod, arguments);
     let opened = audited(&state, &caller, entry, || async {
-        let slot = state
-            .tunnels
-            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
-            .map_err(crate::error::ApiError::from)?;
-        let forwarder = state
-            .resources
-            .port_forward(&caller, &cluster_id, &namespace, &pod, port)
-            .await
-            .map_err(crate::error::ApiError::from)?;
-        Ok((slot, forwarder))
+        with_slot(&state, &caller, state.resources.port_forward(&caller, &cluster_id, &namespace, &pod, port)).await
     })
     .await;
     let timing = state.tunnel_settings.timing();
@@ -103,22 +94,28 @@ pub(super) async fn attach_endpoint(
     let entry = pod_stream_entry("attach", "attach", &cluster_id, &namespace, &pod, arguments);
     let params = stream_params(query.container.clone(), query.stdin, query.tty);
     let attached = audited(&state, &caller, entry, || async {
-        let slot = state
-            .tunnels
-            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
-            .map_err(crate::error::ApiError::from)?;
-        let process = state
-            .resources
-            .attach(&caller, &cluster_id, &namespace, &pod, &params)
-            .await
-            .map_err(crate::error::ApiError::from)?;
-        Ok((slot, process))
+        with_slot(&state, &caller, state.resources.attach(&caller, &cluster_id, &namespace, &pod, &params)).await
     })
     .await;
     Ok(match attached {
         Ok((slot, process)) => bridge_process(&state, &caller, token, upgrade, ATTACH_PROTOCOL, slot, process),
         Err(response) => response,
     })
+}
+
+/// Takes one of the principal's tunnel places, then opens the stream; a refusal of either is the
+/// API error to answer (and record).
+async fn with_slot<T>(
+    state: &AppState,
+    caller: &crate::access::Caller,
+    open: impl std::future::Future<Output = Result<T, crate::resources::ResourceError>>,
+) -> Result<(crate::tunnel::TunnelSlot, T), crate::error::ApiError> {
+    let slot = state
+        .tunnels
+        .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
+        .map_err(crate::error::ApiError::from)?;
+    let stream = open.await.map_err(crate::error::ApiError::from)?;
+    Ok((slot, stream))
 }
 
 /// The audit record of a pod stream (port-forward, attach, exec) as the caller asked for it.
@@ -251,16 +248,12 @@ pub(super) async fn exec_endpoint(
                 "exec is turned off for this tenant by the server's operator",
             ));
         }
-        let slot = state
-            .tunnels
-            .open(&caller.principal.id, state.tunnel_settings.max_tunnels_per_principal)
-            .map_err(crate::error::ApiError::from)?;
-        let process = state
-            .resources
-            .exec(&caller, &cluster_id, &namespace, &pod, &query.command, &params)
-            .await
-            .map_err(crate::error::ApiError::from)?;
-        Ok((slot, process))
+        with_slot(
+            &state,
+            &caller,
+            state.resources.exec(&caller, &cluster_id, &namespace, &pod, &query.command, &params),
+        )
+        .await
     })
     .await;
     Ok(match started {
