@@ -679,6 +679,17 @@ async fn a_dry_run_shows_what_kubectl_diff_server_side_shows() {
     let first = manifest("registry.invalid/web:1", 1, "{app: web}");
     let body = apply(&server, &id, &first, json!({})).await;
     assert_eq!(actions(&body), ["Deployment/web:CREATED"], "{body}");
+    // The Deployment controller writes to the object after it is created (its revision
+    // annotation): wait until it has, so that the live object the diff reads stays as it is.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(cp.client("admin").await, &ns);
+    common::eventually("the controller has seen the Deployment", std::time::Duration::from_secs(30), || async {
+        deployments.get("web").await.ok().is_some_and(|d| {
+            let annotated = d.metadata.annotations.is_some_and(|a| a.contains_key("deployment.kubernetes.io/revision"));
+            annotated && d.status.and_then(|s| s.observed_generation) == d.metadata.generation
+        })
+    })
+    .await;
 
     // The same manifest again: UNCHANGED, and an empty diff.
     let body = apply(&server, &id, &first, json!({ "dry": true })).await;
