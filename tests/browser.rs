@@ -130,17 +130,6 @@ async fn graphiql_loads_the_schema_after_the_token_and_runs_a_query_and_a_subscr
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
 }
 
-/// Runs kubectl against the control plane as its administrator; fails the test when it fails.
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let out = std::process::Command::new(&cp.kubectl)
-        .args(["--kubeconfig", cp.kubeconfig.to_str().unwrap(), "--context", "admin"])
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Signs in on the page with `token` (typed into the field, as a person would).
 async fn sign_in(page: &Page, token: &str) {
     page.type_into("#token", token).await;
@@ -185,7 +174,7 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
 
     // Created with kubectl: shown within seconds, with its replicas becoming ready (kwok runs the pods).
     let created = std::time::Instant::now();
-    kubectl(&cp, &["-n", &ns, "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=2"]);
+    cp.run_kubectl(&["-n", &ns, "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=2"]);
     let row = "#objects tr[data-name='web']";
     page.wait_for("the new Deployment in the list", &format!("!!document.querySelector(\"{row}\")"), SOON).await;
     eprintln!("the Deployment appeared {:?} after kubectl created it", created.elapsed());
@@ -208,8 +197,8 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
     .await;
 
     // A rollout followed live: paused, changed (the page shows it waiting), resumed, finished.
-    kubectl(&cp, &["-n", &ns, "rollout", "pause", "deployment/web"]);
-    kubectl(&cp, &["-n", &ns, "set", "image", "deployment/web", "web=registry.invalid/web:2"]);
+    cp.run_kubectl(&["-n", &ns, "rollout", "pause", "deployment/web"]);
+    cp.run_kubectl(&["-n", &ns, "set", "image", "deployment/web", "web=registry.invalid/web:2"]);
     page.click("#follow").await;
     page.wait_for(
         "the rollout waiting",
@@ -217,7 +206,7 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
         SOON,
     )
     .await;
-    kubectl(&cp, &["-n", &ns, "rollout", "resume", "deployment/web"]);
+    cp.run_kubectl(&["-n", &ns, "rollout", "resume", "deployment/web"]);
     page.wait_for(
         "the rollout finished",
         "(document.querySelector('#rollout li.done') || {innerText: ''}).innerText.includes('successfully rolled out')",
@@ -233,7 +222,7 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
     page.screenshot("dashboard").await;
 
     // Deleted with kubectl: gone from the list.
-    kubectl(&cp, &["-n", &ns, "delete", "deployment", "web", "--wait=false"]);
+    cp.run_kubectl(&["-n", &ns, "delete", "deployment", "web", "--wait=false"]);
     page.wait_for("the Deployment gone", &format!("!document.querySelector(\"{row}\")"), SOON).await;
     let counts = page.text("#counts").await;
     assert!(counts.starts_with("0 shown") && counts.contains("1 deleted"), "{counts}");
@@ -241,7 +230,7 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
     assert_eq!(page.text("#errors").await, "", "no API error was shown");
     assert_only_from(&page, &server.base);
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
-    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
+    cp.run_kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 /// A page of another origin: a tiny web server on its own loopback port that answers every
@@ -469,7 +458,7 @@ async fn the_dashboard_pages_on_the_server_shows_api_errors_and_a_resync_then_co
     )
     .await;
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
-    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
+    cp.run_kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -512,5 +501,5 @@ async fn a_browser_execs_in_a_pod_with_the_token_as_a_websocket_subprotocol() {
     assert_eq!(answer["out"], "from a browser\n", "{answer}");
     assert_eq!(answer["status"]["status"], "Success", "{answer}");
     assert_eq!(answer["protocol"], "v1.exec.kubegql", "{answer}");
-    kubectl(&cp, &["delete", "namespace", &ns, "--wait=false"]);
+    cp.run_kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -195,6 +195,29 @@ impl Cluster {
             .await
     }
 
+    /// Objects of any kind as `kubectl get` prints them: the API server's table (its columns,
+    /// `-o wide`'s included, and a row per object), a page at a time by the same cursors as
+    /// `resources`. A custom resource's columns are its `additionalPrinterColumns`.
+    #[graphql(complexity = "super::cost::cluster_page(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn table(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "API group; absent or empty for the core group.")] group: Option<String>,
+        #[graphql(desc = "API version; default the group's preferred version.")] version: Option<String>,
+        #[graphql(desc = "Kind (`Deployment`) or plural (`deployments`).")] kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+        field_selector: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::table::ResourceTable> {
+        let query = ListQuery { label_selector, field_selector };
+        let group = group.unwrap_or_default();
+        super::table::list_table(ctx, &self.0.id, ListArgs { group, version, kind, namespace, query, first, after })
+            .await
+    }
+
     /// The rollout of a Deployment, StatefulSet or DaemonSet (`kubectl rollout status|history`).
     async fn rollout(
         &self,

@@ -12,6 +12,7 @@ mod principals;
 pub mod raw;
 mod resources;
 mod rollout;
+mod table;
 mod watch;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};

@@ -50,16 +50,16 @@ impl ResourceConnection {
     }
 
     fn page_info_value(&self) -> PageInfo {
-        // A filtered list may come back empty with a continue token; the cursor is given then
-        // too, or the client could not go on.
-        let cursor = (!self.items.is_empty() || self.has_next_page).then(|| self.cursor.clone());
-        PageInfo {
-            has_previous_page: self.has_previous_page,
-            has_next_page: self.has_next_page,
-            start_cursor: cursor.clone(),
-            end_cursor: cursor,
-        }
+        page_info(self.has_previous_page, self.has_next_page, &self.cursor, self.items.is_empty())
     }
+}
+
+/// The page info of a Kubernetes page, whose every edge has the same cursor.
+pub(super) fn page_info(has_previous_page: bool, has_next_page: bool, cursor: &str, empty: bool) -> PageInfo {
+    // A filtered list may come back empty with a continue token; the cursor is given then too,
+    // or the client could not go on.
+    let cursor = (!empty || has_next_page).then(|| cursor.to_owned());
+    PageInfo { has_previous_page, has_next_page, start_cursor: cursor.clone(), end_cursor: cursor }
 }
 
 #[cfg(test)]

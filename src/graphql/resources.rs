@@ -73,15 +73,7 @@ pub async fn list_resources(
     let target =
         resolve_kind(ctx, cluster_id, &args.group, args.version.as_deref(), &args.kind, args.namespace).await?;
     let resource = &target.resource;
-    let scope = scope_of(&[
-        cluster_id,
-        &resource.group,
-        &resource.version,
-        &resource.kind,
-        target.namespace().unwrap_or("\0all"),
-        query.label_selector.as_deref().unwrap_or(""),
-        query.field_selector.as_deref().unwrap_or(""),
-    ]);
+    let scope = list_scope(cluster_id, &target, &query);
     let page = PageRequest::parse(args.first, args.after.as_deref(), &scope, limits)?;
     if page.after.as_deref() == Some("") {
         // The cursor of a last page: nothing follows it.
@@ -97,15 +89,37 @@ pub async fn list_resources(
     Ok(ResourceConnection::new(page.after.is_some(), has_next, cursor, items, info))
 }
 
+/// The scope of a list's cursors: the cluster, the kind, the namespace and the selectors. A
+/// table of the same list has the same scope, as the API server's continue tokens are the same
+/// whichever way the items are rendered.
+pub(super) fn list_scope(cluster_id: &str, target: &Target, query: &ListQuery) -> String {
+    let resource = &target.resource;
+    scope_of(&[
+        cluster_id,
+        &resource.group,
+        &resource.version,
+        &resource.kind,
+        target.namespace().unwrap_or("\0all"),
+        query.label_selector.as_deref().unwrap_or(""),
+        query.field_selector.as_deref().unwrap_or(""),
+    ])
+}
+
 /// True when the list's nodes read nothing beyond their type and metadata: then the API server
 /// is asked for metadata only, as `kubectl get` asks for tables rather than whole objects.
 fn reads_metadata_only(ctx: &Context<'_>) -> bool {
-    const METADATA_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "events", "__typename"];
     let look = ctx.look_ahead();
-    [look.field("edges").field("node"), look.field("nodes")]
-        .iter()
-        .flat_map(|nodes| nodes.selection_fields())
-        .all(|node| node.selection_set().all(|field| METADATA_FIELDS.contains(&field.name())))
+    selects_only_metadata([look.field("edges").field("node"), look.field("nodes")])
+}
+
+/// True when the objects at these places of the query read nothing beyond their type and
+/// metadata.
+pub(super) fn selects_only_metadata<'a>(objects: impl IntoIterator<Item = async_graphql::Lookahead<'a>>) -> bool {
+    const METADATA_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "events", "__typename"];
+    objects
+        .into_iter()
+        .flat_map(|objects| objects.selection_fields())
+        .all(|object| object.selection_set().all(|field| METADATA_FIELDS.contains(&field.name())))
 }
 
 /// A kind of a cluster bound for the caller (see `resources::Target`).

@@ -252,6 +252,7 @@ impl RolloutSubscription {
             namespace: Some(namespace),
             label_selector: None,
             field_selector: Some(format!("metadata.name={name}")),
+            table: false,
         };
         let options = SubscribeOptions { event_types: None, send_initial_state: true, events_per_second: None };
         let events =

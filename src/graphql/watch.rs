@@ -7,6 +7,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::object::Origin;
 use super::resources::{Resource, resolve_kind};
+use super::table::{Column, TableRow, columns};
 use super::{caller, data};
 use crate::error::{ApiError, ErrorCode};
 use crate::resources::{ListQuery, ResourceService};
@@ -27,10 +28,24 @@ impl ResourceEvent {
     /// The object after the change (for DELETED, its last state); absent for RESYNC.
     async fn resource(&self) -> Option<Resource> {
         let object = self.event.object.as_ref()?;
-        Some(Resource::shared(Arc::clone(object), Arc::clone(&self.origin)))
+        Some(Resource::shared(Arc::clone(&object.object), Arc::clone(&self.origin)))
     }
     async fn resource_version(&self) -> Option<&str> {
         self.event.object.as_ref()?.metadata.resource_version.as_deref()
+    }
+    /// The object's row of the API server's table (`kubectl get` of this one object), when the
+    /// subscription asked for `asTable`; a row with the same `object.metadata.uid` is replaced.
+    async fn row(&self) -> Option<TableRow> {
+        let watched = self.event.object.as_ref()?;
+        let row = watched.row.as_ref()?;
+        let object = Resource::shared(Arc::clone(&watched.object), Arc::clone(&self.origin));
+        Some(TableRow::new(row.cells.clone(), object))
+    }
+    /// The table's columns, when the subscription asked for `asTable` (the same as
+    /// `Cluster.table`'s unless the kind's definition changed).
+    async fn columns(&self) -> Option<Vec<Column>> {
+        let row = self.event.object.as_ref()?.row.as_ref()?;
+        Some(columns(&row.columns))
     }
 }
 
@@ -58,6 +73,8 @@ impl WatchSubscription {
         #[graphql(desc = "Only these types (RESYNC always comes).")] event_types: Option<Vec<WatchEventType>>,
         #[graphql(desc = "Start with the current objects as ADDED. Default false.")] send_initial_state: Option<bool>,
         #[graphql(desc = "Default and maximum are server settings.")] max_events_per_second: Option<i32>,
+        #[graphql(desc = "Each event with the object's table row (`row`, `columns`), as `Cluster.table` draws it.")]
+        as_table: Option<bool>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ResourceEvent>> + use<>> {
         let caller = caller(ctx)?;
         let hub = data::<Arc<WatchHub>>(ctx)?;
@@ -84,6 +101,7 @@ impl WatchSubscription {
             namespace: target.namespace().map(str::to_owned),
             label_selector,
             field_selector,
+            table: as_table.unwrap_or(false),
         };
         let options = SubscribeOptions {
             event_types,

@@ -5,6 +5,7 @@ pub mod access_review;
 pub mod discovery;
 pub mod logs;
 pub mod rollout;
+pub mod table;
 mod target;
 pub mod write;
 

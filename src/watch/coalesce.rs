@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use kube::api::DynamicObject;
 
+use crate::resources::table::{RowCells, TableColumn};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
 pub enum WatchEventType {
     Added,
@@ -21,7 +23,42 @@ pub enum WatchEventType {
 #[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub kind: WatchEventType,
-    pub object: Option<Arc<DynamicObject>>,
+    pub object: Option<Watched>,
+}
+
+/// An object as a watch holds it: parsed once and shared by every subscriber, with its table
+/// row when the watch asked the API server for tables.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub object: Arc<DynamicObject>,
+    pub row: Option<Arc<TableRow>>,
+}
+
+/// A watched object's row of the API server's table, and the table's columns.
+#[derive(Debug, PartialEq)]
+pub struct TableRow {
+    pub columns: Arc<[TableColumn]>,
+    pub cells: RowCells,
+}
+
+impl std::ops::Deref for Watched {
+    type Target = DynamicObject;
+
+    fn deref(&self) -> &DynamicObject {
+        &self.object
+    }
+}
+
+impl From<DynamicObject> for Watched {
+    fn from(object: DynamicObject) -> Self {
+        Arc::new(object).into()
+    }
+}
+
+impl From<Arc<DynamicObject>> for Watched {
+    fn from(object: Arc<DynamicObject>) -> Self {
+        Watched { object, row: None }
+    }
 }
 
 /// (namespace, name): what identifies an object within one watch.
@@ -139,7 +176,7 @@ mod tests {
     }
 
     fn event(kind: WatchEventType, name: &str, rv: &str) -> WatchEvent {
-        WatchEvent { kind, object: Some(object(name, rv)) }
+        WatchEvent { kind, object: Some(object(name, rv).into()) }
     }
 
     fn drain(c: &mut Coalescer) -> Vec<(WatchEventType, String)> {

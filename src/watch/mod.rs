@@ -9,6 +9,7 @@
 
 pub mod coalesce;
 pub mod state;
+pub mod table;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -25,8 +26,9 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use tokio::sync::{RwLock, broadcast};
 
-use self::coalesce::{Coalescer, WatchEvent, WatchEventType};
+use self::coalesce::{Coalescer, WatchEvent, WatchEventType, Watched};
 use self::state::WatchState;
+use crate::resources::ListQuery;
 
 /// Limits of live subscriptions.
 #[derive(clap::Args, Debug, Clone)]
@@ -86,6 +88,8 @@ pub struct WatchKey {
     pub namespace: Option<String>,
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
+    /// Watch the API server's table of the objects (a row with each), not the objects alone.
+    pub table: bool,
 }
 
 struct Upstream {
@@ -283,7 +287,7 @@ impl WatchHub {
         let (receiver, snapshot, skip_first_list) = {
             let state = store.read().await;
             let receiver = events.subscribe();
-            let snapshot: Vec<Arc<DynamicObject>> =
+            let snapshot: Vec<Watched> =
                 if options.send_initial_state { state.objects().values().cloned().collect() } else { Vec::new() };
             (receiver, snapshot, !options.send_initial_state && !state.listed())
         };
@@ -488,7 +492,7 @@ impl SubscriberState {
                         self.coalescer.set_capacity(state.objects().len() + self.spare);
                         for object in state.objects().values() {
                             if (self.accept)(WatchEventType::Added) {
-                                self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(Arc::clone(object)) });
+                                self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(object.clone()) });
                             }
                         }
                     }
@@ -505,23 +509,30 @@ fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, re
     let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
     let listed = Arc::new(AtomicBool::new(false));
-    let api: Api<DynamicObject> = match &key.namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &resource),
-        None => Api::all_with(client, &resource),
+    let mut stream = if key.table {
+        let url_path = <DynamicObject as kube::Resource>::url_path(&resource, key.namespace.as_deref());
+        let query =
+            ListQuery { label_selector: key.label_selector.clone(), field_selector: key.field_selector.clone() };
+        table::table_watcher(client, url_path, query).map(|item| item.map_err(|e| e.to_string())).boxed()
+    } else {
+        let api: Api<DynamicObject> = match &key.namespace {
+            Some(ns) => Api::namespaced_with(client, ns, &resource),
+            None => Api::all_with(client, &resource),
+        };
+        let mut config = watcher::Config::default();
+        if let Some(labels) = &key.label_selector {
+            config = config.labels(labels);
+        }
+        if let Some(fields) = &key.field_selector {
+            config = config.fields(fields);
+        }
+        watcher(api, config).default_backoff().map(|item| item.map(state::watched).map_err(|e| e.to_string())).boxed()
     };
-    let mut config = watcher::Config::default();
-    if let Some(labels) = &key.label_selector {
-        config = config.labels(labels);
-    }
-    if let Some(fields) = &key.field_selector {
-        config = config.fields(fields);
-    }
     let task = {
         let (events, store, held, listed) =
             (events.clone(), Arc::clone(&store), Arc::clone(&held), Arc::clone(&listed));
         let what = format!("{}/{} {:?}", key.cluster_id, key.kind, key.namespace);
         tokio::spawn(async move {
-            let mut stream = watcher(api, config).default_backoff().boxed();
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(event) => {

@@ -5,14 +5,13 @@
 //! what did not change.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 
-use super::coalesce::{ObjectKey, WatchEvent, WatchEventType, object_key};
+use super::coalesce::{ObjectKey, WatchEvent, WatchEventType, Watched, object_key};
 
-pub type Objects = HashMap<ObjectKey, Arc<DynamicObject>>;
+pub type Objects = HashMap<ObjectKey, Watched>;
 
 #[derive(Debug, Default)]
 pub struct WatchState {
@@ -36,8 +35,8 @@ impl WatchState {
     }
 
     /// Applies one watcher event and returns the events it means for subscribers, in order.
-    pub fn apply(&mut self, event: watcher::Event<DynamicObject>) -> Vec<WatchEvent> {
-        let event_for = |kind, object: &Arc<DynamicObject>| WatchEvent { kind, object: Some(Arc::clone(object)) };
+    pub fn apply(&mut self, event: watcher::Event<Watched>) -> Vec<WatchEvent> {
+        let event_for = |kind, object: &Watched| WatchEvent { kind, object: Some(object.clone()) };
         match event {
             watcher::Event::Init => {
                 self.relist = Some(Objects::new());
@@ -45,7 +44,7 @@ impl WatchState {
             }
             watcher::Event::InitApply(object) => {
                 if let Some(buffer) = self.relist.as_mut() {
-                    buffer.insert(object_key(&object), Arc::new(object));
+                    buffer.insert(object_key(&object), object);
                 }
                 Vec::new()
             }
@@ -71,8 +70,7 @@ impl WatchState {
                 events
             }
             watcher::Event::Apply(object) => {
-                let object = Arc::new(object);
-                let kind = match self.objects.insert(object_key(&object), Arc::clone(&object)) {
+                let kind = match self.objects.insert(object_key(&object), object.clone()) {
                     None => WatchEventType::Added,
                     Some(old) if old.metadata.resource_version == object.metadata.resource_version => {
                         return Vec::new();
@@ -83,9 +81,20 @@ impl WatchState {
             }
             watcher::Event::Delete(object) => {
                 self.objects.remove(&object_key(&object));
-                vec![event_for(WatchEventType::Deleted, &Arc::new(object))]
+                vec![event_for(WatchEventType::Deleted, &object)]
             }
         }
+    }
+}
+
+/// A watcher's event over objects, as one over watched objects without table rows.
+pub fn watched(event: watcher::Event<DynamicObject>) -> watcher::Event<Watched> {
+    match event {
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(object.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+        watcher::Event::Apply(object) => watcher::Event::Apply(object.into()),
+        watcher::Event::Delete(object) => watcher::Event::Delete(object.into()),
     }
 }
 
@@ -93,12 +102,13 @@ impl WatchState {
 mod tests {
     use super::*;
 
-    fn object(name: &str, version: &str) -> DynamicObject {
-        serde_json::from_value(serde_json::json!({
+    fn object(name: &str, version: &str) -> Watched {
+        serde_json::from_value::<DynamicObject>(serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": name, "namespace": "ns", "resourceVersion": version }
         }))
         .unwrap()
+        .into()
     }
 
     /// The events as (type, name, resourceVersion), sorted: a relist's order is the map's.

@@ -69,6 +69,18 @@ impl ControlPlane {
         std::fs::read_to_string(&self.ca_file).expect("CA file")
     }
 
+    /// Runs kubectl against the control plane as its administrator and returns what it printed;
+    /// fails the test when kubectl fails.
+    pub fn run_kubectl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&self.kubectl)
+            .args(["--kubeconfig", self.kubeconfig.to_str().unwrap(), "--context", "admin"])
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A kube-rs client for a context of the generated kubeconfig (`admin` or `limited`).
     pub async fn client(&self, context: &str) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
