@@ -16,6 +16,20 @@ args_dir="$state_dir/args"
 # Start order; down stops in reverse.
 components=(echo etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
+# second_control_plane: act on the second control plane instead: an etcd and a kube-apiserver
+# only (no controllers, nodes or echo server), with their own certificates, tokens and data, in
+# the state dir beside the first's (<state>-second). Tests that span clusters use it.
+second_control_plane() {
+  state_dir="$state_dir-second"
+  mkdir -p "$state_dir"
+  pid_dir="$state_dir/pids"
+  log_dir="$state_dir/logs"
+  args_dir="$state_dir/args"
+  components=(etcd kube-apiserver)
+  second=1
+}
+second=0
+
 # lock_state: serialise up/down on the same state dir (held until exit).
 lock_state() {
   exec 9>>"$state_dir/.lock"

@@ -39,7 +39,19 @@ pub fn pki_dir() -> PathBuf {
 impl ControlPlane {
     /// The running control plane. Its absence is a setup error: the suite needs it.
     pub fn get() -> ControlPlane {
-        let path = state_dir().join("env");
+        Self::read(state_dir())
+    }
+
+    /// The second control plane (`tests/cluster/up --second`): an API server and etcd of their
+    /// own, for the tests that span clusters. It has no nodes, controllers or echo server.
+    pub fn second() -> ControlPlane {
+        let mut dir = state_dir().into_os_string();
+        dir.push("-second");
+        Self::read(PathBuf::from(dir))
+    }
+
+    fn read(state: PathBuf) -> ControlPlane {
+        let path = state.join("env");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
                 "the test control plane is not running ({}: {e}); run the suite with scripts/test, \
