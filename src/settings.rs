@@ -138,6 +138,19 @@ pub struct ApiLimits {
     /// request may then be this much larger than `max_body_bytes` (its manifest variable).
     #[arg(long, env = "KUBEGQL_MAX_MANIFEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_manifest_bytes: usize,
+
+    /// Most clusters one query or subscription across clusters may span.
+    #[arg(long, env = "KUBEGQL_MAX_CLUSTERS_PER_QUERY", default_value_t = 20)]
+    pub max_clusters_per_query: usize,
+
+    /// Clusters a query across clusters reads at once.
+    #[arg(long, env = "KUBEGQL_FANOUT_CONCURRENCY", default_value_t = 8)]
+    pub fanout_concurrency: usize,
+
+    /// Seconds a query across clusters waits for all of them; a cluster that has not answered
+    /// by then gives a CLUSTER_UNREACHABLE entry of its own.
+    #[arg(long, env = "KUBEGQL_FANOUT_DEADLINE_SECS", default_value_t = 10)]
+    pub fanout_deadline_secs: u64,
 }
 
 impl ApiLimits {
@@ -156,6 +169,9 @@ impl Default for ApiLimits {
             max_query_depth: 15,
             max_query_complexity: 50_000,
             max_batch_size: 10,
+            max_clusters_per_query: 20,
+            fanout_concurrency: 8,
+            fanout_deadline_secs: 10,
             auth_failures_per_minute: 30,
             websocket_init_timeout_secs: 10,
             max_websocket_operations: 100,

@@ -43,6 +43,7 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
         ("Query", "podLogs", "query($c: ID!, $ns: String!) { podLogs(clusterId: $c, namespace: $ns, pod: \"p\") { text } }".into(), c.clone(), Refused),
         ("Query", "principals", "{ principals { edges { node { id name apiTokens { edges { node { id } } } } } } }".into(), json!({}), OwnTenant),
         ("Query", "auditEvents", "query($c: ID) { auditEvents(filter: { clusterId: $c }) { edges { node { requestId principalId clusterId } } } }".into(), json!({ "c": t.cluster }), OwnTenant),
+        ("Query", "resourcesAcrossClusters", "query($c: ID!, $ns: String!) { resourcesAcrossClusters(clusterIds: [$c], kind: \"ConfigMap\", namespace: $ns) { edges { clusterId node { metadata { name } } } clusters { clusterId error { code } } } }".into(), c.clone(), Refused),
         ("Query", "viewer", "{ viewer { id name tenant } }".into(), json!({}), OwnTenant),
         ("Mutation", "createCluster", "mutation { createCluster(input: { name: \"b-own\", mode: DIRECT, apiServerUrl: \"https://127.0.0.1:9\", bearerToken: \"t\" }) { id } }".into(), json!({}), OwnTenant),
         ("Mutation", "updateCluster", "mutation($c: ID!) { updateCluster(id: $c, input: { name: \"stolen\" }) { id } }".into(), c.clone(), Refused),
@@ -59,6 +60,7 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
         ("Mutation", "revokeApiToken", "mutation($t: ID!) { revokeApiToken(id: $t) { id } }".into(), json!({ "t": t.token }), Refused),
         ("Subscription", "clusterChanges", "subscription { clusterChanges { clusterId } }".into(), json!({}), OwnTenant),
         ("Subscription", "resourceEvents", "subscription($c: ID!, $ns: String!) { resourceEvents(clusterId: $c, kind: \"ConfigMap\", namespace: $ns, sendInitialState: true) { type } }".into(), c.clone(), Refused),
+        ("Subscription", "resourceEventsAcrossClusters", "subscription($c: ID!, $ns: String!) { resourceEventsAcrossClusters(clusterIds: [$c], kind: \"ConfigMap\", namespace: $ns, sendInitialState: true) { clusterId type error { code } } }".into(), c.clone(), Refused),
         ("Subscription", "rolloutStatus", "subscription($c: ID!, $ns: String!) { rolloutStatus(clusterId: $c, kind: \"Deployment\", namespace: $ns, name: \"web\") { done } }".into(), c.clone(), Refused),
         ("Subscription", "logStream", "subscription($c: ID!, $ns: String!) { logStream(clusterId: $c, namespace: $ns, labelSelector: \"app=web\") { line } }".into(), c, Refused),
     ]

@@ -7,6 +7,7 @@
 
 pub mod directory;
 pub mod policy;
+pub mod selector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -24,6 +24,22 @@ pub fn serve_pages_of(max_page_size: u32) {
     LARGEST_PAGE.fetch_max(max_page_size as usize, Ordering::Relaxed);
 }
 
+/// The most clusters a query across clusters of any schema of this process may span
+/// (`--max-clusters-per-query`); a selector is priced as matching that many.
+static WIDEST_SPAN: AtomicUsize = AtomicUsize::new(20);
+
+/// Called for each schema built, with its widest span.
+pub fn serve_spans_of(max_clusters: usize) {
+    WIDEST_SPAN.fetch_max(max_clusters, Ordering::Relaxed);
+}
+
+/// A page read from several clusters: one call to each (ids given, or as many as a selector may
+/// match), and the page's items.
+pub fn across(cluster_ids: Option<usize>, first: Option<i32>, child: usize) -> usize {
+    let clusters = cluster_ids.unwrap_or_else(|| WIDEST_SPAN.load(Ordering::Relaxed)).max(1);
+    page(first, child).saturating_add(clusters.saturating_mul(CLUSTER_CALL))
+}
+
 fn items(first: Option<i32>) -> usize {
     first.map_or(DEFAULT_FIRST, |n| (n.max(0) as usize).min(LARGEST_PAGE.load(Ordering::Relaxed)))
 }
@@ -69,5 +85,7 @@ mod tests {
         assert_eq!(log(None, 2), 1024 + 2 + 100);
         assert_eq!(log(Some(1), 0), 101);
         assert_eq!(log(Some(i64::MAX), 0), 1124, "capped at 1 MiB as the field is");
+        assert_eq!(across(Some(2), Some(10), 3), 31 + 200);
+        assert!(across(None, Some(10), 3) >= 31 + 2000, "a selector is priced at the widest span");
     }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL schema: built in one place, resolvers kept thin over the domain services.
 
 mod access;
+mod across;
 mod audit;
 mod clusters;
 mod cost;
@@ -30,6 +31,7 @@ pub use resources::DEFAULT_FIELD_MANAGER;
 pub struct QueryRoot(
     clusters::ClusterQuery,
     resources::ResourceQuery,
+    across::AcrossQuery,
     principals::PrincipalQuery,
     audit::AuditQuery,
     ViewerQuery,
@@ -49,6 +51,7 @@ pub struct MutationRoot(
 pub struct SubscriptionRoot(
     clusters::ClusterSubscription,
     watch::WatchSubscription,
+    across::AcrossSubscription,
     rollout::RolloutSubscription,
     logs::LogSubscription,
 );
@@ -66,6 +69,7 @@ pub fn schema_builder(limits: &ApiLimits) -> SchemaBuilder<QueryRoot, MutationRo
 /// a document that does not parse, to the audited schema.
 pub fn read_schema_builder(limits: &ApiLimits) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     cost::serve_pages_of(limits.max_page_size);
+    cost::serve_spans_of(limits.max_clusters_per_query);
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .limit_depth(limits.max_query_depth)
         .limit_complexity(limits.max_query_complexity)

@@ -2,6 +2,7 @@
 //! (group, version, kind) to an `ApiResource`, and `DynamicObject` carries the object.
 
 pub mod access_review;
+pub mod across;
 pub mod discovery;
 pub mod logs;
 pub mod rollout;

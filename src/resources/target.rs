@@ -8,6 +8,7 @@ use kube::Client;
 use kube::core::Request;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
+use super::across::ListFrom;
 use super::{
     ListPage, ListQuery, RawList, RawObject, ResourceError, ResourceService, discovery, list_params, url_path,
 };
@@ -83,10 +84,31 @@ impl Target {
         continue_token: Option<String>,
         metadata_only: bool,
     ) -> Result<ListPage<RawObject>, ResourceError> {
+        let from = continue_token.map_or(ListFrom::Latest, ListFrom::Continue);
+        self.list_from(query, limit, from, metadata_only).await
+    }
+
+    /// One page as `list` reads it, from a given start: the latest list, the list at an exact
+    /// resourceVersion, or a continue token.
+    pub async fn list_from(
+        &self,
+        query: &ListQuery,
+        limit: u32,
+        from: ListFrom,
+        metadata_only: bool,
+    ) -> Result<ListPage<RawObject>, ResourceError> {
         if !self.caps.supports_operation("list") {
             return Err(ResourceError::Invalid(format!("{} cannot be listed", self.resource.kind)));
         }
-        let params = list_params(query, limit, continue_token);
+        let mut params = list_params(query, limit, None);
+        match from {
+            ListFrom::Latest => {}
+            ListFrom::Continue(token) => params.continue_token = Some(token),
+            ListFrom::Exact(version) => {
+                params.resource_version = Some(version);
+                params.version_match = Some(kube::api::VersionMatch::Exact);
+            }
+        }
         let url = self.request();
         let mut request = if metadata_only { url.list_metadata(&params) } else { url.list(&params) }
             .map_err(|e| ResourceError::Invalid(e.to_string()))?;
