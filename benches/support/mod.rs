@@ -10,10 +10,23 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// The `env` file that `tests/cluster/up` writes.
 pub fn control_plane_env() -> HashMap<String, String> {
-    let dir = std::env::var("KUBEGQL_CLUSTER_STATE").unwrap_or_else(|_| {
+    env_in(&state_dir())
+}
+
+/// The `env` file of the second control plane (`tests/cluster/up --second`).
+pub fn second_control_plane_env() -> HashMap<String, String> {
+    env_in(&format!("{}-second", state_dir()))
+}
+
+fn state_dir() -> String {
+    std::env::var("KUBEGQL_CLUSTER_STATE").unwrap_or_else(|_| {
         format!("{}/tests/cluster/.state", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()))
-    });
-    let text = std::fs::read_to_string(format!("{dir}/env")).expect("the control plane is up (tests/cluster/up)");
+    })
+}
+
+fn env_in(dir: &str) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(format!("{dir}/env"))
+        .unwrap_or_else(|e| panic!("the control plane is up (tests/cluster/up, or up --second): {dir}/env: {e}"));
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
@@ -85,12 +98,19 @@ pub async fn server_with_cluster(
     let mut banner = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
     let base = banner.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
+    let id = register_cluster(&base, token, vars, "bench").await;
+    (server, dir, base, id)
+}
+
+/// Registers the control plane of `vars` in the kubegql server at `base` as cluster `name`
+/// (its admin token and CA), and returns the cluster's id.
+pub async fn register_cluster(base: &str, token: &str, vars: &HashMap<String, String>, name: &str) -> String {
     let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{base}/graphql"))
         .bearer_auth(token)
         .json(&serde_json::json!({ "query": "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }",
-            "variables": { "i": { "name": "bench", "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"],
+            "variables": { "i": { "name": name, "mode": "DIRECT", "apiServerUrl": vars["KUBE_TEST_API_URL"],
                                   "bearerToken": vars["KUBE_TEST_ADMIN_TOKEN"], "caData": ca } } }))
         .send()
         .await
@@ -98,6 +118,5 @@ pub async fn server_with_cluster(
         .json()
         .await
         .unwrap();
-    let id = created["data"]["createCluster"]["id"].as_str().unwrap().to_owned();
-    (server, dir, base, id)
+    created["data"]["createCluster"]["id"].as_str().unwrap_or_else(|| panic!("registered: {created}")).to_owned()
 }
