@@ -2,8 +2,11 @@
 // - queries and mutations: POST /graphql with `Authorization: Bearer <token>`;
 // - subscriptions: one WebSocket to /graphql/ws speaking graphql-transport-ws, the token in
 //   `connection_init`; reconnects with backoff and treats a reconnect like a RESYNC (reload);
-// - lists: the first view is a server-side page (`first`/`after`), kept current by
-//   `resourceEvents`; events that arrive while a page loads are applied after it;
+// - lists: the first view is a server-side page of the API server's table (`Cluster.table`:
+//   kubectl's columns for every kind), kept current by `resourceEvents(asTable: true)`, whose
+//   events carry each object's new row; events that arrive while a page loads are applied after it;
+// - an object's actions are offered as the caller may use them (`Cluster.access`), an edit is
+//   previewed with a dry-run apply's diff before it is applied, and a pod's log is followed live;
 // - every error the API gives is shown with its `extensions.code`.
 // The token is kept in this tab's session storage (shared with the GraphiQL page), never in a URL.
 (function () {
@@ -213,39 +216,6 @@
     return value === null || value === undefined ? "" : String(value);
   }
 
-  function age(timestamp) {
-    if (!timestamp) return "";
-    var seconds = Math.max(0, Math.floor((Date.now() - Date.parse(timestamp)) / 1000));
-    if (seconds < 120) return seconds + "s";
-    if (seconds < 7200) return Math.floor(seconds / 60) + "m";
-    if (seconds < 172800) return Math.floor(seconds / 3600) + "h";
-    return Math.floor(seconds / 86400) + "d";
-  }
-
-  // A short status, as `kubectl get` would summarise it.
-  function summary(kind, status) {
-    var s = status || {};
-    switch (kind) {
-      case "Deployment":
-      case "StatefulSet":
-      case "ReplicaSet":
-        return (s.readyReplicas || 0) + "/" + (s.replicas || 0) + " ready" + (kind === "Deployment" ? ", " + (s.updatedReplicas || 0) + " up to date" : "");
-      case "DaemonSet":
-        return (s.numberReady || 0) + "/" + (s.desiredNumberScheduled || 0) + " ready";
-      case "Job":
-        return (s.succeeded || 0) + " succeeded" + (s.failed ? ", " + s.failed + " failed" : "");
-      default:
-        if (s.phase) return s.phase;
-        if (Array.isArray(s.conditions)) {
-          var ready = s.conditions.filter(function (c) {
-            return c.type === "Ready" || c.type === "Available" || c.type === "Established";
-          })[0];
-          if (ready) return ready.type + "=" + ready.status;
-        }
-        return "";
-    }
-  }
-
   // ---------------------------------------------------------------- clusters
 
   var CLUSTERS =
@@ -346,15 +316,16 @@
 
   // ---------------------------------------------------------------- the list, kept live
 
-  var ROW = "fragment Row on Resource { metadata { name namespace uid resourceVersion creationTimestamp deletionTimestamp } status }";
+  var ROW = "fragment Row on TableRow { text object { metadata { name namespace uid deletionTimestamp } } }";
   var PAGE =
     "query($id: ID!, $g: String, $v: String, $k: String!, $ns: String, $after: String) { cluster(id: $id) {" +
-    " resources(group: $g, version: $v, kind: $k, namespace: $ns, first: 50, after: $after) {" +
-    " pageInfo { hasNextPage endCursor } remainingItemCount resourceVersion nodes { ...Row } } } } " +
+    " table(group: $g, version: $v, kind: $k, namespace: $ns, first: 50, after: $after) {" +
+    " columns { name priority description } pageInfo { hasNextPage endCursor } remainingItemCount rows { ...Row } } } } " +
     ROW;
   var EVENTS =
     "subscription($id: ID!, $g: String, $v: String, $k: String!, $ns: String) {" +
-    " resourceEvents(clusterId: $id, group: $g, version: $v, kind: $k, namespace: $ns) { type resourceVersion resource { ...Row } } } " +
+    " resourceEvents(clusterId: $id, group: $g, version: $v, kind: $k, namespace: $ns, asTable: true) {" +
+    " type resourceVersion columns { name priority description } row { ...Row } } } " +
     ROW;
 
   function stopView() {
@@ -378,6 +349,7 @@
     v.resource = resource;
     v.namespace = namespace;
     v.rows = new Map();
+    v.columns = [];
     v.counts = { ADDED: 0, MODIFIED: 0, DELETED: 0, RESYNC: 0 };
     v.pending = null;
     v.variables = { id: v.clusterId, g: resource.group, v: resource.version, k: resource.kind, ns: namespace };
@@ -406,9 +378,10 @@
     return gql(PAGE, variables)
       .then(function (data) {
         if (view !== v) return;
-        var page = data.cluster.resources;
-        page.nodes.forEach(function (r) {
-          v.rows.set(r.metadata.uid, r);
+        var page = data.cluster.table;
+        if (page.columns.length) v.columns = page.columns;
+        page.rows.forEach(function (row) {
+          v.rows.set(row.object.metadata.uid, row);
         });
         v.after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
         v.remaining = page.remainingItemCount;
@@ -435,18 +408,24 @@
       apply(v, event);
       render(v);
     }
-    if (detail && event.resource && detail.uid === event.resource.metadata.uid) {
-      refreshDetailSoon();
+    if (detail && event.row && detail.uid === event.row.object.metadata.uid) {
+      if (event.type === "DELETED") {
+        objectDeleted(detail);
+      } else {
+        refreshDetailSoon();
+      }
     }
   }
 
+  // An event's row replaces the row of the same object, or removes it.
   function apply(v, event) {
-    var r = event.resource;
-    if (!r) return;
+    var row = event.row;
+    if (!row) return;
+    if (event.columns && event.columns.length) v.columns = event.columns;
     if (event.type === "DELETED") {
-      v.rows.delete(r.metadata.uid);
+      v.rows.delete(row.object.metadata.uid);
     } else {
-      v.rows.set(r.metadata.uid, r);
+      v.rows.set(row.object.metadata.uid, row);
     }
   }
 
@@ -458,29 +437,50 @@
     loadFirstPage(v);
   }
 
+  // The columns shown: kubectl's (priority 0), all of them when "wide" is ticked (`-o wide`),
+  // after a NAMESPACE column for all namespaces of a namespaced kind (`-A`).
+  function shownColumns(v) {
+    var wide = $("#wide").checked;
+    var shown = [];
+    if (v.resource.namespaced && !v.namespace) shown.push({ name: "Namespace", index: -1, description: "" });
+    v.columns.forEach(function (c, i) {
+      if (wide || c.priority === 0) shown.push({ name: c.name, index: i, description: c.description });
+    });
+    return shown;
+  }
+
   function render(v) {
     if (view !== v) return;
+    var columns = shownColumns(v);
+    var head = $("#objects thead tr");
+    head.textContent = "";
+    columns.forEach(function (c) {
+      var th = document.createElement("th");
+      th.textContent = c.name.toUpperCase();
+      th.title = c.description || "";
+      head.appendChild(th);
+    });
     var body = $("#objects tbody");
     body.textContent = "";
     var rows = Array.from(v.rows.values());
     rows.sort(function (a, b) {
-      return text(a.metadata.namespace).localeCompare(text(b.metadata.namespace)) || a.metadata.name.localeCompare(b.metadata.name);
+      var x = a.object.metadata, y = b.object.metadata;
+      return text(x.namespace).localeCompare(text(y.namespace)) || x.name.localeCompare(y.name);
     });
-    rows.forEach(function (r) {
+    rows.forEach(function (row) {
+      var meta = row.object.metadata;
       var tr = document.createElement("tr");
-      tr.dataset.name = r.metadata.name;
-      tr.dataset.namespace = text(r.metadata.namespace);
-      if (detail && detail.uid === r.metadata.uid) tr.className = "open";
-      if (r.metadata.deletionTimestamp) tr.className += " terminating";
-      [r.metadata.name, text(r.metadata.namespace), summary(v.resource.kind, r.status), age(r.metadata.creationTimestamp)].forEach(
-        function (value) {
-          var td = document.createElement("td");
-          td.textContent = value;
-          tr.appendChild(td);
-        }
-      );
+      tr.dataset.name = meta.name;
+      tr.dataset.namespace = text(meta.namespace);
+      if (detail && detail.uid === meta.uid) tr.className = "open";
+      if (meta.deletionTimestamp) tr.className += " terminating";
+      columns.forEach(function (c) {
+        var td = document.createElement("td");
+        td.textContent = c.index < 0 ? text(meta.namespace) : text(row.text[c.index]);
+        tr.appendChild(td);
+      });
       tr.addEventListener("click", function () {
-        openDetail(v, r);
+        openDetail(v, meta);
       });
       body.appendChild(tr);
     });
@@ -511,27 +511,32 @@
   var ROLLOUT =
     "subscription($id: ID!, $k: String!, $ns: String!, $n: String!) { rolloutStatus(clusterId: $id, kind: $k, namespace: $ns, name: $n) { done failed message } }";
 
-  function openDetail(v, r) {
+  function openDetail(v, meta) {
     closeDetail();
     detail = {
       view: v,
-      uid: r.metadata.uid,
-      variables: Object.assign({}, v.variables, { ns: r.metadata.namespace || null, n: r.metadata.name }),
+      uid: meta.uid,
+      variables: Object.assign({}, v.variables, { ns: meta.namespace || null, n: meta.name }),
       stopRollout: null,
+      stopLogs: null,
       timer: null,
     };
     $("#detail").hidden = false;
     $("main").classList.add("with-detail");
-    $("#detail-title").textContent = v.resource.kind + " " + (r.metadata.namespace ? r.metadata.namespace + "/" : "") + r.metadata.name;
+    $("#detail-title").textContent = v.resource.kind + " " + (meta.namespace ? meta.namespace + "/" : "") + meta.name;
     $("#follow").hidden = !ROLLOUT_KINDS[v.resource.kind] || v.resource.group !== "apps";
     $("#rollout").textContent = "";
+    $("#editor").hidden = true;
+    $("#logs-view").hidden = true;
+    $("#logtext").textContent = "";
     render(v);
     refreshDetail();
+    checkAccess(detail);
   }
 
   function refreshDetail() {
     var d = detail;
-    if (!d) return;
+    if (!d || d.deleted) return;
     gql(OBJECT, d.variables)
       .then(function (data) {
         if (detail !== d) return;
@@ -552,9 +557,18 @@
       .catch(report("object"));
   }
 
+  // The open object was deleted: it stays on show, marked so, and is no longer read.
+  function objectDeleted(d) {
+    d.deleted = true;
+    if (d.timer) window.clearTimeout(d.timer);
+    d.timer = null;
+    $("#detail-title").textContent += " (deleted)";
+    $("#edit").disabled = true;
+  }
+
   // The open object changed: read it again, at most once a second.
   function refreshDetailSoon() {
-    if (!detail || detail.timer) return;
+    if (!detail || detail.timer || detail.deleted) return;
     var d = detail;
     d.timer = window.setTimeout(function () {
       d.timer = null;
@@ -610,12 +624,145 @@
   function closeDetail() {
     if (!detail) return;
     if (detail.stopRollout) detail.stopRollout();
+    if (detail.stopLogs) detail.stopLogs();
     if (detail.timer) window.clearTimeout(detail.timer);
     var v = detail.view;
     detail = null;
     $("#detail").hidden = true;
     $("main").classList.remove("with-detail");
     if (view === v) render(v);
+  }
+
+  // ---------------------------------------------------------------- may I?
+
+  var ACCESS =
+    "query($id: ID!, $checks: [AccessCheckInput!]!) { cluster(id: $id) { access(checks: $checks) { allowed reason } } }";
+
+  // Offers the object's actions as the caller may use them: kubegql's role and the cluster's
+  // RBAC for the identity kubegql uses for this caller decide, not the page.
+  function checkAccess(d) {
+    var r = d.view.resource;
+    var isPod = r.kind === "Pod" && r.group === "";
+    var object = { group: r.group, resource: r.plural, namespace: d.variables.ns, name: d.variables.n };
+    var checks = [Object.assign({ verb: "patch" }, object)];
+    if (isPod) checks.push(Object.assign({ verb: "get", subresource: "log" }, object, { resource: "pods" }));
+    [["#edit", "Edit"], ["#logs", "Follow logs"]].forEach(function (b) {
+      var button = $(b[0]);
+      button.disabled = true;
+      button.textContent = b[1];
+      button.title = "checking…";
+    });
+    $("#logs").hidden = !isPod;
+    gql(ACCESS, { id: d.variables.id, checks: checks })
+      .then(function (data) {
+        if (detail !== d) return;
+        var answers = data.cluster.access;
+        offer($("#edit"), answers[0]);
+        if (isPod) offer($("#logs"), answers[1]);
+      })
+      .catch(report("access"));
+  }
+
+  function offer(button, answer) {
+    button.disabled = !answer.allowed;
+    button.title = answer.allowed ? "" : "not allowed: " + text(answer.reason);
+    if (!answer.allowed) button.textContent += " (not allowed)";
+  }
+
+  // ---------------------------------------------------------------- edit: diff, then apply
+
+  var WHOLE =
+    "query($id: ID!, $g: String, $v: String, $k: String!, $ns: String, $n: String!) { cluster(id: $id) {" +
+    " resource(group: $g, version: $v, kind: $k, namespace: $ns, name: $n) { json } } }";
+  var APPLY =
+    "mutation($id: ID!, $m: String!, $dry: Boolean) { apply(clusterId: $id, manifest: $m, force: true, dryRun: $dry) {" +
+    " succeeded failed documents { kind name action diff error { code message } } } }";
+
+  // Opens the editor with the object as JSON, without its status (the API server keeps it).
+  function startEdit() {
+    var d = detail;
+    if (!d) return;
+    gql(WHOLE, d.variables)
+      .then(function (data) {
+        if (detail !== d) return;
+        var object = data.cluster.resource.json;
+        delete object.status;
+        $("#manifest").value = JSON.stringify(object, null, 2);
+        $("#diff").textContent = "";
+        $("#applied").textContent = "";
+        $("#apply").disabled = true;
+        $("#editor").hidden = false;
+      })
+      .catch(report("edit"));
+  }
+
+  function applyEdit(dry) {
+    var d = detail;
+    if (!d) return;
+    var manifest = $("#manifest").value;
+    gql(APPLY, { id: d.variables.id, m: manifest, dry: dry })
+      .then(function (data) {
+        if (detail !== d) return;
+        var result = data.apply;
+        var failed = result.documents.filter(function (doc) {
+          return doc.error;
+        });
+        if (failed.length) {
+          showErrors(dry ? "preview" : "apply", failed.map(function (doc) {
+            return { message: doc.kind + " " + doc.name + ": " + doc.error.message, extensions: { code: doc.error.code } };
+          }));
+          return;
+        }
+        if (dry) {
+          var diff = result.documents.map(function (doc) {
+            return doc.diff || "";
+          }).join("");
+          $("#diff").textContent = diff || "no change";
+          // Applied exactly as previewed: a change to the text needs a new preview.
+          $("#apply").disabled = !diff;
+          d.previewed = manifest;
+        } else {
+          $("#applied").textContent = result.documents.map(function (doc) {
+            return doc.kind + " " + doc.name + ": " + doc.action;
+          }).join(", ");
+          $("#apply").disabled = true;
+          refreshDetail();
+        }
+      })
+      .catch(report(dry ? "preview" : "apply"));
+  }
+
+  // ---------------------------------------------------------------- a pod's log, followed
+
+  var LOGS =
+    "subscription($id: ID!, $ns: String!, $pod: String!) { logStream(clusterId: $id, namespace: $ns, pod: $pod, tailLines: 100) {" +
+    " type container line message dropped } }";
+  var MAX_LOG_LINES = 1000;
+
+  function followLogs() {
+    var d = detail;
+    if (!d || d.stopLogs) return;
+    var out = $("#logtext");
+    out.textContent = "";
+    $("#logs-view").hidden = false;
+    d.stopLogs = live.subscribe(
+      "logStream",
+      LOGS,
+      { id: d.variables.id, ns: d.variables.ns, pod: d.variables.n },
+      {
+        onData: function (data) {
+          if (detail !== d) return;
+          var e = data.logStream;
+          var line = e.type === "LINE" ? e.line : "[" + e.type + (e.dropped ? " " + e.dropped : "") + "] " + text(e.message);
+          out.appendChild(document.createTextNode(line + "\n"));
+          while (out.childNodes.length > MAX_LOG_LINES) out.removeChild(out.firstChild);
+          out.scrollTop = out.scrollHeight;
+        },
+        onEnd: function () {
+          d.stopLogs = null;
+        },
+      }
+    );
   }
 
   // ---------------------------------------------------------------- signing in and out
@@ -683,6 +830,20 @@
     if (view && view.after) loadPage(view);
   });
   $("#follow").addEventListener("click", followRollout);
+  $("#wide").addEventListener("change", function () {
+    if (view && view.resource) render(view);
+  });
+  $("#edit").addEventListener("click", startEdit);
+  $("#preview").addEventListener("click", function () {
+    applyEdit(true);
+  });
+  $("#apply").addEventListener("click", function () {
+    if (detail && detail.previewed === $("#manifest").value) applyEdit(false);
+  });
+  $("#manifest").addEventListener("input", function () {
+    $("#apply").disabled = true;
+  });
+  $("#logs").addEventListener("click", followLogs);
   $("#close").addEventListener("click", closeDetail);
   start();
 })();

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use browser::{Browser, Page};
-use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
+use common::control_plane::{ControlPlane, ready_namespace, running_pod, unique_namespace};
 use common::{Backend, TestDb, TestServer, settings_for};
 use serde_json::json;
 
@@ -179,8 +179,8 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
     page.wait_for("the new Deployment in the list", &format!("!!document.querySelector(\"{row}\")"), SOON).await;
     eprintln!("the Deployment appeared {:?} after kubectl created it", created.elapsed());
     page.wait_for(
-        "its replicas ready",
-        &format!("document.querySelector(\"{row}\").innerText.includes('2/2 ready')"),
+        "its replicas ready (READY 2/2, as kubectl prints it)",
+        &format!("document.querySelector(\"{row} td:nth-child(2)\").innerText === '2/2'"),
         Duration::from_secs(60),
     )
     .await;
@@ -224,11 +224,131 @@ async fn the_dashboard_shows_a_deployment_created_rolled_out_and_deleted_with_ku
     // Deleted with kubectl: gone from the list.
     cp.run_kubectl(&["-n", &ns, "delete", "deployment", "web", "--wait=false"]);
     page.wait_for("the Deployment gone", &format!("!document.querySelector(\"{row}\")"), SOON).await;
+    page.wait_for(
+        "the open Deployment marked deleted",
+        "document.querySelector('#detail-title').innerText.endsWith('(deleted)')",
+        SOON,
+    )
+    .await;
     let counts = page.text("#counts").await;
     assert!(counts.starts_with("0 shown") && counts.contains("1 deleted"), "{counts}");
 
     assert_eq!(page.text("#errors").await, "", "no API error was shown");
     assert_only_from(&page, &server.base);
+    assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
+    cp.run_kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The headers of the dashboard's list, joined by commas.
+const HEADERS: &str = "[...document.querySelectorAll('#objects thead th')].map(t => t.innerText).join(',')";
+
+/// Signs in, opens the cluster and shows `kind` (`group/version/Kind`) in `namespace`.
+async fn show(page: &Page, token: &str, cluster: &str, kind: &str, namespace: &str) {
+    sign_in(page, token).await;
+    let item = format!("#clusters li[data-name='{cluster}']");
+    page.wait_for("the cluster", &format!("!!document.querySelector(\"{item}\")"), SOON).await;
+    page.click(&item).await;
+    page.wait_for("the kinds of the cluster", "!document.querySelector('#kind').disabled", SOON).await;
+    page.select("#kind", kind).await;
+    page.select("#namespace", namespace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_draws_kubectls_columns_offers_what_the_caller_may_do_and_previews_an_edit() {
+    let cp = ControlPlane::get();
+    let client = cp.client("admin").await;
+    let ns = unique_namespace("ui-table");
+    ready_namespace(&client, &ns).await;
+    cp.run_kubectl(&["-n", &ns, "create", "configmap", "cfg", "--from-literal=k=v"]);
+    running_pod(
+        &client,
+        &ns,
+        json!({
+            "metadata": { "name": "ticker" },
+            "spec": { "containers": [{ "name": "main", "image": "registry.invalid/ticker:1" }] }
+        }),
+    )
+    .await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    server.control_plane_cluster(&cp, "tables", json!({})).await;
+    let (_, viewer) = server.principal("vera", "VIEWER").await;
+
+    let browser = Browser::start().await;
+    let page = browser.page().await;
+    page.open(&server.url("/ui")).await;
+    show(&page, &server.token, "tables", "/v1/ConfigMap", &ns).await;
+
+    // kubectl's columns, drawn by the API server; a row changes in place when its object does.
+    page.wait_for("the ConfigMap columns", &format!("{HEADERS} === 'NAME,DATA,AGE'"), SOON).await;
+    let data_cell =
+        "(document.querySelector(\"#objects tr[data-name='cfg'] td:nth-child(2)\") || {innerText: ''}).innerText";
+    page.wait_for("cfg with one key", &format!("{data_cell} === '1'"), SOON).await;
+    cp.run_kubectl(&["-n", &ns, "patch", "configmap", "cfg", "--type=merge", "-p", r#"{"data":{"k2":"v2"}}"#]);
+    page.wait_for("cfg's row updated live", &format!("{data_cell} === '2'"), SOON).await;
+
+    // Edit: the editor holds the object, a preview shows the API server's diff, and only then
+    // is it applied.
+    page.click("#objects tr[data-name='cfg']").await;
+    page.wait_for("Edit offered to an ADMIN", "!document.querySelector('#edit').disabled", SOON).await;
+    page.click("#edit").await;
+    page.wait_for("the object in the editor", "document.querySelector('#manifest').value.includes('\"k2\"')", SOON)
+        .await;
+    let mut object: serde_json::Value =
+        serde_json::from_str(page.eval("document.querySelector('#manifest').value").await.as_str().unwrap()).unwrap();
+    assert!(object.get("status").is_none() && object["metadata"].get("managedFields").is_none(), "{object}");
+    object["data"]["k"] = json!("changed");
+    page.eval("(e => { e.focus(); e.select(); })(document.querySelector('#manifest'))").await;
+    page.call("Input.insertText", json!({ "text": serde_json::to_string_pretty(&object).unwrap() })).await;
+    assert_eq!(page.eval("document.querySelector('#apply').disabled").await, json!(true), "no apply before a preview");
+    page.click("#preview").await;
+    page.wait_for(
+        "the preview's diff",
+        "document.querySelector('#diff').innerText.includes('-  k: v') && document.querySelector('#diff').innerText.includes('+  k: changed')",
+        SOON,
+    )
+    .await;
+    let stored = || cp.run_kubectl(&["-n", &ns, "get", "configmap", "cfg", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(stored(), "v", "the preview changed nothing");
+    page.screenshot("dashboard-edit-preview").await;
+    page.click("#apply").await;
+    page.wait_for("applied", "document.querySelector('#applied').innerText.includes('CONFIGURED')", SOON).await;
+    assert_eq!(stored(), "changed");
+
+    // Pods: kubectl's columns, and -o wide's with "Wide"; a pod's log followed live.
+    page.select("#kind", "/v1/Pod").await;
+    page.wait_for("the Pod columns", &format!("{HEADERS} === 'NAME,READY,STATUS,RESTARTS,AGE'"), SOON).await;
+    page.wait_for(
+        "the pod running",
+        "(document.querySelector(\"#objects tr[data-name='ticker']\") || {innerText: ''}).innerText.includes('Running')",
+        SOON,
+    )
+    .await;
+    page.click("#wide").await;
+    page.wait_for("the wide columns", &format!("{HEADERS}.startsWith('NAME,READY,STATUS,RESTARTS,AGE,IP,NODE')"), SOON)
+        .await;
+    page.click("#objects tr[data-name='ticker']").await;
+    page.wait_for("logs offered", "!document.querySelector('#logs').disabled", SOON).await;
+    page.click("#logs").await;
+    page.wait_for("log lines", "document.querySelector('#logtext').innerText.trim().length > 0", SOON).await;
+    page.screenshot("dashboard-table-logs").await;
+    assert_eq!(page.text("#errors").await, "", "no API error was shown");
+    assert_only_from(&page, &server.base);
+    assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
+
+    // A VIEWER sees the same list, and Edit is not offered, with kubegql's reason.
+    let page = browser.page().await;
+    page.open(&server.url("/ui")).await;
+    page.eval("window.sessionStorage.clear()").await;
+    show(&page, &viewer, "tables", "/v1/ConfigMap", &ns).await;
+    page.wait_for("cfg listed", "!!document.querySelector(\"#objects tr[data-name='cfg']\")", SOON).await;
+    page.click("#objects tr[data-name='cfg']").await;
+    page.wait_for(
+        "Edit refused to a VIEWER",
+        "document.querySelector('#edit').disabled && document.querySelector('#edit').title.includes('VIEWER')",
+        SOON,
+    )
+    .await;
     assert!(page.exceptions().is_empty(), "uncaught exceptions: {:?}", page.console());
     cp.run_kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

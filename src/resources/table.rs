@@ -57,19 +57,28 @@ impl RowObject {
 pub struct WireTable<O> {
     #[serde(default)]
     pub metadata: ListMeta,
-    /// Left out of every watch event but the first.
-    #[serde(default)]
+    /// Null in every watch event but the first.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub column_definitions: Vec<TableColumn>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub rows: Vec<WireRow<O>>,
+}
+
+/// A list the API server may send as `null`.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(bound(deserialize = "O: Deserialize<'de>"))]
 pub struct WireRow<O> {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub cells: Vec<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub conditions: Vec<RowCondition>,
     pub object: O,
 }
@@ -226,6 +235,20 @@ mod tests {
         let watch = watch_request("/api/v1/pods", &ListQuery::default(), "42").unwrap();
         assert!(watch.uri().to_string().ends_with("resourceVersion=42&includeObject=Object"), "{}", watch.uri());
         assert!(watch.uri().to_string().contains("watch=true"), "{}", watch.uri());
+    }
+
+    #[test]
+    fn a_watch_events_table_without_columns_reads() {
+        // As the API server sends every watch event after the first (and every DELETED).
+        let line = r#"{"type":"DELETED","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1",
+            "metadata":{"resourceVersion":"6283"},"columnDefinitions":null,
+            "rows":[{"cells":["c1",1,"0s"],"conditions":null,"object":{"kind":"ConfigMap","apiVersion":"v1",
+            "metadata":{"name":"c1","namespace":"ns","resourceVersion":"6283"},"data":{"a":"b"}}}]}}"#;
+        let event: kube::api::WatchEvent<WireTable<kube::api::DynamicObject>> = serde_json::from_str(line).unwrap();
+        let kube::api::WatchEvent::Deleted(table) = event else { panic!("a DELETED event") };
+        assert!(table.column_definitions.is_empty());
+        assert_eq!(table.rows[0].cells, [json!("c1"), json!(1), json!("0s")]);
+        assert_eq!(table.rows[0].object.metadata.name.as_deref(), Some("c1"));
     }
 
     #[test]
