@@ -12,7 +12,7 @@ use async_graphql::{Context, ID, Object, SimpleObject, Subscription};
 use futures_util::{Stream, StreamExt};
 
 use super::object::Origin;
-use super::page::page_info;
+use super::page::{Items, OnePass, page_info};
 use super::resources::{Resource, selects_only_metadata};
 use super::table::{Column, TableRow};
 use super::watch::{ResourceEvent, WatchArgs, subscribe};
@@ -60,10 +60,10 @@ pub struct ClusterListPart {
 
 /// An object of a page across clusters, with its cluster.
 pub struct ClusterResourceEdge {
-    cursor: Arc<str>,
-    cluster_id: String,
-    cluster_name: String,
-    node: Resource,
+    pub(super) cursor: Arc<str>,
+    pub(super) cluster_id: String,
+    pub(super) cluster_name: String,
+    pub(super) node: Resource,
 }
 
 #[Object]
@@ -85,17 +85,18 @@ impl ClusterResourceEdge {
 
 /// One page of objects from several clusters, merged by namespace, name, then cluster name.
 pub struct ResourcesAcrossClusters {
-    edges: Vec<ClusterResourceEdge>,
-    parts: Vec<ClusterListPart>,
-    has_previous_page: bool,
-    has_next_page: bool,
-    cursor: Arc<str>,
+    pub(super) edges: Vec<ClusterResourceEdge>,
+    pub(super) parts: Vec<ClusterListPart>,
+    pub(super) has_previous_page: bool,
+    pub(super) has_next_page: bool,
+    pub(super) cursor: Arc<str>,
 }
 
 #[Object]
 impl ResourcesAcrossClusters {
-    async fn edges(&self) -> &[ClusterResourceEdge] {
-        &self.edges
+    /// The page's objects, each with its cluster.
+    async fn edges(&self) -> OnePass<'_, ClusterResourceEdge> {
+        OnePass { items: Items::ClusterEdges(&self.edges), each: &self.edges }
     }
     async fn page_info(&self) -> PageInfo {
         page_info(self.has_previous_page, self.has_next_page, &self.cursor, self.edges.is_empty())

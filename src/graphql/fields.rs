@@ -23,8 +23,11 @@ use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::{ContextSelectionSet, Name, Positioned, Value};
 
+use super::across::ClusterResourceEdge;
 use super::object::{Meta, Resource, Text};
 use super::raw::raw_value;
+use super::table::TableRow;
+use crate::resources::table::cell_text;
 
 /// Where the one-pass writers put what they read. A field's value is written after its key; an
 /// object is written between `begin_object` and `end_object`, a list between `begin_list` and
@@ -63,6 +66,87 @@ pub(super) fn edges<'q, S: Sink<'q>>(
             }
             Some(())
         })
+    })
+}
+
+/// `[ClusterResourceEdge!]!`: the edges of a page across clusters, each naming its cluster.
+pub(super) fn cluster_edges<'q, S: Sink<'q>>(
+    ctx: &'q ContextSelectionSet<'_>,
+    set: &'q SelectionSet,
+    edges: &[ClusterResourceEdge],
+    sink: &mut S,
+) -> Option<()> {
+    list(sink, edges, |sink, edge| {
+        object(ctx, set, sink, |sink, f| {
+            match f.node.name.node.as_str() {
+                "__typename" => sink.string("ClusterResourceEdge"),
+                "cursor" => sink.string(&edge.cursor),
+                "clusterId" => sink.string(&edge.cluster_id),
+                "clusterName" => sink.string(&edge.cluster_name),
+                "node" => resource(ctx, &f.node.selection_set.node, &edge.node, sink)?,
+                _ => return None,
+            }
+            Some(())
+        })
+    })
+}
+
+/// `[TableRow!]!`.
+pub(super) fn table_rows<'q, S: Sink<'q>>(
+    ctx: &'q ContextSelectionSet<'_>,
+    set: &'q SelectionSet,
+    rows: &[TableRow],
+    sink: &mut S,
+) -> Option<()> {
+    list(sink, rows, |sink, row| table_row(ctx, set, row, sink))
+}
+
+/// `[TableRowEdge!]!`: every row of a table page with the page's cursor.
+pub(super) fn table_edges<'q, S: Sink<'q>>(
+    ctx: &'q ContextSelectionSet<'_>,
+    set: &'q SelectionSet,
+    rows: &[TableRow],
+    cursor: &str,
+    sink: &mut S,
+) -> Option<()> {
+    list(sink, rows, |sink, row| {
+        object(ctx, set, sink, |sink, f| {
+            match f.node.name.node.as_str() {
+                "__typename" => sink.string("TableRowEdge"),
+                "cursor" => sink.string(cursor),
+                "node" => table_row(ctx, &f.node.selection_set.node, row, sink)?,
+                _ => return None,
+            }
+            Some(())
+        })
+    })
+}
+
+fn table_row<'q, S: Sink<'q>>(
+    ctx: &'q ContextSelectionSet<'_>,
+    set: &'q SelectionSet,
+    row: &TableRow,
+    sink: &mut S,
+) -> Option<()> {
+    object(ctx, set, sink, |sink, f| {
+        match f.node.name.node.as_str() {
+            "__typename" => sink.string("TableRow"),
+            "cells" => list(sink, &row.row_cells().cells, |sink, cell| match cell {
+                serde_json::Value::Null => {
+                    sink.null();
+                    Some(())
+                }
+                cell => sink.json(cell.clone()),
+            })?,
+            "text" => list(sink, &row.row_cells().cells, |sink, cell| {
+                sink.string(&cell_text(cell));
+                Some(())
+            })?,
+            "completed" => sink.boolean(row.row_cells().completed),
+            "object" => resource(ctx, &f.node.selection_set.node, row.row_object(), sink)?,
+            _ => return None,
+        }
+        Some(())
     })
 }
 

@@ -9,9 +9,11 @@ use async_graphql::parser::types::{Field, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Object, OutputType, Positioned, ServerResult, SimpleObject, Value};
 
+use super::across::ClusterResourceEdge;
 use super::fields::{self, Sink, TextSink, ValueSink};
 use super::object::Resource;
 use super::raw::{RawJsonOutput, raw_value};
+use super::table::TableRow;
 
 /// Extra facts about a Kubernetes list page.
 #[derive(SimpleObject, Default)]
@@ -166,11 +168,48 @@ impl OutputType for Nodes<'_> {
     }
 }
 
+/// A list of a page's items typed as `[T!]!`, written in one pass when it can be and through the
+/// generic executor (over `each`) otherwise.
+pub(super) struct OnePass<'a, T> {
+    pub items: Items<'a>,
+    pub each: &'a [T],
+}
+
+impl<T: OutputType> OutputType for OnePass<'_, T> {
+    fn type_name() -> Cow<'static, str> {
+        <Vec<T> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Vec<T> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        if let Some(value) = one_pass(ctx, &field.node.selection_set.node, self.items) {
+            return Ok(value);
+        }
+        self.each.resolve(ctx, field).await
+    }
+}
+
 /// What a page writes in one pass.
 #[derive(Clone, Copy)]
-enum Items<'a> {
+pub(super) enum Items<'a> {
     Edges(&'a [Resource], &'a str),
     Nodes(&'a [Resource]),
+    ClusterEdges(&'a [ClusterResourceEdge]),
+    TableRows(&'a [TableRow]),
+    TableEdges(&'a [TableRow], &'a str),
+}
+
+impl Items<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Items::Edges(items, _) | Items::Nodes(items) => items.len(),
+            Items::ClusterEdges(edges) => edges.len(),
+            Items::TableRows(rows) | Items::TableEdges(rows, _) => rows.len(),
+        }
+    }
 }
 
 fn write<'q, S: Sink<'q>>(
@@ -182,22 +221,22 @@ fn write<'q, S: Sink<'q>>(
     match items {
         Items::Edges(items, cursor) => fields::edges(ctx, set, items, cursor, sink),
         Items::Nodes(items) => fields::nodes(ctx, set, items, sink),
+        Items::ClusterEdges(edges) => fields::cluster_edges(ctx, set, edges, sink),
+        Items::TableRows(rows) => fields::table_rows(ctx, set, rows, sink),
+        Items::TableEdges(rows, cursor) => fields::table_edges(ctx, set, rows, cursor, sink),
     }
 }
 
 /// The page's edges or nodes written in one pass: as JSON text when the response passes raw JSON
 /// through and the selection allows it, else as a value; `None` when only the generic executor can.
-fn one_pass(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items: Items<'_>) -> Option<Value> {
+pub(super) fn one_pass(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items: Items<'_>) -> Option<Value> {
     #[cfg(test)]
     if trace::executor_only() {
         return trace::went("executor", None);
     }
     let raw_json = ctx.data_opt::<RawJsonOutput>().is_some();
     if raw_json {
-        let count = match items {
-            Items::Edges(items, _) | Items::Nodes(items) => items.len(),
-        };
-        let mut sink = TextSink::with_capacity(count * 256);
+        let mut sink = TextSink::with_capacity(items.len() * 256);
         if write(ctx, set, items, &mut sink).is_some() {
             #[cfg(test)]
             trace::went("text", ());

@@ -5,10 +5,16 @@
 use std::sync::Arc;
 
 use async_graphql::connection::PageInfo;
-use async_graphql::{Context, Json, Object, SimpleObject};
+use std::borrow::Cow;
+
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, Json, Object, OutputType, Positioned, ServerResult, SimpleObject, Value,
+};
 
 use super::object::Origin;
-use super::page::page_info;
+use super::page::{Items, OnePass, one_pass, page_info};
 use super::resources::{ListArgs, Resource, list_scope, resolve_kind, selects_only_metadata};
 use super::{data, principal};
 use crate::error::ApiError;
@@ -57,6 +63,14 @@ impl TableRow {
     pub fn new(cells: RowCells, object: Resource) -> Self {
         TableRow { cells, object }
     }
+
+    pub(super) fn row_cells(&self) -> &RowCells {
+        &self.cells
+    }
+
+    pub(super) fn row_object(&self) -> &Resource {
+        &self.object
+    }
 }
 
 #[Object]
@@ -85,6 +99,12 @@ pub struct TableEdge<'a> {
     node: &'a TableRow,
 }
 
+impl<'a> TableEdge<'a> {
+    fn new(cursor: &'a str, node: &'a TableRow) -> Self {
+        TableEdge { cursor, node }
+    }
+}
+
 #[Object(name = "TableRowEdge")]
 impl TableEdge<'_> {
     async fn node(&self) -> &TableRow {
@@ -98,13 +118,13 @@ impl TableEdge<'_> {
 
 /// One page of a table.
 pub struct ResourceTable {
-    columns: Arc<[TableColumn]>,
-    rows: Vec<TableRow>,
-    has_previous_page: bool,
-    has_next_page: bool,
-    cursor: String,
-    remaining_item_count: Option<i64>,
-    resource_version: Option<String>,
+    pub(super) columns: Arc<[TableColumn]>,
+    pub(super) rows: Vec<TableRow>,
+    pub(super) has_previous_page: bool,
+    pub(super) has_next_page: bool,
+    pub(super) cursor: String,
+    pub(super) remaining_item_count: Option<i64>,
+    pub(super) resource_version: Option<String>,
 }
 
 #[Object]
@@ -116,11 +136,11 @@ impl ResourceTable {
     async fn page_info(&self) -> PageInfo {
         page_info(self.has_previous_page, self.has_next_page, &self.cursor, self.rows.is_empty())
     }
-    async fn edges(&self) -> Vec<TableEdge<'_>> {
-        self.rows.iter().map(|node| TableEdge { cursor: &self.cursor, node }).collect()
+    async fn edges(&self) -> TableEdges<'_> {
+        TableEdges(self)
     }
-    async fn rows(&self) -> &[TableRow] {
-        &self.rows
+    async fn rows(&self) -> OnePass<'_, TableRow> {
+        OnePass { items: Items::TableRows(&self.rows), each: &self.rows }
     }
     /// How many items follow this page, when the API server says.
     async fn remaining_item_count(&self) -> Option<i64> {
@@ -129,6 +149,29 @@ impl ResourceTable {
     /// The collection's resourceVersion when the first page was read.
     async fn resource_version(&self) -> Option<&str> {
         self.resource_version.as_deref()
+    }
+}
+
+/// `[TableRowEdge!]!`, written in one pass when it can be.
+pub struct TableEdges<'a>(&'a ResourceTable);
+
+impl OutputType for TableEdges<'_> {
+    fn type_name() -> Cow<'static, str> {
+        <Vec<TableEdge<'static>> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Vec<TableEdge<'static>> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        let table = self.0;
+        let items = Items::TableEdges(&table.rows, &table.cursor);
+        if let Some(value) = one_pass(ctx, &field.node.selection_set.node, items) {
+            return Ok(value);
+        }
+        let edges: Vec<TableEdge> = table.rows.iter().map(|node| TableEdge::new(&table.cursor, node)).collect();
+        edges.resolve(ctx, field).await
     }
 }
 

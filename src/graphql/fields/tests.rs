@@ -8,9 +8,14 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
+use crate::graphql::across::{ClusterResourceEdge, ResourcesAcrossClusters};
 use crate::graphql::object::{Origin, Resource};
 use crate::graphql::page::{ListInfo, ResourceConnection, trace};
 use crate::graphql::raw::{RawJsonOutput, response_json};
+use crate::graphql::table::{ResourceTable, TableRow};
+use crate::resources::table::RowCells;
 
 const FIXTURES: &str = include_str!("../../../tests/fixtures/objects.json");
 
@@ -33,11 +38,10 @@ struct Query {
     fixtures: &'static str,
 }
 
-#[Object]
 impl Query {
-    async fn page(&self) -> ResourceConnection {
+    fn resources(&self) -> Vec<Resource> {
         let fixtures: Vec<Fixture> = serde_json::from_str(self.fixtures).expect("fixtures parse");
-        let items = fixtures
+        fixtures
             .into_iter()
             .map(|f| {
                 let origin = Origin::new(&f.api_version, &f.kind, "cluster-1");
@@ -49,8 +53,60 @@ impl Query {
                     }
                 }
             })
+            .collect()
+    }
+}
+
+#[Object]
+impl Query {
+    async fn page(&self) -> ResourceConnection {
+        ResourceConnection::new(false, true, "cursor-1".into(), self.resources(), ListInfo::default())
+    }
+
+    /// The fixtures as a page across two clusters.
+    async fn across(&self) -> ResourcesAcrossClusters {
+        let cursor: Arc<str> = Arc::from("cursor-2");
+        let edges = self
+            .resources()
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| ClusterResourceEdge {
+                cursor: Arc::clone(&cursor),
+                cluster_id: format!("id-{}", i % 2),
+                cluster_name: ["one", "two \"quoted\""][i % 2].to_owned(),
+                node,
+            })
             .collect();
-        ResourceConnection::new(false, true, "cursor-1".into(), items, ListInfo::default())
+        ResourcesAcrossClusters { edges, parts: Vec::new(), has_previous_page: false, has_next_page: true, cursor }
+    }
+
+    /// The fixtures as a table, with cells of every type.
+    async fn table(&self) -> ResourceTable {
+        let rows = self
+            .resources()
+            .into_iter()
+            .enumerate()
+            .map(|(i, object)| {
+                let cells = vec![
+                    json!(format!("row-{i}")),
+                    json!(i),
+                    json!(2.5),
+                    json!(i % 2 == 0),
+                    json!(null),
+                    json!("a\"b\n"),
+                ];
+                TableRow::new(RowCells { cells, completed: i % 2 == 1 }, object)
+            })
+            .collect();
+        ResourceTable {
+            columns: Arc::from(Vec::new()),
+            rows,
+            has_previous_page: false,
+            has_next_page: false,
+            cursor: "cursor-3".into(),
+            remaining_item_count: None,
+            resource_version: None,
+        }
     }
 }
 
@@ -179,6 +235,28 @@ async fn every_field_reads_the_same_through_the_resolvers_and_both_one_pass_writ
         assert!(nodes[0]["managed"].as_str().unwrap().contains("managedFields:"));
         assert_eq!(body["data"]["page"]["edges"][3]["cursor"], "cursor-1");
     }
+}
+
+#[tokio::test]
+async fn pages_across_clusters_and_table_pages_read_the_same_every_way() {
+    let query = format!(
+        "query($mf: Boolean!) {{
+            across {{ edges {{ __typename cursor clusterId clusterName node {{ ...Full }} }} }}
+            table {{
+                rows {{ __typename cells text completed object {{ ...Full }} }}
+                edges {{ __typename cursor node {{ text object {{ metadata {{ name }} }} }} }} }} }} {FULL}"
+    );
+    let json = same_every_way(&query, json!({ "mf": false }), "text", "value").await;
+    let body: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let edge = &body["data"]["across"]["edges"][1];
+    assert_eq!(edge["clusterName"], "two \"quoted\"");
+    assert_eq!(edge["clusterId"], "id-1");
+    assert_eq!(edge["cursor"], "cursor-2");
+    let row = &body["data"]["table"]["rows"][1];
+    assert_eq!(row["cells"], json!(["row-1", 1, 2.5, false, null, "a\"b\n"]));
+    assert_eq!(row["text"], json!(["row-1", "1", "2.5", "false", "", "a\"b\n"]));
+    assert_eq!(row["completed"], true);
+    assert_eq!(body["data"]["table"]["edges"][0]["cursor"], "cursor-3");
 }
 
 #[tokio::test]
