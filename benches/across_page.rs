@@ -11,16 +11,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde::Deserialize;
 use serde_json::json;
 
 const NAMESPACE: &str = "kubegql-bench";
 const PER_CLUSTER: usize = 250;
-
-fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(60)
-}
 
 #[derive(Deserialize)]
 struct Response {
@@ -56,31 +52,13 @@ struct Meta {
     creation_timestamp: String,
 }
 
-async fn fill(client: &kube::Client, cluster: &str) {
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    let existing = configmaps.list(&ListParams::default().labels("bench=across")).await.unwrap().items.len();
-    for i in existing..PER_CLUSTER {
-        let cm = serde_json::from_value(json!({
-            "metadata": { "name": format!("across-{cluster}-{i:04}"), "labels": { "bench": "across" } },
-            "data": { "index": i.to_string(), "payload": "x".repeat(200) }
-        }))
-        .unwrap();
-        configmaps.create(&PostParams::default(), &cm).await.unwrap();
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let (vars_one, vars_two) = (support::control_plane_env(), support::second_control_plane_env());
     let one = support::admin_client_with_namespace(&vars_one, NAMESPACE).await;
     let two = support::admin_client_with_namespace(&vars_two, NAMESPACE).await;
-    fill(&one, "one").await;
-    fill(&two, "two").await;
+    support::configmaps(&one, NAMESPACE, "across", "across-one", PER_CLUSTER).await;
+    support::configmaps(&two, NAMESPACE, "across", "across-two", PER_CLUSTER).await;
     let token = "kgq_bench-admin-token-0123456789";
     let (mut server, _dir, base, id_one) = support::server_with_cluster(&vars_one, token, &[]).await;
     let id_two = support::register_cluster(&base, token, &vars_two, "bench-two").await;
@@ -98,7 +76,7 @@ async fn main() {
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
-    for round in 0..rounds() + 3 {
+    for round in 0..support::rounds() + 3 {
         let t = Instant::now();
         let response = http.post(&url).bearer_auth(token).json(&body).send().await.unwrap();
         let page: Response = response.json().await.expect("a page");
@@ -118,18 +96,12 @@ async fn main() {
             theirs.push(direct_took);
         }
     }
-    let mut per_round: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a.as_secs_f64() / b.as_secs_f64()).collect();
-    per_round.sort_by(f64::total_cmp);
+    let per_round = support::median_ratio(&ours, &theirs);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (a, b) = (median(ours), median(theirs));
-    println!("500 ConfigMaps, 250 on each of 2 clusters, median of {} interleaved rounds", rounds());
+    let (a, b) = (support::median(ours), support::median(theirs));
+    println!("500 ConfigMaps, 250 on each of 2 clusters, median of {} interleaved rounds", support::rounds());
     println!("{:<58} {:>8.2} ms", "kubegql resourcesAcrossClusters (first: 500)", ms(a));
     println!("{:<58} {:>8.2} ms", "direct kube-rs list_metadata x2, concurrent, merged", ms(b));
-    println!(
-        "{:<58} {:.2} (median per-round ratio {:.2})",
-        "kubegql / direct",
-        ms(a) / ms(b),
-        per_round[per_round.len() / 2]
-    );
+    println!("{:<58} {:.2} (median per-round ratio {:.2})", "kubegql / direct", ms(a) / ms(b), per_round);
     let _ = server.kill();
 }

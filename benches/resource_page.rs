@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kubegql::server::start;
 use kubegql::settings::{ApiLimits, KeySettings, ServeSettings, StoreSettings};
 use serde::Deserialize;
@@ -17,12 +17,6 @@ use serde_json::json;
 
 const NAMESPACE: &str = "kubegql-bench";
 const OBJECTS: usize = 500;
-const ROUNDS: usize = 60;
-
-/// Rounds to measure: `BENCH_ROUNDS`, or 60.
-fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS)
-}
 
 #[derive(Deserialize)]
 struct Response<N> {
@@ -82,25 +76,12 @@ struct NameAndVersion {
     resource_version: String,
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let vars = support::control_plane_env();
     let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    let existing = configmaps.list(&ListParams::default().labels("bench=page")).await.unwrap().items.len();
-    for i in existing..OBJECTS {
-        let cm = serde_json::from_value(json!({
-            "metadata": { "name": format!("bench-{i:04}"), "labels": { "bench": "page" } },
-            "data": { "index": i.to_string(), "payload": "x".repeat(200) }
-        }))
-        .unwrap();
-        configmaps.create(&PostParams::default(), &cm).await.unwrap();
-    }
+    support::configmaps(&client, NAMESPACE, "page", "bench", OBJECTS).await;
 
     let dir = tempfile::tempdir().unwrap();
     let token = "kgq_bench-admin-token-0123456789";
@@ -185,7 +166,7 @@ async fn main() {
         "direct kube-rs Api<DynamicObject>::list",
     ];
     let mut samples: [Vec<Duration>; 6] = Default::default();
-    for round in 0..rounds() + 3 {
+    for round in 0..support::rounds() + 3 {
         let view = gql::<ViewNode>(&http, &url, token, &list_view).await;
         let whole_time = gql::<WholeNode>(&http, &url, token, &whole).await;
         let managed_time = gql::<WholeNode>(&http, &url, token, &whole_managed).await;
@@ -203,9 +184,9 @@ async fn main() {
             }
         }
     }
-    let medians = samples.clone().map(median);
+    let medians = samples.clone().map(support::median);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("500-object page of ConfigMaps, median of {} interleaved rounds", rounds());
+    println!("500-object page of ConfigMaps, median of {} interleaved rounds", support::rounds());
     for (path, median) in PATHS.iter().zip(medians) {
         println!("{path:<52} {:>8.2} ms", ms(median));
     }

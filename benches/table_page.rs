@@ -8,17 +8,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::ListParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "kubegql-bench";
 const OBJECTS: usize = 500;
-
-fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(60)
-}
 
 /// What a table view reads of kubegql's answer: the columns, each row's text and its object's
 /// name and uid (to update the row in place).
@@ -79,25 +74,11 @@ struct DirectRow {
     object: RowObject,
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let vars = support::control_plane_env();
     let client = support::admin_client_with_namespace(&vars, NAMESPACE).await;
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    let existing = configmaps.list(&ListParams::default().labels("bench=page")).await.unwrap().items.len();
-    for i in existing..OBJECTS {
-        let cm = serde_json::from_value(json!({
-            "metadata": { "name": format!("bench-{i:04}"), "labels": { "bench": "page" } },
-            "data": { "index": i.to_string(), "payload": "x".repeat(200) }
-        }))
-        .unwrap();
-        configmaps.create(&PostParams::default(), &cm).await.unwrap();
-    }
+    support::configmaps(&client, NAMESPACE, "page", "bench", OBJECTS).await;
     let token = "kgq_bench-admin-token-0123456789";
     let (mut server, _dir, base, id) = support::server_with_cluster(&vars, token, &[]).await;
     let http = reqwest::Client::new();
@@ -120,7 +101,7 @@ async fn main() {
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
-    for round in 0..rounds() + 3 {
+    for round in 0..support::rounds() + 3 {
         let t = Instant::now();
         let response = http.post(&url).bearer_auth(token).json(&body).send().await.unwrap();
         let page: Response = response.json().await.expect("a table page");
@@ -135,21 +116,12 @@ async fn main() {
             theirs.push(direct_took);
         }
     }
-    let per_round: Vec<f64> = {
-        let mut r: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a.as_secs_f64() / b.as_secs_f64()).collect();
-        r.sort_by(f64::total_cmp);
-        r
-    };
+    let per_round = support::median_ratio(&ours, &theirs);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (a, b) = (median(ours), median(theirs));
-    println!("500-row table page of ConfigMaps, median of {} interleaved rounds", rounds());
+    let (a, b) = (support::median(ours), support::median(theirs));
+    println!("500-row table page of ConfigMaps, median of {} interleaved rounds", support::rounds());
     println!("{:<52} {:>8.2} ms", "kubegql, table (text, name, uid)", ms(a));
     println!("{:<52} {:>8.2} ms", "direct kube-rs request, as=Table", ms(b));
-    println!(
-        "{:<52} {:.2} (median per-round ratio {:.2})",
-        "kubegql / direct",
-        ms(a) / ms(b),
-        per_round[per_round.len() / 2]
-    );
+    println!("{:<52} {:.2} (median per-round ratio {:.2})", "kubegql / direct", ms(a) / ms(b), per_round);
     let _ = server.kill();
 }

@@ -120,3 +120,40 @@ pub async fn register_cluster(base: &str, token: &str, vars: &HashMap<String, St
         .unwrap();
     created["data"]["createCluster"]["id"].as_str().unwrap_or_else(|| panic!("registered: {created}")).to_owned()
 }
+
+/// Rounds to measure: `BENCH_ROUNDS`, or 60.
+pub fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(60)
+}
+
+pub fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The median of the per-round ratios of two paths measured in the same rounds: the machine's
+/// load drifts during a run and a round's two paths share it, so this is steadier than the ratio
+/// of the medians.
+pub fn median_ratio(a: &[std::time::Duration], b: &[std::time::Duration]) -> f64 {
+    let mut per_round: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.as_secs_f64() / y.as_secs_f64()).collect();
+    per_round.sort_by(f64::total_cmp);
+    per_round[per_round.len() / 2]
+}
+
+/// `count` ConfigMaps named `<prefix>-NNNN` with label `bench=<label>` in `namespace`, about 400
+/// bytes each; those already there are kept.
+pub async fn configmaps(client: &kube::Client, namespace: &str, label: &str, prefix: &str, count: usize) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ListParams;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("bench={label}");
+    let existing = configmaps.list(&ListParams::default().labels(&selector)).await.unwrap().items.len();
+    for i in existing..count {
+        let cm = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{prefix}-{i:04}"), "labels": { "bench": label } },
+            "data": { "index": i.to_string(), "payload": "x".repeat(200) }
+        }))
+        .unwrap();
+        configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    }
+}
