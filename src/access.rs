@@ -203,3 +203,41 @@ mod tests {
         assert_ne!(extra(&[("k", &["v&x=y"])]).canonical(), extra(&[("k", &["v"]), ("x", &["y"])]).canonical());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof!["[ -~]{0,20}", "(?s).{0,20}", "[a-z:]{1,8}"]
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn an_identity_that_validates_can_be_sent_as_headers(
+            user in value(),
+            groups in prop::collection::vec(value(), 0..4),
+            uid in prop::option::of(value()),
+            extra in prop::collection::btree_map(value(), prop::collection::vec(value(), 0..3), 0..3),
+        ) {
+            let identity = Impersonation { user, groups, uid, extra };
+            if identity.validate().is_ok() {
+                let values = std::iter::once(&identity.user)
+                    .chain(&identity.groups)
+                    .chain(identity.uid.iter())
+                    .chain(identity.extra.keys())
+                    .chain(identity.extra.values().flatten());
+                for v in values {
+                    prop_assert!(http::HeaderValue::from_str(v).is_ok(), "{:?}", v);
+                }
+                let mut config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+                identity.apply_to(&mut config);
+                prop_assert_eq!(config.auth_info.impersonate.as_deref(), Some(identity.user.as_str()));
+            }
+        }
+    }
+}

@@ -132,3 +132,47 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_cursor_is_a_position_of_this_list_or_bad_input(cursor in "(?s).{0,300}", scope in "[a-z0-9:]{1,20}") {
+            if let Err(err) = decode_cursor(&cursor, &scope) {
+                prop_assert_eq!(err.code, ErrorCode::BadUserInput);
+            }
+        }
+
+        #[test]
+        fn a_cursor_reads_back_only_in_its_own_scope(
+            scope in "[a-z0-9:]{1,20}",
+            other in "[a-z0-9:]{1,20}",
+            position in "(?s).{0,200}",
+        ) {
+            let cursor = encode_cursor(&scope, &position);
+            prop_assert_eq!(decode_cursor(&cursor, &scope).unwrap(), position.clone());
+            if other != scope {
+                prop_assert_eq!(decode_cursor(&cursor, &other).unwrap_err().code, ErrorCode::BadUserInput);
+            }
+        }
+
+        #[test]
+        fn any_page_size_is_taken_or_refused_never_clamped(first in any::<Option<i32>>()) {
+            let limits = ApiLimits::default();
+            match PageRequest::parse(first, None, "s", &limits) {
+                Ok(page) => prop_assert!(page.size >= 1 && page.size <= limits.max_page_size),
+                Err(err) => {
+                    prop_assert_eq!(err.code, ErrorCode::BadUserInput);
+                    prop_assert!(first.is_some_and(|n| n < 1 || n as u32 > limits.max_page_size));
+                }
+            }
+        }
+    }
+}

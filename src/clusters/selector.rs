@@ -175,3 +175,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A requirement as text, and what it says of a set of labels.
+    fn requirement() -> impl Strategy<Value = (String, Requirement)> {
+        let key = "[a-c]";
+        let value = "[x-z]{0,1}";
+        prop_oneof![
+            key.prop_map(|k| (k.clone(), Requirement::Exists(k))),
+            key.prop_map(|k| (format!("!{k}"), Requirement::Absent(k))),
+            (key, value).prop_map(|(k, v)| (format!("{k}={v}"), Requirement::Equals(k, v))),
+            (key, value).prop_map(|(k, v)| (format!("{k} != {v}"), Requirement::NotEquals(k, v))),
+            (key, prop::collection::vec("[x-z]", 1..3))
+                .prop_map(|(k, vs)| (format!("{k} in ({})", vs.join(", ")), Requirement::In(k, vs))),
+            (key, prop::collection::vec("[x-z]", 1..3))
+                .prop_map(|(k, vs)| (format!("{k} notin ({})", vs.join(",")), Requirement::NotIn(k, vs))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_text_is_a_selector_or_refused_with_a_reason(text in "(?s).{0,120}") {
+            if let Err(err) = LabelSelector::parse(&text) {
+                prop_assert!(err.to_string().starts_with("invalid cluster selector"));
+            }
+        }
+
+        #[test]
+        fn a_selector_matches_exactly_what_its_requirements_say(
+            parts in prop::collection::vec(requirement(), 1..4),
+            labels in prop::collection::btree_map("[a-c]", "[x-z]{0,1}", 0..3),
+        ) {
+            let text = parts.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(",");
+            let selector = LabelSelector::parse(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let expected = LabelSelector(parts.into_iter().map(|(_, r)| r).collect());
+            prop_assert_eq!(&selector, &expected, "{}", text);
+            let by_hand = expected.0.iter().all(|r| match r {
+                Requirement::Exists(k) => labels.contains_key(k),
+                Requirement::Absent(k) => !labels.contains_key(k),
+                Requirement::Equals(k, v) => labels.get(k) == Some(v),
+                Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
+                Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+                Requirement::NotIn(k, vs) => !labels.get(k).is_some_and(|v| vs.contains(v)),
+            });
+            prop_assert_eq!(selector.matches(&labels), by_hand);
+        }
+    }
+}

@@ -432,3 +432,45 @@ impl AcrossQuery {
         resources_across(ctx, AcrossArgs { span, kind, first, after }).await
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn position() -> impl Strategy<Value = Position> {
+        prop_oneof![
+            Just(Position::Start),
+            Just(Position::Done),
+            (".{0,12}", any::<u32>()).prop_map(|(rv, skip)| Position::Version { rv, skip }),
+            (".{0,40}", any::<u32>()).prop_map(|(token, skip)| Position::Token { token, skip }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_text_is_the_positions_of_a_span_or_bad_input(text in "(?s)\\{?.{0,200}") {
+            if let Err(err) = read_positions(&text, &ApiLimits::default()) {
+                prop_assert_eq!(err.code, ErrorCode::BadUserInput);
+            }
+        }
+
+        #[test]
+        fn positions_read_back_up_to_the_widest_span(
+            positions in prop::collection::btree_map("[a-f0-9-]{1,36}", position(), 0..30),
+        ) {
+            let limits = ApiLimits::default();
+            let text = serde_json::to_string(&positions).unwrap();
+            match read_positions(&text, &limits) {
+                Ok(read) => prop_assert_eq!(read, positions),
+                Err(err) => {
+                    prop_assert!(positions.len() > limits.max_clusters_per_query);
+                    prop_assert_eq!(err.code, ErrorCode::BadUserInput);
+                }
+            }
+        }
+    }
+}

@@ -24,17 +24,21 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
 // The error is the HTTP answer itself, returned at once by the handler; it is not carried around.
 #[allow(clippy::result_large_err)]
 pub(super) fn impersonation_headers(headers: &HeaderMap) -> Result<Option<Impersonation>, Response> {
-    let text = |name: &str| -> Vec<String> {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    // A value that is not plain text is refused, never skipped: dropping an `Impersonate-User`
+    // would run the request as the caller itself, with more rights than it asked to use.
+    let unreadable = |name: &str| {
+        error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, format!("the {name} header is not plain text"))
     };
-    let user = text("impersonate-user").into_iter().next();
-    let groups = text("impersonate-group");
-    let uid = text("impersonate-uid").into_iter().next();
+    let text = |name: &str| -> Result<Vec<String>, Response> {
+        headers.get_all(name).iter().map(|v| v.to_str().map(str::to_owned).map_err(|_| unreadable(name))).collect()
+    };
+    let user = text("impersonate-user")?.into_iter().next();
+    let groups = text("impersonate-group")?;
+    let uid = text("impersonate-uid")?.into_iter().next();
     let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
-            && let Ok(value) = value.to_str()
-        {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+            let value = value.to_str().map_err(|_| unreadable(name.as_str()))?;
             extra.entry(key.to_owned()).or_default().push(value.to_owned());
         }
     }
@@ -181,5 +185,55 @@ impl axum::extract::FromRequestParts<AppState> for ClientAddress {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &AppState) -> Result<Self, Self::Rejection> {
         Ok(ClientAddress(client_address(&parts.extensions)))
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use axum::http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header() -> impl Strategy<Value = (String, Vec<u8>)> {
+        (
+            prop_oneof![
+                Just("impersonate-user".to_owned()),
+                Just("impersonate-group".to_owned()),
+                Just("impersonate-uid".to_owned()),
+                "impersonate-extra-[a-z0-9%.-]{0,10}",
+                "x-[a-z]{1,8}",
+            ],
+            prop::collection::vec(any::<u8>(), 0..24),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_impersonation_headers_are_read_or_refused_as_bad_input(headers in prop::collection::vec(header(), 0..6)) {
+            let mut map = HeaderMap::new();
+            for (name, value) in &headers {
+                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+                    map.append(name, value);
+                }
+            }
+            let named = |name: &str| map.keys().any(|k| k.as_str() == name);
+            let impersonating: Vec<_> = map.iter().filter(|(k, _)| k.as_str().starts_with("impersonate-")).collect();
+            let all_text = impersonating.iter().all(|(_, v)| v.to_str().is_ok());
+            match impersonation_headers(&map) {
+                Ok(None) => prop_assert!(impersonating.is_empty()),
+                Ok(Some(identity)) => {
+                    prop_assert!(named("impersonate-user") && all_text);
+                    prop_assert_eq!(Some(identity.user.as_str()), map.get("impersonate-user").and_then(|v| v.to_str().ok()));
+                }
+                Err(response) => {
+                    // Refused: a value that is not text, or a group, uid or extra without a user.
+                    prop_assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+                    prop_assert!(!all_text || !named("impersonate-user"));
+                }
+            }
+        }
     }
 }

@@ -232,3 +232,28 @@ pub(super) async fn graphql_ws(
         },
     )
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_connection_init_payload_is_read_or_refused_with_a_reason(
+            payload in crate::any_json(),
+            block in crate::any_json(),
+        ) {
+            for payload in [payload, serde_json::json!({ "impersonate": block })] {
+                match init_payload_impersonation(&payload) {
+                    Ok(Some(_)) => prop_assert!(payload.get("impersonate").is_some()),
+                    Ok(None) => prop_assert!(payload.get("impersonate").is_none()),
+                    Err(reason) => prop_assert!(reason.starts_with("impersonate")),
+                }
+            }
+        }
+    }
+}

@@ -76,3 +76,29 @@ mod tests {
         assert!(huge.contains("regex"), "{huge}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_filter_is_compiled_or_refused_and_matches_any_line(
+            contains in prop::option::of("(?s).{0,40}"),
+            regex in prop::option::of("(?s)[a-z()\\[\\]*+?{}|.^$\\\\0-9,]{0,60}"),
+            line in "(?s).{0,200}",
+        ) {
+            match LineFilter::new(contains, regex, 1024) {
+                Ok(Some(filter)) => {
+                    let _ = filter.matches(&line);
+                }
+                Ok(None) => {}
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+    }
+}

@@ -149,3 +149,28 @@ mod tests {
         assert_eq!(counting.position("p", "c").unwrap().seen, 3);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_text_is_a_log_cursor_or_refused(cursor in "(?s)(lp1\\.)?.{0,300}") {
+            if let Ok(position) = Position::decode(&cursor) {
+                prop_assert!(position.time().is_some());
+            }
+        }
+
+        #[test]
+        fn a_position_reads_back(pod in ".{0,40}", container in ".{0,40}", secs in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000, seen in any::<u32>()) {
+            let at = Timestamp::new(secs, nanos as i32).unwrap().to_string();
+            let position = Position { pod, container, at, seen };
+            prop_assert_eq!(Position::decode(&position.encode()).unwrap(), position);
+        }
+    }
+}

@@ -265,3 +265,25 @@ mod tests {
         assert_eq!(completed, [false, true]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_json_is_a_table_or_refused(value in crate::any_json(), cell in crate::any_json()) {
+            let text = serde_json::to_string(&value).unwrap();
+            if let Ok(table) = serde_json::from_str::<WireTable<Option<RawObject>>>(&text) {
+                for row in table.rows {
+                    let _ = row.split();
+                }
+            }
+            let _ = cell_text(&cell);
+        }
+    }
+}

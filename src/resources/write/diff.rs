@@ -123,3 +123,24 @@ mod tests {
         assert!(!lines.iter().any(|l| l.contains("kept")), "an unchanged key is not a change: {lines:?}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn an_unchanged_object_has_no_diff_and_any_object_diffs(live in crate::any_json(), merged in crate::any_json()) {
+            prop_assert_eq!(diff(Some(&live), &live, "v1.ConfigMap.ns.x"), "");
+            let text = diff(Some(&live), &merged, "v1.ConfigMap.ns.x");
+            if !text.is_empty() {
+                prop_assert!(text.starts_with("--- live/v1.ConfigMap.ns.x\n+++ merged/v1.ConfigMap.ns.x\n"), "{}", text);
+            }
+            let _ = diff(None, &merged, "v1.ConfigMap.ns.x");
+        }
+    }
+}

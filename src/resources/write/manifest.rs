@@ -140,11 +140,18 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Document>, String> {
         }) {
             continue;
         }
-        let value: Value = budget.parse(&chunk).map_err(|err| {
-            let (line, column) = err.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
-            let reason = err.to_string().lines().next().unwrap_or("invalid YAML").to_owned();
-            format!("document {raw_index}: line {}, column {column}: {reason}", start_line + line.saturating_sub(1))
-        })?;
+        // A JSON document is read as JSON, as kubectl reads it: JSON allows characters in
+        // strings that YAML does not (DEL, for one). It has no aliases to budget; its size is
+        // bounded by the manifest's and its depth by serde_json's limit.
+        let json = chunk.trim_start().starts_with('{').then(|| serde_json::from_str::<Value>(&chunk).ok()).flatten();
+        let value: Value = match json {
+            Some(value) => value,
+            None => budget.parse(&chunk).map_err(|err| {
+                let (line, column) = err.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
+                let reason = err.to_string().lines().next().unwrap_or("invalid YAML").to_owned();
+                format!("document {raw_index}: line {}, column {column}: {reason}", start_line + line.saturating_sub(1))
+            })?,
+        };
         raw_index += 1;
         let items = match value {
             Value::Null => continue,
@@ -258,6 +265,9 @@ mod tests {
         assert_eq!(docs[2].index, 2);
         let json = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}"#;
         assert_eq!(parse_manifest(json).unwrap()[0].name(), "j");
+        // JSON allows what YAML does not (a raw DEL in a string); kubectl reads it as JSON too.
+        let json = "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"d\"}, \"data\": {\"k\": \"\u{7f}\"}}";
+        assert_eq!(parse_manifest(json).unwrap()[0].object["data"]["k"], "\u{7f}");
     }
 
     #[test]
@@ -332,5 +342,84 @@ mod tests {
         assert_eq!(manifest.summary()["objects"], serde_json::json!(["ConfigMap/a"]));
         let err = Manifest::parse(text, text.len() - 1).unwrap_err();
         assert!(err.contains(&format!("at most {} are accepted", text.len() - 1)), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const REAL: &str = include_str!("../../../tests/fixtures/ingress-nginx-v1.5.2.yaml");
+
+    /// Every document read names what an apply needs; every refusal says why.
+    fn read_or_refused(text: &str) -> Result<(), TestCaseError> {
+        match Manifest::parse(text, 1 << 20) {
+            Ok(manifest) => {
+                prop_assert!(!manifest.documents.is_empty());
+                for doc in &manifest.documents {
+                    prop_assert!(!doc.api_version().is_empty() && !doc.kind().is_empty() && !doc.name().is_empty());
+                }
+            }
+            Err(reason) => prop_assert!(!reason.trim().is_empty()),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_text_is_read_or_refused_with_a_reason(text in "(?s).{0,600}") {
+            read_or_refused(&text)?;
+        }
+
+        #[test]
+        fn yaml_like_text_is_read_or_refused_with_a_reason(
+            lines in prop::collection::vec("(---|  |- |[a-z]{1,8}: |&a |\\*a |\\{|\\[|'|\"|#|[a-z0-9]{0,8})*", 0..24)
+        ) {
+            read_or_refused(&lines.join("\n"))?;
+        }
+
+        #[test]
+        fn a_real_manifest_cut_or_changed_anywhere_is_read_or_refused(
+            cut in 1..REAL.len(),
+            at in 0..REAL.len(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = REAL.as_bytes()[..cut].to_vec();
+            if at < bytes.len() {
+                bytes[at] = byte;
+            }
+            read_or_refused(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn generated_objects_read_back_in_order(
+            objects in prop::collection::vec(("[a-z][a-z0-9-]{0,20}", prop::option::of("[a-z][a-z0-9-]{0,10}"), any_json_leafy()), 1..6),
+            as_json in any::<bool>(),
+        ) {
+            let docs: Vec<serde_json::Value> = objects
+                .iter()
+                .map(|(name, ns, data)| serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": { "name": name, "namespace": ns }, "data": data
+                }))
+                .collect();
+            let text = if as_json {
+                serde_json::to_string(&serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": docs })).unwrap()
+            } else {
+                docs.iter().map(|d| serde_saphyr::to_string(d).unwrap()).collect::<Vec<_>>().join("---\n")
+            };
+            let manifest = Manifest::parse(&text, 1 << 20).map_err(TestCaseError::fail)?;
+            let names: Vec<&str> = manifest.documents.iter().map(Document::name).collect();
+            let expected: Vec<&str> = objects.iter().map(|(name, ..)| name.as_str()).collect();
+            prop_assert_eq!(names, expected);
+        }
+    }
+
+    fn any_json_leafy() -> impl Strategy<Value = serde_json::Value> {
+        crate::any_json()
     }
 }

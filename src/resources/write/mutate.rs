@@ -46,19 +46,7 @@ impl Target {
         let patch = match kind {
             PatchType::Strategic => Patch::Strategic(body),
             PatchType::Merge => Patch::Merge(body),
-            PatchType::Json => {
-                let ops: json_patch::Patch = serde_json::from_value(body)
-                    .map_err(|e| ResourceError::Invalid(format!("the JSON patch is not valid: {e}")))?;
-                for op in &ops.0 {
-                    let path = op_path(op);
-                    if !path.is_empty() && !path.starts_with('/') {
-                        return Err(ResourceError::Invalid(format!(
-                            "the JSON patch path {path:?} must start with '/'"
-                        )));
-                    }
-                }
-                Patch::Json::<Value>(ops)
-            }
+            PatchType::Json => Patch::Json::<Value>(json_patch_operations(body)?),
         };
         let params = PatchParams { dry_run, field_manager: Some(field_manager), ..Default::default() };
         let request =
@@ -125,6 +113,20 @@ impl Target {
     }
 }
 
+/// A JSON patch (RFC 6902) as the caller sent it, checked: a list of operations whose paths are
+/// JSON pointers.
+fn json_patch_operations(body: Value) -> Result<json_patch::Patch, ResourceError> {
+    let ops: json_patch::Patch = serde_json::from_value(body)
+        .map_err(|e| ResourceError::Invalid(format!("the JSON patch is not valid: {e}")))?;
+    for op in &ops.0 {
+        let path = op_path(op);
+        if !path.is_empty() && !path.starts_with('/') {
+            return Err(ResourceError::Invalid(format!("the JSON patch path {path:?} must start with '/'")));
+        }
+    }
+    Ok(ops)
+}
+
 fn op_path(op: &json_patch::PatchOperation) -> String {
     use json_patch::PatchOperation::*;
     match op {
@@ -134,5 +136,57 @@ fn op_path(op: &json_patch::PatchOperation) -> String {
         Move(o) => o.path.to_string(),
         Copy(o) => o.path.to_string(),
         Test(o) => o.path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Operations that are almost right: real op names, paths with and without the leading '/'.
+    fn operation() -> impl Strategy<Value = Value> {
+        (
+            prop_oneof![
+                Just("add".to_owned()),
+                Just("remove".to_owned()),
+                Just("replace".to_owned()),
+                Just("move".to_owned()),
+                Just("copy".to_owned()),
+                Just("test".to_owned()),
+                ".{0,6}",
+            ],
+            "/?[a-z~01/]{0,12}",
+            prop::option::of("/?[a-z~01/]{0,12}"),
+            crate::any_json(),
+        )
+            .prop_map(
+                |(op, path, from, value)| serde_json::json!({ "op": op, "path": path, "from": from, "value": value }),
+            )
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_body_is_a_json_patch_or_refused_as_invalid(body in crate::any_json()) {
+            if let Err(err) = json_patch_operations(body) {
+                prop_assert!(matches!(err, ResourceError::Invalid(_)));
+            }
+        }
+
+        #[test]
+        fn near_patches_are_taken_only_with_pointer_paths(ops in prop::collection::vec(operation(), 0..5)) {
+            match json_patch_operations(Value::Array(ops)) {
+                Ok(patch) => {
+                    for op in &patch.0 {
+                        let path = op_path(op);
+                        prop_assert!(path.is_empty() || path.starts_with('/'), "{}", path);
+                    }
+                }
+                Err(err) => prop_assert!(matches!(err, ResourceError::Invalid(_))),
+            }
+        }
     }
 }
