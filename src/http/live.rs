@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use super::*;
@@ -138,6 +138,16 @@ where
     K: Sink<Message>,
 {
     sink.with(move |message: Message| {
+        // async-graphql closes a subscription sent before `connection_init` with 1011 (an
+        // internal error); the graphql-transport-ws protocol says 4401, and it is the client's
+        // mistake, not the server's.
+        let message = match message {
+            Message::Close(Some(frame)) if frame.code == 1011 => Message::Close(Some(CloseFrame {
+                code: 4401,
+                reason: "Unauthorized: subscribe before connection_init was acknowledged".into(),
+            })),
+            other => other,
+        };
         if let Message::Text(text) = &message
             && let Some((kind, Some(id))) = kind_and_id(text.as_str())
             && matches!(kind.as_str(), "complete" | "error")
