@@ -87,7 +87,11 @@ async fn main() {
     let token = "kgq_bench-admin-token-0123456789";
     let settings = ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store: StoreSettings { database_url: dir.path().join("bench.db").display().to_string(), db_pool_size: 4 },
+        store: StoreSettings {
+            database_url: dir.path().join("bench.db").display().to_string(),
+            db_pool_size: 4,
+            outage_grace_secs: 300,
+        },
         keys: KeySettings {
             master_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
             ..Default::default()

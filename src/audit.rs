@@ -59,6 +59,19 @@ pub fn mask_arguments(value: Value) -> Value {
 
 /// True for a kind argument that names Secrets, in any spelling the API accepts or nearly does
 /// (`Secret`, `secrets`, `SECRET`): the body of a change to one is never recorded.
+/// What a caller is told when an action is refused because its audit record could not be
+/// written (every mutation is recorded before it runs, so none runs unrecorded).
+pub fn refusal(cause: Option<&StoreError>) -> (&'static str, crate::error::ErrorCode) {
+    match cause {
+        Some(err) if err.is_unavailable() => (
+            "the action was refused: kubegql's database is unavailable, so its audit record cannot be written \
+             (reads of known clusters and their resources go on)",
+            crate::error::ErrorCode::StoreUnavailable,
+        ),
+        _ => ("the action was refused: its audit record could not be written", crate::error::ErrorCode::Internal),
+    }
+}
+
 pub fn is_secret_kind(kind: &str) -> bool {
     kind.eq_ignore_ascii_case("secret") || kind.eq_ignore_ascii_case("secrets")
 }

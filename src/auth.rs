@@ -100,6 +100,10 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 /// token revoked on another replica keeps working here.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
 
+/// How long a token verified before the database became unavailable keeps working while it is
+/// unavailable, unless the operator sets another (`KUBEGQL_STORE_OUTAGE_GRACE_SECS`).
+pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(300);
+
 #[derive(Debug)]
 struct Verified {
     principal: Principal,
@@ -109,15 +113,24 @@ struct Verified {
 
 impl Verified {
     fn fresh(&self) -> bool {
-        self.at.elapsed() < TOKEN_CACHE_TTL && self.expires_at.is_none_or(|at| at > now())
+        self.within(TOKEN_CACHE_TTL)
+    }
+
+    /// Verified less than `age` ago, and not expired since.
+    fn within(&self, age: Duration) -> bool {
+        self.at.elapsed() < age && self.expires_at.is_none_or(|at| at > now())
     }
 }
 
 /// Resolves tokens to principals. Verified tokens are remembered (by digest) for
-/// `TOKEN_CACHE_TTL`, so a busy UI does not cost a database read per request.
+/// `TOKEN_CACHE_TTL`, so a busy UI does not cost a database read per request. While the database
+/// is unavailable, a token verified within the outage grace still works (tokens cannot be revoked
+/// meanwhile: revoking needs the database), and every other token is refused with
+/// `STORE_UNAVAILABLE`: nothing unverified gets in.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     db: Database,
+    outage_grace: Duration,
     verified: Arc<DashMap<String, Verified>>,
     /// Digests of tokens found unknown (not expired or revoked ones: those are known), and when.
     unknown: Arc<DashMap<String, Instant>>,
@@ -125,7 +138,18 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(db: Database) -> Self {
-        Self { db, verified: Arc::new(DashMap::new()), unknown: Arc::new(DashMap::new()) }
+        Self {
+            db,
+            outage_grace: DEFAULT_OUTAGE_GRACE,
+            verified: Arc::new(DashMap::new()),
+            unknown: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// How long a verified token outlives its cache entry while the database is unavailable.
+    pub fn with_outage_grace(mut self, grace: Duration) -> Self {
+        self.outage_grace = grace;
+        self
     }
 
     /// Forgets every remembered token (after a revocation).
@@ -156,10 +180,19 @@ impl Authenticator {
                 }
                 return Err(AuthError::Invalid);
             }
+            Err(AuthError::Store(err)) if err.is_unavailable() => {
+                return match self.verified.get(&digest) {
+                    Some(entry) if entry.within(self.outage_grace) => Ok(entry.principal.clone()),
+                    _ => Err(AuthError::Store(err)),
+                };
+            }
             other => other?,
         };
         if self.verified.len() > 10_000 {
-            self.verified.retain(|_, v| v.fresh());
+            // Entries within the outage grace are kept: they are what lets callers in while the
+            // database is unavailable.
+            let grace = self.outage_grace.max(TOKEN_CACHE_TTL);
+            self.verified.retain(|_, v| v.within(grace));
         }
         self.verified.insert(digest, Verified { principal: principal.clone(), at: Instant::now(), expires_at });
         Ok(principal)

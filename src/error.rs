@@ -23,6 +23,7 @@ pub enum ErrorCode {
     ClusterUnreachable,
     CursorExpired,
     RateLimited,
+    StoreUnavailable,
     Internal,
 }
 
@@ -37,10 +38,15 @@ impl ErrorCode {
             ErrorCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
             ErrorCode::CursorExpired => "CURSOR_EXPIRED",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
 }
+
+/// What a caller is told while the database is unavailable.
+pub const STORE_UNAVAILABLE: &str = "kubegql's database is unavailable: changes are refused until it answers again \
+     (reads of known clusters and their resources go on)";
 
 /// An error ready for a client: a code, a message, and optionally the input field at fault.
 #[derive(Debug, Clone)]
@@ -86,6 +92,11 @@ impl From<&StoreError> for ApiError {
     fn from(err: &StoreError) -> Self {
         match err {
             StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg.clone()),
+            // The driver's reason goes to the log; the caller learns what it can rely on.
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "a request needed the database, which is unavailable");
+                ApiError::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -140,7 +140,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         cache: Default::default(),
         exec_disabled_tenants: Arc::new(settings.tunnels.exec_disabled_tenants.clone()),
     };
-    let auth = Authenticator::new(db.clone());
+    let auth = Authenticator::new(db.clone()).with_outage_grace(Duration::from_secs(settings.store.outage_grace_secs));
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));
     }

@@ -16,6 +16,11 @@ pub struct StoreSettings {
     /// Maximum connections in the database pool.
     #[arg(long, env = "KUBEGQL_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// While the database is unavailable, how long (seconds) a token verified before is still
+    /// accepted for reads; 0 refuses every request until the database answers again.
+    #[arg(long, env = "KUBEGQL_STORE_OUTAGE_GRACE_SECS", default_value_t = 300)]
+    pub outage_grace_secs: u64,
 }
 
 /// How the master key that seals credentials is found.

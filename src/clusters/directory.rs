@@ -64,6 +64,19 @@ impl ClusterDirectory {
         }
     }
 
+    /// A page of `tenant`'s clusters by name, as the database would give it, from memory.
+    pub fn page(&self, tenant: &str, after_name: Option<&str>, limit: usize) -> Vec<ClusterRow> {
+        let mut rows: Vec<ClusterRow> = self
+            .rows
+            .iter()
+            .filter(|row| row.tenant == tenant && after_name.is_none_or(|after| row.name.as_str() > after))
+            .map(|row| ClusterRow::clone(&row))
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.truncate(limit);
+        rows
+    }
+
     pub fn remove(&self, id: &str) {
         self.rows.remove(id);
     }

@@ -274,7 +274,15 @@ impl ClusterService {
         after_name: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ClusterRow>, ClusterError> {
-        Ok(self.db.clusters_page(tenant, after_name, limit).await?)
+        match self.db.clusters_page(tenant, after_name, limit).await {
+            // The directory holds every record as of its last refresh: while the database is
+            // unavailable, a page comes from there (records cannot change meanwhile, except on
+            // another replica that reaches the database).
+            Err(err) if err.is_unavailable() => {
+                Ok(self.directory.page(tenant, after_name, usize::try_from(limit).unwrap_or(0)))
+            }
+            other => Ok(other?),
+        }
     }
 
     pub async fn create(&self, tenant: &str, spec: ClusterSpec) -> Result<ClusterRow, ClusterError> {

@@ -24,11 +24,12 @@ use crate::access::Caller;
 use crate::audit::{Actor, AuditEntry, AuditOutcome, AuditRecorder};
 use crate::auth::Role;
 use crate::authz::{AuditScope, audit_scope};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::pagination::PageRequest;
 use crate::resources::write::{Manifest, read_manifest, unreadable_manifest_summary};
 use crate::settings::ApiLimits;
 use crate::store::Database;
+use crate::store::StoreError;
 use crate::store::audit::{AuditFilter, AuditRow};
 use crate::store::utc;
 
@@ -148,9 +149,9 @@ impl AuditExtension {
     }
 }
 
-fn refused() -> ServerError {
-    let err = async_graphql::Error::new("the action was refused: its audit record could not be written")
-        .extend_with(|_, ext| ext.set("code", ErrorCode::Internal.as_str()));
+fn refused(cause: Option<&StoreError>) -> ServerError {
+    let (message, code) = crate::audit::refusal(cause);
+    let err = async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code.as_str()));
     err.into_server_error(async_graphql::Pos::default())
 }
 
@@ -233,7 +234,7 @@ impl Extension for AuditExtension {
         }
         let Some(recorder) = ctx.data_opt::<AuditRecorder>() else {
             tracing::error!("no audit recorder configured; refusing mutation");
-            return Err(refused());
+            return Err(refused(None));
         };
         let mut args = self.arguments(ctx, &info);
         if let Some(Json::String(text)) = args.get_mut("manifest").map(std::mem::take) {
@@ -256,7 +257,7 @@ impl Extension for AuditExtension {
             Ok(pending) => pending,
             Err(err) => {
                 tracing::error!(error = %err, field = info.name, "audit record could not be written; refusing mutation");
-                return Err(refused());
+                return Err(refused(Some(&err)));
             }
         };
         let result = next.run(ctx, info).await;

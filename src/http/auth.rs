@@ -7,7 +7,11 @@ pub(super) fn auth_failure(err: AuthError) -> Response {
     match err {
         AuthError::Store(store) => {
             tracing::error!(error = %store, "token lookup failed");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "database unavailable")
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StoreUnavailable,
+                crate::error::STORE_UNAVAILABLE,
+            )
         }
         other => error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, other.to_string()),
     }

@@ -134,6 +134,11 @@ impl Collector for ServerFigures {
                 "Upstream log streams open (followed logs).",
                 self.log_hub.upstream_count() as i64,
             ),
+            (
+                "kubegql_store_unavailable",
+                "1 while the database is unavailable (changes refused, reads from memory), else 0.",
+                i64::from(self.db.unavailable()),
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);

@@ -215,6 +215,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ClusterUnreachable => StatusCode::BAD_GATEWAY,
         ErrorCode::CursorExpired => StatusCode::GONE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -35,11 +35,8 @@ where
         Ok(p) => p,
         Err(err) => {
             tracing::error!(error = %err, field, "audit record could not be written; refusing the action");
-            return Err(error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "the action was refused: its audit record could not be written",
-            ));
+            let (message, code) = crate::audit::refusal(Some(&err));
+            return Err(error_response(status_of(code), code, message));
         }
     };
     let outcome = match crate::authz::require(&caller.principal, crate::auth::Role::Operator) {

@@ -142,11 +142,11 @@ impl Database {
         }
         match &self.pools {
             Pools::Sqlite(pool) => {
-                let mut conn = pool.get().await.map_err(StoreError::pool)?;
+                let mut conn = self.checkout(pool.get()).await?;
                 conn.immediate_transaction(async |conn| append!(conn)).await.map_err(StoreError::from)
             }
             Pools::Postgres(pool) => {
-                let mut conn = pool.get().await.map_err(StoreError::pool)?;
+                let mut conn = self.checkout(pool.get()).await?;
                 conn.transaction(async |conn| {
                     diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})")).execute(conn).await?;
                     append!(conn)

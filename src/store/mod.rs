@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod clusters;
+pub mod health;
 pub mod notify;
 pub mod principals;
 pub mod schema;
@@ -34,6 +35,9 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
     #[error("database unavailable: {0}")]
     Pool(String),
+    /// The database was found unavailable a moment ago; nothing was tried.
+    #[error("the database is unavailable")]
+    Unavailable,
     #[error("database migration failed: {0}")]
     Migration(String),
     #[error("{0}")]
@@ -43,6 +47,11 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn pool(err: impl std::fmt::Display) -> Self {
         StoreError::Pool(err.to_string())
+    }
+
+    /// True when the database could not be reached (as opposed to a query it refused).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Pool(_) | StoreError::Unavailable)
     }
 }
 
@@ -83,6 +92,7 @@ pub struct Database {
     queries: Arc<AtomicU64>,
     /// This process's name in change notices to other replicas.
     origin: Arc<str>,
+    availability: Arc<health::Availability>,
 }
 
 impl std::fmt::Debug for Database {
@@ -99,12 +109,12 @@ macro_rules! with_conn {
         db.count_query();
         match &db.pools {
             $crate::store::Pools::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
+                let mut pooled = db.checkout(pool.get()).await?;
                 let $conn = &mut *pooled;
                 $body
             }
             $crate::store::Pools::Postgres(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::store::StoreError::pool)?;
+                let mut pooled = db.checkout(pool.get()).await?;
                 let $conn = &mut *pooled;
                 $body
             }
@@ -116,16 +126,19 @@ pub(crate) use with_conn;
 impl Database {
     /// Opens the pool for `url` (creating the SQLite file and its directory when needed).
     pub async fn connect(url: &str, pool_size: u32) -> Result<Database, StoreError> {
+        let availability = Arc::new(health::Availability::default());
+        let sink = Box::new(health::TripOnConnectError(Arc::clone(&availability)));
         match Backend::of_url(url) {
             Backend::Postgres => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
                 let pool = Pool::builder()
                     .max_size(pool_size)
                     .connection_timeout(Duration::from_secs(10))
+                    .error_sink(sink)
                     .build(manager)
                     .await
                     .map_err(StoreError::pool)?;
-                Ok(Database::new(Pools::Postgres(pool)))
+                Ok(Database::new(Pools::Postgres(pool), availability))
             }
             Backend::Sqlite => {
                 let path = sqlite_path(url);
@@ -153,16 +166,22 @@ impl Database {
                 let pool = Pool::builder()
                     .max_size(pool_size.max(1))
                     .connection_timeout(Duration::from_secs(10))
+                    .error_sink(sink)
                     .build(manager)
                     .await
                     .map_err(StoreError::pool)?;
-                Ok(Database::new(Pools::Sqlite(pool)))
+                Ok(Database::new(Pools::Sqlite(pool), availability))
             }
         }
     }
 
-    fn new(pools: Pools) -> Database {
-        Database { pools, queries: Arc::new(AtomicU64::new(0)), origin: uuid::Uuid::new_v4().to_string().into() }
+    fn new(pools: Pools, availability: Arc<health::Availability>) -> Database {
+        Database {
+            pools,
+            queries: Arc::new(AtomicU64::new(0)),
+            origin: uuid::Uuid::new_v4().to_string().into(),
+            availability,
+        }
     }
 
     pub fn backend(&self) -> Backend {

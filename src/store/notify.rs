@@ -50,7 +50,7 @@ impl Database {
     pub async fn announce(&self, change: &Change) -> Result<(), StoreError> {
         if let Pools::Postgres(pool) = &self.pools {
             self.count_query();
-            let mut conn = pool.get().await.map_err(StoreError::pool)?;
+            let mut conn = self.checkout(pool.get()).await?;
             diesel::sql_query("SELECT pg_notify($1, $2)")
                 .bind::<Text, _>(CHANNEL)
                 .bind::<Text, _>(change.payload(self.origin()))
@@ -69,6 +69,7 @@ pub async fn listen(db: &Database, database_url: &str) -> Option<mpsc::Unbounded
         return None;
     }
     let own = db.origin().to_owned();
+    let listener_db = db.clone();
     let (tx, rx) = mpsc::unbounded_channel();
     let url = database_url.to_owned();
     let (ready_tx, ready) = tokio::sync::oneshot::channel::<()>();
@@ -95,6 +96,7 @@ pub async fn listen(db: &Database, database_url: &str) -> Option<mpsc::Unbounded
                     });
                     if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
                         delay = Duration::from_millis(500);
+                        listener_db.answered();
                         match ready_tx.take() {
                             Some(first) => {
                                 let _ = first.send(());
@@ -125,7 +127,8 @@ pub async fn listen(db: &Database, database_url: &str) -> Option<mpsc::Unbounded
                 return;
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            // Short enough that notices resume within moments of the database's return.
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
     });
     if tokio::time::timeout(Duration::from_secs(5), ready).await.is_err() {

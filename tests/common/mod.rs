@@ -40,6 +40,18 @@ impl TestDb {
             Backend::Postgres => TestDb { url: fresh_postgres_database().await, sqlite_file: None, _dir: None },
         }
     }
+
+    /// A fresh database on the PostgreSQL server of its own that a test may stop and start
+    /// (`scripts/postgres-ctl faults stop|start`).
+    pub async fn on_stoppable_postgres() -> TestDb {
+        let admin = std::env::var("KUBEGQL_TEST_POSTGRES_FAULTS_URL").unwrap_or_else(|_| {
+            panic!(
+                "KUBEGQL_TEST_POSTGRES_FAULTS_URL is not set: run the suite with scripts/test, which starts \
+                 it (scripts/postgres-up faults)"
+            )
+        });
+        TestDb { url: fresh_database_on(&admin).await, sqlite_file: None, _dir: None }
+    }
 }
 
 /// The admin URL of the test PostgreSQL server. The README's test command sets it; running the
@@ -55,9 +67,13 @@ pub fn postgres_admin_url() -> String {
 
 /// Creates an empty database for one test and returns its URL.
 pub async fn fresh_postgres_database() -> String {
-    let admin = postgres_admin_url();
+    fresh_database_on(&postgres_admin_url()).await
+}
+
+/// Creates an empty database on the server of `admin` (a role that may create databases).
+pub async fn fresh_database_on(admin: &str) -> String {
     let name = format!("kubegql_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = AsyncPgConnection::establish(&admin)
+    let mut conn = AsyncPgConnection::establish(admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL server: {e}"));
     conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
@@ -72,7 +88,7 @@ pub fn test_key() -> String {
 pub fn settings_for(db: &TestDb) -> ServeSettings {
     ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store: StoreSettings { database_url: db.url.clone(), db_pool_size: 4 },
+        store: StoreSettings { database_url: db.url.clone(), db_pool_size: 4, outage_grace_secs: 300 },
         keys: KeySettings { master_key: Some(test_key()), master_key_file: None, previous_master_keys: vec![] },
         audit: Default::default(),
         tunnels: Default::default(),
