@@ -267,7 +267,7 @@ impl RolloutSubscription {
                     Some(Err(ApiError::new(ErrorCode::NotFound, format!("the {} was deleted", workload.kind())).into()))
                 }
                 (_, Some(object)) => Some(
-                    status_of(workload, &object)
+                    status_of(workload, &object.object())
                         .map(|s| RolloutStatusOutput { done: s.done, failed: s.failed, message: s.message })
                         .map_err(|e| ApiError::from(e).into()),
                 ),

@@ -27,19 +27,19 @@ impl ResourceEvent {
     }
     pub(super) fn object(&self) -> Option<Resource> {
         let object = self.event.object.as_ref()?;
-        Some(Resource::shared(Arc::clone(&object.object), Arc::clone(&self.origin)))
+        Some(Resource::shared(object.object(), Arc::clone(&self.origin)))
     }
     pub(super) fn version(&self) -> Option<&str> {
-        self.event.object.as_ref()?.metadata.resource_version.as_deref()
+        self.event.object.as_ref()?.resource_version()
     }
     pub(super) fn table_row(&self) -> Option<TableRow> {
         let watched = self.event.object.as_ref()?;
-        let row = watched.row.as_ref()?;
-        let object = Resource::shared(Arc::clone(&watched.object), Arc::clone(&self.origin));
+        let row = watched.row()?;
+        let object = Resource::shared(watched.object(), Arc::clone(&self.origin));
         Some(TableRow::new(row.cells.clone(), object))
     }
     pub(super) fn table_columns(&self) -> Option<Vec<Column>> {
-        let row = self.event.object.as_ref()?.row.as_ref()?;
+        let row = self.event.object.as_ref()?.row()?;
         Some(columns(&row.columns))
     }
 }

@@ -26,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use tokio::sync::{RwLock, broadcast};
 
-use self::coalesce::{Coalescer, WatchEvent, WatchEventType, Watched};
+use self::coalesce::{Coalescer, SharedObjects, WatchEvent, WatchEventType, Watched};
 use self::state::WatchState;
 use crate::resources::ListQuery;
 
@@ -129,6 +129,8 @@ pub struct WatchHub {
     starts: AtomicU64,
     per_principal: DashMap<String, usize>,
     budgets: DashMap<String, Arc<DefaultDirectRateLimiter>>,
+    /// Each version of an object held once, however many watches hold it.
+    shared: Arc<SharedObjects>,
     settings: WatchSettings,
 }
 
@@ -189,6 +191,7 @@ impl WatchHub {
             starts: AtomicU64::new(0),
             per_principal: DashMap::new(),
             budgets: DashMap::new(),
+            shared: Arc::default(),
             settings,
         })
     }
@@ -263,7 +266,8 @@ impl WatchHub {
                 }
                 let id = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.upstreams_of.entry(principal.to_owned()).or_insert(0) += 1;
-                upstreams.insert(key.clone(), start_upstream(id, principal, &key, client, resource));
+                let shared = Arc::clone(&self.shared);
+                upstreams.insert(key.clone(), start_upstream(id, principal, &key, client, resource, shared));
             }
             let upstream = upstreams.get_mut(&key).expect("present or just inserted");
             upstream.subscribers += 1;
@@ -282,27 +286,27 @@ impl WatchHub {
                 .entry(principal.to_owned())
                 .or_insert_with(|| Arc::new(RateLimiter::direct(quota(self.settings.principal_events_per_second)))),
         );
-        // Subscribe while holding the store's read lock: the upstream changes the store and
-        // sends under its write lock, so the snapshot and the stream neither overlap nor gap.
-        let (receiver, snapshot, skip_first_list) = {
-            let state = store.read().await;
-            let receiver = events.subscribe();
-            let snapshot: Vec<Watched> =
-                if options.send_initial_state { state.objects().values().cloned().collect() } else { Vec::new() };
-            (receiver, snapshot, !options.send_initial_state && !state.listed())
-        };
-        let mut coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
         let wanted = options.event_types.clone();
         let accept = move |kind: WatchEventType| {
             kind == WatchEventType::Resync || wanted.as_ref().is_none_or(|w| w.contains(&kind))
         };
-        for object in snapshot {
-            if accept(WatchEventType::Added) {
-                coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(object) });
-            }
-        }
+        // Subscribe while holding the store's read lock: the upstream changes the store and
+        // sends under its write lock, so the snapshot and the stream neither overlap nor gap.
+        // The snapshot is pointers to what the watch holds, sent as ADDED before any change.
+        let (receiver, snapshot, skip_first_list) = {
+            let state = store.read().await;
+            let receiver = events.subscribe();
+            let snapshot: Vec<Watched> = if options.send_initial_state && accept(WatchEventType::Added) {
+                state.objects().values().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            (receiver, snapshot, !options.send_initial_state && !state.listed())
+        };
+        let coalescer = Coalescer::new(self.settings.queue_objects + held.load(Ordering::Relaxed));
         let state = SubscriberState {
             receiver,
+            snapshot: snapshot.into_iter(),
             coalescer,
             limiter: RateLimiter::direct(quota(rate)),
             budget,
@@ -426,6 +430,10 @@ struct Sent {
 struct SubscriberState {
     ended: Arc<std::sync::OnceLock<String>>,
     receiver: broadcast::Receiver<Sent>,
+    /// The state to send as ADDED (on subscribing with the initial state, or after a RESYNC)
+    /// before the changes that wait in the coalescer: an object's ADDED always precedes its
+    /// later changes.
+    snapshot: std::vec::IntoIter<Watched>,
     coalescer: Coalescer,
     limiter: DefaultDirectRateLimiter,
     budget: Arc<DefaultDirectRateLimiter>,
@@ -455,9 +463,35 @@ impl SubscriberState {
             Err(broadcast::error::RecvError::Lagged(_)) => self.coalescer.resync(),
             Err(broadcast::error::RecvError::Closed) => self.closed = true,
         }
+        if self.coalescer.resync_pending() {
+            // A RESYNC replaces whatever of the old state was still to be sent.
+            self.snapshot = Vec::new().into_iter();
+        }
     }
 
-    /// The next event for the subscriber, paced by its rate and its principal's budget.
+    /// After a RESYNC: the whole current state is to be sent, and nothing received so far (the
+    /// state includes it).
+    async fn rebuild(&mut self) {
+        let state = self.store.read().await;
+        // The upstream sends under the store's write lock: all that waits was sent before now.
+        loop {
+            match self.receiver.try_recv() {
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        self.coalescer.clear();
+        if (self.accept)(WatchEventType::Added) {
+            self.snapshot = state.objects().values().cloned().collect::<Vec<_>>().into_iter();
+        }
+    }
+
+    /// The next event for the subscriber, paced by its rate and its principal's budget: a
+    /// RESYNC first, then what is left of the state to send, then the changes.
     async fn next(&mut self) -> Option<WatchEvent> {
         loop {
             // Take everything already waiting, so coalescing sees it before pacing.
@@ -474,7 +508,7 @@ impl SubscriberState {
                     }
                 }
             }
-            if self.coalescer.is_empty() {
+            if self.coalescer.is_empty() && self.snapshot.len() == 0 {
                 if self.closed {
                     return None;
                 }
@@ -485,18 +519,17 @@ impl SubscriberState {
             tokio::select! {
                 biased;
                 _ = async { self.limiter.until_ready().await; self.budget.until_ready().await } => {
-                    let event = self.coalescer.pop()?;
-                    if event.kind == WatchEventType::Resync && self.resend_state {
-                        // Rebuild the view: everything current follows the RESYNC as ADDED.
-                        let state = self.store.read().await;
-                        self.coalescer.set_capacity(state.objects().len() + self.spare);
-                        for object in state.objects().values() {
-                            if (self.accept)(WatchEventType::Added) {
-                                self.coalescer.push(WatchEvent { kind: WatchEventType::Added, object: Some(object.clone()) });
-                            }
+                    if self.coalescer.resync_pending() {
+                        let event = self.coalescer.pop()?;
+                        if self.resend_state {
+                            self.rebuild().await;
                         }
+                        return Some(event);
                     }
-                    return Some(event);
+                    if let Some(object) = self.snapshot.next() {
+                        return Some(WatchEvent { kind: WatchEventType::Added, object: Some(object) });
+                    }
+                    return self.coalescer.pop();
                 }
                 received = self.receiver.recv(), if !self.closed => self.take(received),
             }
@@ -504,7 +537,14 @@ impl SubscriberState {
     }
 }
 
-fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, resource: ApiResource) -> Upstream {
+fn start_upstream(
+    id: u64,
+    owner: &str,
+    key: &WatchKey,
+    client: kube::Client,
+    resource: ApiResource,
+    shared: Arc<SharedObjects>,
+) -> Upstream {
     let (events, _) = broadcast::channel(4096);
     let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
@@ -526,7 +566,12 @@ fn start_upstream(id: u64, owner: &str, key: &WatchKey, client: kube::Client, re
         if let Some(fields) = &key.field_selector {
             config = config.fields(fields);
         }
-        watcher(api, config).default_backoff().map(|item| item.map(state::watched).map_err(|e| e.to_string())).boxed()
+        let scope = format!("{}/{}/{}/{}", key.cluster_id, resource.group, resource.version, resource.kind);
+        let hold = move |object| shared.hold(&scope, object);
+        watcher(api, config)
+            .default_backoff()
+            .map(move |item| item.map(|event| state::watched(event, &hold)).map_err(|e| e.to_string()))
+            .boxed()
     };
     let task = {
         let (events, store, held, listed) =

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 
-use super::coalesce::{ObjectKey, WatchEvent, WatchEventType, Watched, object_key};
+use super::coalesce::{ObjectKey, WatchEvent, WatchEventType, Watched};
 
 pub type Objects = HashMap<ObjectKey, Watched>;
 
@@ -44,7 +44,7 @@ impl WatchState {
             }
             watcher::Event::InitApply(object) => {
                 if let Some(buffer) = self.relist.as_mut() {
-                    buffer.insert(object_key(&object), object);
+                    buffer.insert(object.key().clone(), object);
                 }
                 Vec::new()
             }
@@ -59,7 +59,7 @@ impl WatchState {
                 for (key, new) in &fresh {
                     match self.objects.get(key) {
                         None => events.push(event_for(WatchEventType::Added, new)),
-                        Some(old) if old.metadata.resource_version != new.metadata.resource_version => {
+                        Some(old) if old.resource_version() != new.resource_version() => {
                             events.push(event_for(WatchEventType::Modified, new))
                         }
                         Some(_) => {}
@@ -70,9 +70,9 @@ impl WatchState {
                 events
             }
             watcher::Event::Apply(object) => {
-                let kind = match self.objects.insert(object_key(&object), object.clone()) {
+                let kind = match self.objects.insert(object.key().clone(), object.clone()) {
                     None => WatchEventType::Added,
-                    Some(old) if old.metadata.resource_version == object.metadata.resource_version => {
+                    Some(old) if old.resource_version() == object.resource_version() => {
                         return Vec::new();
                     }
                     Some(_) => WatchEventType::Modified,
@@ -80,21 +80,21 @@ impl WatchState {
                 vec![event_for(kind, &object)]
             }
             watcher::Event::Delete(object) => {
-                self.objects.remove(&object_key(&object));
+                self.objects.remove(object.key());
                 vec![event_for(WatchEventType::Deleted, &object)]
             }
         }
     }
 }
 
-/// A watcher's event over objects, as one over watched objects without table rows.
-pub fn watched(event: watcher::Event<DynamicObject>) -> watcher::Event<Watched> {
+/// A watcher's event over objects, as one over held objects (`hold` makes or finds each).
+pub fn watched(event: watcher::Event<DynamicObject>, hold: impl Fn(DynamicObject) -> Watched) -> watcher::Event<Watched> {
     match event {
         watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(object.into()),
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(hold(object)),
         watcher::Event::InitDone => watcher::Event::InitDone,
-        watcher::Event::Apply(object) => watcher::Event::Apply(object.into()),
-        watcher::Event::Delete(object) => watcher::Event::Delete(object.into()),
+        watcher::Event::Apply(object) => watcher::Event::Apply(hold(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(hold(object)),
     }
 }
 
@@ -116,8 +116,8 @@ mod tests {
         let mut seen: Vec<_> = events
             .into_iter()
             .map(|e| {
-                let meta = &e.object.as_ref().unwrap().metadata;
-                (e.kind, meta.name.clone().unwrap(), meta.resource_version.clone().unwrap())
+                let object = e.object.as_ref().unwrap();
+                (e.kind, object.key().1.clone(), object.resource_version().unwrap().to_owned())
             })
             .collect();
         seen.sort_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)));

@@ -169,8 +169,8 @@ impl TableWatch {
         }
         for row in table.rows {
             let watched = self.watched(row);
-            if let Some(version) = watched.metadata.resource_version.clone() {
-                self.resume_from(version);
+            if let Some(version) = watched.resource_version() {
+                self.resume_from(version.to_owned());
             }
             self.ready.push_back(event(watched));
         }
@@ -178,10 +178,7 @@ impl TableWatch {
 
     fn watched(&self, row: WireRow<DynamicObject>) -> Watched {
         let (cells, object) = row.split();
-        Watched {
-            object: Arc::new(object),
-            row: Some(Arc::new(TableRow { columns: Arc::clone(&self.columns), cells })),
-        }
+        Watched::new(object, Some(Arc::new(TableRow { columns: Arc::clone(&self.columns), cells })))
     }
 
     /// Waits before the next try, longer after each failure in a row, and hands the error back.
