@@ -315,7 +315,7 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
     let id = create(&server, input).await;
     assert_reachable(&status(&server, &id).await);
     server.server.connections.client(&id).await.unwrap();
-    server.server.connections.health_check_once().await;
+    server.server.connections.health_check_once(16).await;
     assert_eq!(server.server.connections.clients().len(), 1, "a healthy cluster keeps its client");
 
     // Stop the proxy: no new connections, and the pooled ones are cut.
@@ -324,12 +324,66 @@ async fn the_health_check_evicts_clients_of_a_cluster_that_stops_answering() {
     for tunnel in tunnels.lock().unwrap().drain(..) {
         tunnel.abort();
     }
-    server.server.connections.health_check_once().await;
+    server.server.connections.health_check_once(16).await;
     assert_eq!(server.server.connections.clients().len(), 0, "evicted after a failed check");
     let s = server
         .gql_ok("query($id: ID!) { cluster(id: $id) { status { reachable errorKind } } }", json!({ "id": id }))
         .await;
     assert_eq!(s["cluster"]["status"]["reachable"], false, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_round_checks_clusters_concurrently_and_no_more_than_its_bound_at_once() {
+    let cp = ControlPlane::get();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = settings_for(&db);
+    settings.clients.connect_timeout_secs = 1;
+    let server = TestServer::start_with(settings).await;
+    // A listener on loopback that takes connections and never answers: each check waits its
+    // whole timeout (2 s). It counts the connections it has taken.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (taken, held) = (taken.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = silent.accept().await {
+                taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.lock().unwrap().push(socket);
+            }
+        });
+    }
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut input = direct(&cp, &format!("silent-{i}"));
+        input["apiServerUrl"] = json!(format!("https://127.0.0.1:{port}"));
+        input["tlsServerName"] = json!("127.0.0.1");
+        let id = create(&server, input).await;
+        server.server.connections.client(&id).await.unwrap();
+        ids.push(id);
+    }
+    assert_eq!(server.server.connections.clients().len(), 12);
+    // Building a client may already have tried the address: count from here.
+    common::eventually("the builds' connections settle", Duration::from_secs(5), || async {
+        let before = taken.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        taken.load(std::sync::atomic::Ordering::SeqCst) == before
+    })
+    .await;
+    let before = taken.load(std::sync::atomic::Ordering::SeqCst);
+    let connections = server.server.connections.clone();
+    let round = tokio::spawn(async move { connections.health_check_once(4).await });
+    // The first four checks connect at once; the fifth waits for one of them to time out (2 s).
+    common::eventually("four checks at once", Duration::from_secs(5), || async {
+        taken.load(std::sync::atomic::Ordering::SeqCst) - before >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst) - before, 4, "no more than the bound at once");
+    round.await.unwrap();
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst) - before, 12, "every cluster was checked");
+    assert_eq!(server.server.connections.clients().len(), 0, "each silent cluster lost its client");
 }
 
 /// A projected service-account token rotates: the same cached client picks up the new file

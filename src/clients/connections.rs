@@ -43,6 +43,11 @@ pub struct UpkeepSettings {
     #[arg(long, env = "KUBEGQL_HEALTH_CHECK_INTERVAL_SECS", default_value_t = 30)]
     pub health_check_interval_secs: u64,
 
+    /// Clusters health-checked at once in a round: a round over many clusters, some of them
+    /// unreachable, takes about (clusters / this) timeouts instead of one per cluster.
+    #[arg(long, env = "KUBEGQL_HEALTH_CHECK_CONCURRENCY", default_value_t = 16)]
+    pub health_check_concurrency: usize,
+
     /// How often the in-memory cluster directory is reloaded from the database.
     #[arg(long, env = "KUBEGQL_CLUSTER_REFRESH_SECS", default_value_t = 60)]
     pub cluster_refresh_secs: u64,
@@ -54,6 +59,7 @@ impl Default for UpkeepSettings {
             client_ttl_secs: 600,
             client_cache_capacity: 1024,
             health_check_interval_secs: 30,
+            health_check_concurrency: 16,
             cluster_refresh_secs: 60,
         }
     }
@@ -176,32 +182,35 @@ impl ClusterConnections {
         })
     }
 
-    /// One health pass over the cached clients: a cluster that does not answer loses its clients
-    /// and gets its status recorded.
-    pub async fn health_check_once(&self) {
+    /// One health pass over the cached clients, `concurrency` clusters at a time: a cluster
+    /// that does not answer loses its clients and gets its status recorded.
+    pub async fn health_check_once(&self, concurrency: usize) {
+        use futures_util::StreamExt;
         let timeout = self.factory.connect_timeout() * 2;
         let mut seen = std::collections::HashSet::new();
-        for (key, client) in self.clients.entries() {
-            if !seen.insert(key.cluster_id.clone()) {
-                continue;
-            }
-            let status = check(&client, timeout).await;
-            if !status.reachable {
-                tracing::warn!(cluster = %key.cluster_id, error = ?status.error, "cluster failed its health check; evicting its clients");
-            }
-            self.record(&key.cluster_id, status);
-        }
+        let clients: Vec<_> =
+            self.clients.entries().into_iter().filter(|(key, _)| seen.insert(key.cluster_id.clone())).collect();
+        futures_util::stream::iter(clients)
+            .for_each_concurrent(concurrency.max(1), |(key, client)| async move {
+                let status = check(&client, timeout).await;
+                if !status.reachable {
+                    tracing::warn!(cluster = %key.cluster_id, error = ?status.error, "cluster failed its health check; evicting its clients");
+                }
+                self.record(&key.cluster_id, status);
+            })
+            .await;
     }
 
     /// Starts the upkeep tasks; they stop when the returned handles are aborted or dropped with
     /// the runtime.
     pub fn spawn_upkeep(&self, settings: &UpkeepSettings) -> Vec<tokio::task::JoinHandle<()>> {
         let this = self.clone();
+        let concurrency = settings.health_check_concurrency;
         let health = every(settings.health_check_interval_secs, move || {
             let this = this.clone();
             async move {
                 this.clients.purge_expired();
-                this.health_check_once().await;
+                this.health_check_once(concurrency).await;
             }
         });
         let clusters = self.clusters.clone();

@@ -527,6 +527,10 @@ impl SubscriberState {
                         return Some(event);
                     }
                     if let Some(object) = self.snapshot.next() {
+                        if self.snapshot.len() == 0 {
+                            // Sent: give its pointers' memory back now, not at the next RESYNC.
+                            self.snapshot = Vec::new().into_iter();
+                        }
                         return Some(WatchEvent { kind: WatchEventType::Added, object: Some(object) });
                     }
                     return self.coalescer.pop();
