@@ -77,8 +77,14 @@ async fn set_up(client: &kube::Client, per_namespace: usize) -> usize {
             namespaces.create(&PostParams::default(), &object).await.unwrap();
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace(ns));
-        let have: std::collections::HashSet<String> =
-            pods.list_metadata(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
+        let have: std::collections::HashSet<String> = pods
+            .list_metadata(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
         let missing: Vec<usize> = (0..per_namespace).filter(|j| !have.contains(&format!("p-{j:05}"))).collect();
         made += missing.len();
         stream::iter(missing)
@@ -182,11 +188,10 @@ async fn watch_round(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (labels, headers) in subscriptions {
-        let mut request = http
-            .post(format!("{base}/graphql/stream"))
-            .bearer_auth(TOKEN)
-            .header("accept", "text/event-stream")
-            .json(&json!({ "query": WATCH, "variables": { "id": id, "labels": (!labels.is_empty()).then_some(labels) } }));
+        let mut request =
+            http.post(format!("{base}/graphql/stream")).bearer_auth(TOKEN).header("accept", "text/event-stream").json(
+                &json!({ "query": WATCH, "variables": { "id": id, "labels": (!labels.is_empty()).then_some(labels) } }),
+            );
         for (name, value) in headers {
             request = request.header(name, value);
         }
@@ -319,7 +324,13 @@ async fn main() {
         let (mut after, mut seen, mut pages, mut peaks) = (Value::Null, 0usize, 0usize, Vec::new());
         loop {
             let mut body = page_query(500, None, "metadata { name } json");
-            body["query"] = Value::String(body["query"].as_str().unwrap().replace("first: $first)", "first: $first, after: $after)").replace("$first: Int)", "$first: Int, $after: String)"));
+            body["query"] = Value::String(
+                body["query"]
+                    .as_str()
+                    .unwrap()
+                    .replace("first: $first)", "first: $first, after: $after)")
+                    .replace("$first: Int)", "$first: Int, $after: String)"),
+            );
             body["variables"]["after"] = after.clone();
             let (_, page) = gql(&http, &base, &body).await;
             let conn = &page["data"]["cluster"]["resources"];

@@ -166,6 +166,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         db.clone(),
         Arc::clone(&tunnels),
         Arc::clone(&log_hub),
+        connections.clone(),
     ));
     let state = AppState {
         schema,

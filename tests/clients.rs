@@ -384,6 +384,9 @@ async fn a_health_round_checks_clusters_concurrently_and_no_more_than_its_bound_
     round.await.unwrap();
     assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst) - before, 12, "every cluster was checked");
     assert_eq!(server.server.connections.clients().len(), 0, "each silent cluster lost its client");
+    let health = server.server.connections.health_rounds();
+    assert_eq!(health.last_checked.load(std::sync::atomic::Ordering::Relaxed), 12);
+    assert_eq!(health.last_unreachable.load(std::sync::atomic::Ordering::Relaxed), 12);
 }
 
 /// A projected service-account token rotates: the same cached client picks up the new file

@@ -81,11 +81,20 @@ pub async fn server_with_cluster(
     token: &str,
     env: &[(&str, &str)],
 ) -> (std::process::Child, tempfile::TempDir, String, String) {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
+    let (server, base) = server_in(dir.path(), token, env);
+    let id = register_cluster(&base, token, vars, "bench").await;
+    (server, dir, base, id)
+}
+
+/// A kubegql server process (the release build) working in `dir` (its SQLite database and key
+/// file live there, so a second start finds what the first stored), on a free loopback port, with
+/// `token` as its admin's and `env` added. Returns once it has printed its address.
+pub fn server_in(dir: &std::path::Path, token: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubegql"));
     command
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", token)
         .env("KUBEGQL_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
@@ -98,8 +107,12 @@ pub async fn server_with_cluster(
     let mut banner = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
     let base = banner.trim().strip_prefix("kubegql listening on ").unwrap().to_owned();
-    let id = register_cluster(&base, token, vars, "bench").await;
-    (server, dir, base, id)
+    (server, base)
+}
+
+/// A figure of the server's `/metrics` text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Registers the control plane of `vars` in the kubegql server at `base` as cluster `name`

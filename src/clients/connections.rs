@@ -71,6 +71,16 @@ pub struct ClusterConnections {
     factory: ClientFactory,
     clients: Arc<ClientCache<Client>>,
     statuses: Arc<DashMap<String, ClusterStatus>>,
+    health: Arc<HealthRounds>,
+}
+
+/// What the health rounds have done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HealthRounds {
+    pub rounds: std::sync::atomic::AtomicU64,
+    pub last_round_ms: std::sync::atomic::AtomicU64,
+    pub last_checked: std::sync::atomic::AtomicU64,
+    pub last_unreachable: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterConnections {
@@ -78,7 +88,7 @@ impl ClusterConnections {
     /// change to a cluster record.
     pub fn new(clusters: ClusterService, factory: ClientFactory, clients: Arc<ClientCache<Client>>) -> Self {
         clusters.listen(Arc::clone(&clients) as Arc<dyn crate::clusters::ClusterListener>);
-        Self { clusters, factory, clients, statuses: Arc::new(DashMap::new()) }
+        Self { clusters, factory, clients, statuses: Arc::new(DashMap::new()), health: Arc::default() }
     }
 
     pub fn clients(&self) -> &Arc<ClientCache<Client>> {
@@ -87,6 +97,10 @@ impl ClusterConnections {
 
     pub fn clusters(&self) -> &ClusterService {
         &self.clusters
+    }
+
+    pub fn health_rounds(&self) -> &HealthRounds {
+        &self.health
     }
 
     /// The cluster's own client (any tenant; for kubegql's own use): from the cache, or built
@@ -190,15 +204,27 @@ impl ClusterConnections {
         let mut seen = std::collections::HashSet::new();
         let clients: Vec<_> =
             self.clients.entries().into_iter().filter(|(key, _)| seen.insert(key.cluster_id.clone())).collect();
+        let started = std::time::Instant::now();
+        let checked = clients.len() as u64;
+        let unreachable = std::sync::atomic::AtomicU64::new(0);
         futures_util::stream::iter(clients)
-            .for_each_concurrent(concurrency.max(1), |(key, client)| async move {
-                let status = check(&client, timeout).await;
-                if !status.reachable {
-                    tracing::warn!(cluster = %key.cluster_id, error = ?status.error, "cluster failed its health check; evicting its clients");
+            .for_each_concurrent(concurrency.max(1), |(key, client)| {
+                let unreachable = &unreachable;
+                async move {
+                    let status = check(&client, timeout).await;
+                    if !status.reachable {
+                        unreachable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(cluster = %key.cluster_id, error = ?status.error, "cluster failed its health check; evicting its clients");
+                    }
+                    self.record(&key.cluster_id, status);
                 }
-                self.record(&key.cluster_id, status);
             })
             .await;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.health.last_round_ms.store(started.elapsed().as_millis() as u64, Relaxed);
+        self.health.last_checked.store(checked, Relaxed);
+        self.health.last_unreachable.store(unreachable.into_inner(), Relaxed);
+        self.health.rounds.fetch_add(1, Relaxed);
     }
 
     /// Starts the upkeep tasks; they stop when the returned handles are aborted or dropped with

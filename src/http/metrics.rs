@@ -47,6 +47,7 @@ impl Metrics {
         db: Database,
         tunnels: Arc<crate::tunnel::OpenTunnels>,
         log_hub: Arc<crate::logs::LogHub>,
+        connections: crate::clients::connections::ClusterConnections,
     ) -> Metrics {
         let mut registry = Registry::default();
         // 1 ms to about 33 s.
@@ -58,7 +59,7 @@ impl Metrics {
             "Time to answer an HTTP request, until its response starts (a stream's life is not counted).",
             requests.clone(),
         );
-        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db, tunnels, log_hub }));
+        registry.register_collector(Box::new(ServerFigures { watch_hub, clients, db, tunnels, log_hub, connections }));
         Metrics { registry, requests }
     }
 
@@ -104,6 +105,7 @@ struct ServerFigures {
     db: Database,
     tunnels: Arc<crate::tunnel::OpenTunnels>,
     log_hub: Arc<crate::logs::LogHub>,
+    connections: crate::clients::connections::ClusterConnections,
 }
 
 impl std::fmt::Debug for ServerFigures {
@@ -116,6 +118,7 @@ impl Collector for ServerFigures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let hub = &self.watch_hub;
         let stats = &self.clients.stats;
+        let health = self.connections.health_rounds();
         let gauges = [
             ("kubegql_watch_upstreams", "Upstream Kubernetes watches running.", hub.upstream_count() as i64),
             ("kubegql_watch_subscriptions", "Live subscriptions.", hub.subscription_count() as i64),
@@ -133,6 +136,22 @@ impl Collector for ServerFigures {
                 "kubegql_log_upstreams",
                 "Upstream log streams open (followed logs).",
                 self.log_hub.upstream_count() as i64,
+            ),
+            ("kubegql_clusters", "Cluster records known.", self.connections.clusters().directory().len() as i64),
+            (
+                "kubegql_health_check_last_round_ms",
+                "How long the last health round took.",
+                health.last_round_ms.load(Relaxed) as i64,
+            ),
+            (
+                "kubegql_health_check_last_round_clusters",
+                "Clusters the last health round checked.",
+                health.last_checked.load(Relaxed) as i64,
+            ),
+            (
+                "kubegql_health_check_last_round_unreachable",
+                "Clusters the last health round found unreachable.",
+                health.last_unreachable.load(Relaxed) as i64,
             ),
             (
                 "kubegql_store_unavailable",
@@ -153,6 +172,7 @@ impl Collector for ServerFigures {
             ("kubegql_client_cache_builds", "Kubernetes clients built.", stats.builds.load(Relaxed)),
             ("kubegql_client_cache_evictions", "Cached clients evicted.", stats.evictions.load(Relaxed)),
             ("kubegql_db_queries", "Database queries run.", self.db.query_count()),
+            ("kubegql_health_check_rounds", "Health rounds run.", health.rounds.load(Relaxed)),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);

@@ -88,7 +88,10 @@ impl WatchState {
 }
 
 /// A watcher's event over objects, as one over held objects (`hold` makes or finds each).
-pub fn watched(event: watcher::Event<DynamicObject>, hold: impl Fn(DynamicObject) -> Watched) -> watcher::Event<Watched> {
+pub fn watched(
+    event: watcher::Event<DynamicObject>,
+    hold: impl Fn(DynamicObject) -> Watched,
+) -> watcher::Event<Watched> {
     match event {
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitApply(object) => watcher::Event::InitApply(hold(object)),
