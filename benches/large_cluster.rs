@@ -403,8 +403,12 @@ async fn main() {
     let _ = server.kill();
     let _ = server.wait();
     if std::env::var("BENCH_KEEP").as_deref() != Ok("1") {
+        // The pods go at once (no kubelet to wait for: their nodes go too), then their namespaces.
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for ns in 0..NAMESPACES {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace(ns));
+            let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::background() };
+            let _ = pods.delete_collection(&now, &ListParams::default()).await;
             let _ = namespaces.delete(&namespace(ns), &DeleteParams::background()).await;
         }
         let nodes: Api<Node> = Api::all(client.clone());
