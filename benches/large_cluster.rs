@@ -117,20 +117,6 @@ async fn not_running(client: &kube::Client) -> usize {
     list.items.len() + list.metadata.remaining_item_count.unwrap_or(0) as usize
 }
 
-/// Current and peak resident memory of a process, in MiB; `reset` clears the peak first.
-fn rss(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-            .unwrap_or_default()
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn reset_peak(pid: u32) {
     // Writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one.
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting the peak RSS");
@@ -143,14 +129,9 @@ async fn gql(http: &reqwest::Client, base: &str, body: &Value) -> (Duration, Val
     (t.elapsed(), value)
 }
 
-/// One subscriber over SSE: counts the events until `expected` have come, then keeps the
-/// connection open until `stop` is dropped.
-fn subscriber(
-    http: reqwest::Client,
-    request: reqwest::RequestBuilder,
-    counted: Arc<AtomicUsize>,
-) -> tokio::task::JoinHandle<()> {
-    drop(http);
+/// One subscriber over SSE: adds the events it receives to `counted`, and keeps the connection
+/// open until its task is aborted.
+fn subscriber(request: reqwest::RequestBuilder, counted: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "subscribed");
@@ -181,7 +162,7 @@ async fn watch_round(
     each: usize,
 ) {
     let http = reqwest::Client::new();
-    let (before, _) = rss(pid);
+    let (before, _) = support::rss(pid);
     reset_peak(pid);
     let counted = Arc::new(AtomicUsize::new(0));
     let n = subscriptions.len();
@@ -195,7 +176,7 @@ async fn watch_round(
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        tasks.push(subscriber(http.clone(), request, Arc::clone(&counted)));
+        tasks.push(subscriber(request, Arc::clone(&counted)));
     }
     let deadline = Instant::now() + Duration::from_secs(900);
     while counted.load(Ordering::Relaxed) < n * each {
@@ -205,7 +186,7 @@ async fn watch_round(
     let delivered = started.elapsed();
     // Settled: what the server holds while the subscribers wait for changes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (now, peak) = rss(pid);
+    let (now, peak) = support::rss(pid);
     println!(
         "{what:<44} {n:>4} subs {:>9} events in {:>6.1} s   RSS before {before:>6.0} MiB, settled {now:>6.0} MiB, peak {peak:>6.0} MiB",
         n * each,
@@ -318,7 +299,7 @@ async fn main() {
 
     // A full paged walk, pages of 500: the server's peak memory must not grow with the pages.
     {
-        let (before, _) = rss(pid);
+        let (before, _) = support::rss(pid);
         reset_peak(pid);
         let t = Instant::now();
         let (mut after, mut seen, mut pages, mut peaks) = (Value::Null, 0usize, 0usize, Vec::new());
@@ -336,7 +317,7 @@ async fn main() {
             let conn = &page["data"]["cluster"]["resources"];
             seen += conn["edges"].as_array().map_or(0, Vec::len);
             pages += 1;
-            peaks.push(rss(pid).1);
+            peaks.push(support::rss(pid).1);
             if conn["pageInfo"]["hasNextPage"] != true {
                 break;
             }

@@ -55,16 +55,6 @@ async fn measure(http: &reqwest::Client, base: &str, id: &str, direct: &Api<Conf
     (ours, theirs)
 }
 
-fn rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or_default()
-        / 1024.0
-}
-
 #[tokio::main]
 async fn main() {
     let vars = support::control_plane_env();
@@ -91,7 +81,7 @@ async fn main() {
     let (mut server, base) = support::server_in(dir.path(), TOKEN, &env);
     let http = reqwest::Client::new();
     let ca = std::fs::read_to_string(&vars["KUBE_TEST_CA_FILE"]).unwrap();
-    let rss_empty = rss(server.id());
+    let rss_empty = support::rss(server.id()).0;
 
     let create = "mutation($i: CreateClusterInput!) { createCluster(input: $i) { id } }";
     let started = Instant::now();
@@ -134,7 +124,7 @@ async fn main() {
 
     // Baseline: the healthy cluster's page with nothing else going on.
     let pid = server.id();
-    let rss_before = rss(pid);
+    let rss_before = support::rss(pid).0;
     let (quiet, quiet_direct) = measure(&http, &base, &healthy[0], &direct).await;
 
     // Every cluster gets a client; the unreachable ones are asked again and again, each request
@@ -166,7 +156,7 @@ async fn main() {
     .unwrap_or_default();
     let (busy, busy_direct) = measure(&http, &base, &healthy[0], &direct).await;
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    let rss_all = rss(pid);
+    let rss_all = support::rss(pid).0;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         let _ = task.await;

@@ -202,7 +202,7 @@ async fn main() {
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         if started.elapsed() >= next_sample {
-            samples.push((started.elapsed().as_secs(), support::usage(pid).1, rss_now(pid)));
+            samples.push((started.elapsed().as_secs(), support::usage(pid).1, support::rss(pid).0));
             next_sample += Duration::from_secs(5);
         }
         let (http, base, id, direct, latencies, failures) =
@@ -222,7 +222,7 @@ async fn main() {
     let wall = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let changed = changes.await.unwrap();
-    samples.push((started.elapsed().as_secs(), support::usage(pid).1, rss_now(pid)));
+    samples.push((started.elapsed().as_secs(), support::usage(pid).1, support::rss(pid).0));
     tokio::time::sleep(Duration::from_secs(1)).await;
     for socket in sockets {
         socket.abort();
@@ -253,14 +253,4 @@ async fn main() {
     let _ = server.wait();
     assert!(failures.is_empty(), "failed queries: {:?}", &failures[..failures.len().min(5)]);
     assert_eq!(stream_errors.load(Ordering::Relaxed), 0, "subscription errors");
-}
-
-fn rss_now(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or_default()
-        / 1024.0
 }

@@ -110,6 +110,20 @@ pub fn server_in(dir: &std::path::Path, token: &str, env: &[(&str, &str)]) -> (s
     (server, base)
 }
 
+/// (current, peak) resident memory of a process, in MiB.
+pub fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .unwrap_or_default()
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// A figure of the server's `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
