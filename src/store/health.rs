@@ -1,5 +1,5 @@
-//! Whether the database answers. The pool's failed connection attempts and timed-out checkouts
-//! mark it unavailable at once; from then on every query fails fast with
+//! Whether the database answers. On PostgreSQL, the pool's failed connection attempts and
+//! timed-out checkouts mark it unavailable at once; from then on every query fails fast with
 //! `StoreError::Unavailable` (the caller gets `STORE_UNAVAILABLE`) instead of each waiting out the
 //! pool's connection timeout, and one background probe tries a fresh connection every half second
 //! until one succeeds. Reads that memory can answer (known clusters, recently verified tokens) go
@@ -95,8 +95,10 @@ impl Database {
         let mut down = availability.down.subscribe();
         tokio::select! {
             got = get => got.map_err(|err| {
-                availability.trip(&err);
-                self.probe();
+                if self.backend() == super::Backend::Postgres {
+                    availability.trip(&err);
+                    self.probe();
+                }
                 StoreError::pool(err)
             }),
             _ = down.wait_for(Option::is_some) => {

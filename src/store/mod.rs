@@ -127,9 +127,11 @@ impl Database {
     /// Opens the pool for `url` (creating the SQLite file and its directory when needed).
     pub async fn connect(url: &str, pool_size: u32) -> Result<Database, StoreError> {
         let availability = Arc::new(health::Availability::default());
-        let sink = Box::new(health::TripOnConnectError(Arc::clone(&availability)));
         match Backend::of_url(url) {
             Backend::Postgres => {
+                // Only a server can go away: an embedded SQLite file's connection errors (a lock
+                // held a moment too long while a connection is set up) are waited out instead.
+                let sink = Box::new(health::TripOnConnectError(Arc::clone(&availability)));
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
                 let pool = Pool::builder()
                     .max_size(pool_size)
@@ -166,7 +168,6 @@ impl Database {
                 let pool = Pool::builder()
                     .max_size(pool_size.max(1))
                     .connection_timeout(Duration::from_secs(10))
-                    .error_sink(sink)
                     .build(manager)
                     .await
                     .map_err(StoreError::pool)?;
