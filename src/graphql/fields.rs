@@ -492,8 +492,8 @@ impl<'q> Sink<'q> for TextSink<'q> {
     }
     fn whole(&mut self, item: &Resource, managed_fields: bool) -> Option<()> {
         self.member();
-        match item.whole_text(managed_fields) {
-            Some(text) => self.out.push_str(&text),
+        match item.write_whole_text(&mut self.out, managed_fields) {
+            Some(()) => {}
             None => {
                 let value = item.whole(managed_fields).ok()?;
                 self.out.push_str(&serde_json::to_string(&value).ok()?);

@@ -25,6 +25,7 @@ use super::clusters::Label;
 use super::raw::{RawJsonOutput, raw_value};
 use crate::error::ApiError;
 use crate::resources::RawObject;
+use crate::resources::raw::members_deserializer;
 
 /// What every object of one query shares: its type and its cluster.
 #[derive(Debug)]
@@ -32,11 +33,19 @@ pub struct Origin {
     pub api_version: String,
     pub kind: String,
     pub cluster_id: String,
+    /// `"apiVersion":…,"kind":…` as JSON members, put back into list items' text.
+    type_members: String,
 }
 
 impl Origin {
     pub fn new(api_version: &str, kind: &str, cluster_id: &str) -> Arc<Self> {
-        Arc::new(Self { api_version: api_version.to_owned(), kind: kind.to_owned(), cluster_id: cluster_id.to_owned() })
+        let json = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        Arc::new(Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            cluster_id: cluster_id.to_owned(),
+            type_members: format!("\"apiVersion\":{},\"kind\":{}", json(api_version), json(kind)),
+        })
     }
 }
 
@@ -75,7 +84,7 @@ impl Resource {
     pub(super) fn meta(&self) -> Result<&Meta<'static>, ApiError> {
         let meta = self.meta.get_or_init(|| match &self.body {
             Body::Object(object) => Ok(Meta::from(&object.metadata)),
-            Body::Raw(raw) => read_meta(raw.get()).map(Meta::into_owned),
+            Body::Raw(raw) => read_meta(raw).map(Meta::into_owned),
         });
         meta.as_ref().map_err(|e| ApiError::internal(format!("the object's metadata could not be read: {e}")))
     }
@@ -84,7 +93,7 @@ impl Resource {
     /// a parsed object's as kept. `None` when it cannot be read (`meta` says why).
     pub(super) fn meta_view(&self) -> Option<Cow<'_, Meta<'_>>> {
         match &self.body {
-            Body::Raw(raw) if self.meta.get().is_none() => read_meta(raw.get()).ok().map(Cow::Owned),
+            Body::Raw(raw) if self.meta.get().is_none() => read_meta(raw).ok().map(Cow::Owned),
             _ => self.meta().ok().map(Cow::Borrowed),
         }
     }
@@ -129,13 +138,39 @@ impl Resource {
     /// `metadata.managedFields` cut out. `None` when the object is not a list item, or its keys
     /// need unescaping (Kubernetes' never do); the caller then builds the value instead.
     pub(super) fn whole_text(&self, managed_fields: bool) -> Option<String> {
+        let mut out = String::with_capacity(self.raw_len() + 64);
+        self.write_whole_text(&mut out, managed_fields)?;
+        Some(out)
+    }
+
+    /// The length of a list item's text (0 for a parsed object).
+    pub(super) fn raw_len(&self) -> usize {
+        match &self.body {
+            Body::Raw(raw) => raw.get().len(),
+            Body::Object(_) => 0,
+        }
+    }
+
+    /// `whole_text`, appended to `out`; on `None`, `out` is left as it was.
+    pub(super) fn write_whole_text(&self, out: &mut String, managed_fields: bool) -> Option<()> {
+        let len = out.len();
+        let written = self.try_write_whole_text(out, managed_fields);
+        if written.is_none() {
+            out.truncate(len);
+        }
+        written
+    }
+
+    fn try_write_whole_text(&self, out: &mut String, managed_fields: bool) -> Option<()> {
         let Body::Raw(raw) = &self.body else { return None };
-        let Pairs(fields) = serde_json::from_str(raw.get()).ok()?;
-        let typed = |key: &str| fields.iter().any(|(k, v)| *k == key && v.get().starts_with('"') && v.get() != "\"\"");
+        let members = raw.members()?;
+        let typed = |key: &str| members.clone().any(|(k, v)| k == key && v.starts_with('"') && v != "\"\"");
         let keep_type = typed("apiVersion") && typed("kind");
-        let mut out = String::with_capacity(raw.get().len() + 64);
         out.push('{');
-        let mut first = true;
+        let mut first = keep_type;
+        if !keep_type {
+            out.push_str(&self.origin.type_members);
+        }
         let mut key = |out: &mut String, k: &str| {
             if !std::mem::take(&mut first) {
                 out.push(',');
@@ -144,37 +179,30 @@ impl Resource {
             out.push_str(k);
             out.push_str("\":");
         };
-        if !keep_type {
-            for (k, v) in [("apiVersion", &self.origin.api_version), ("kind", &self.origin.kind)] {
-                key(&mut out, k);
-                out.push_str(&serde_json::to_string(v).ok()?);
-            }
-        }
-        for (k, v) in &fields {
-            if !keep_type && (*k == "apiVersion" || *k == "kind") {
+        for (k, v) in members {
+            if !keep_type && (k == "apiVersion" || k == "kind") {
                 continue;
             }
-            key(&mut out, k);
-            if *k == "metadata" && !managed_fields && v.get().starts_with('{') {
-                let Pairs(meta) = serde_json::from_str(v.get()).ok()?;
+            key(out, k);
+            if k == "metadata" && !managed_fields && v.starts_with('{') {
                 out.push('{');
                 let mut first_meta = true;
-                for (mk, mv) in meta.iter().filter(|(mk, _)| *mk != "managedFields") {
+                for (mk, mv) in raw.metadata_members()?.filter(|(mk, _)| *mk != "managedFields") {
                     if !std::mem::take(&mut first_meta) {
                         out.push(',');
                     }
                     out.push('"');
                     out.push_str(mk);
                     out.push_str("\":");
-                    out.push_str(mv.get());
+                    out.push_str(mv);
                 }
                 out.push('}');
             } else {
-                out.push_str(v.get());
+                out.push_str(v);
             }
         }
         out.push('}');
-        Some(out)
+        Some(())
     }
 
     /// One top-level field of the object (`spec`, `status`), as JSON.
@@ -182,6 +210,11 @@ impl Resource {
         match &self.body {
             Body::Object(object) => Ok(object.data.get(key).cloned().unwrap_or_default()),
             Body::Raw(raw) => {
+                if raw.members().is_some() {
+                    return raw.member(key).map_or(Ok(serde_json::Value::Null), |part| {
+                        serde_json::from_str(part).map_err(|e| e.to_string())
+                    });
+                }
                 let fields: BTreeMap<&str, &serde_json::value::RawValue> =
                     serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
                 fields
@@ -193,14 +226,20 @@ impl Resource {
     }
 }
 
-/// The metadata of an object's JSON, borrowing what it can.
-fn read_meta(json: &str) -> Result<Meta<'_>, String> {
+/// The metadata of a list item, borrowing what it can: read from the members of `metadata`
+/// that the item's index found (so `managedFields` and the rest of the object are not read
+/// again), or from the whole text when it has no index.
+fn read_meta(raw: &RawObject) -> Result<Meta<'_>, String> {
+    if let Some(members) = raw.metadata_members() {
+        let members = members.filter(|(k, _)| *k != "managedFields");
+        return Meta::deserialize(members_deserializer(members)).map_err(|e| e.to_string());
+    }
     #[derive(Deserialize)]
     struct OnlyMetadata<'a> {
         #[serde(default, borrow)]
         metadata: Meta<'a>,
     }
-    serde_json::from_str::<OnlyMetadata>(json).map(|o| o.metadata).map_err(|e| e.to_string())
+    serde_json::from_str::<OnlyMetadata>(raw.get()).map(|o| o.metadata).map_err(|e| e.to_string())
 }
 
 /// Parses JSON into a response value, leaving out the field at the path `skip` (a key of this
@@ -267,29 +306,6 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     }
     fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
         Ok(Value::Null)
-    }
-}
-
-/// The members of a JSON object, borrowed from its text, in order.
-pub(super) struct Pairs<'a>(pub(super) Vec<(&'a str, &'a serde_json::value::RawValue)>);
-
-impl<'de> Deserialize<'de> for Pairs<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PairsVisitor;
-        impl<'de> Visitor<'de> for PairsVisitor {
-            type Value = Pairs<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'de>, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(pair) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
-                    pairs.push(pair);
-                }
-                Ok(Pairs(pairs))
-            }
-        }
-        deserializer.deserialize_map(PairsVisitor)
     }
 }
 
@@ -688,7 +704,7 @@ mod tests {
         "data":{"k":"v"}}"#;
 
     fn raw_item() -> Resource {
-        let raw = serde_json::value::RawValue::from_string(ITEM.to_owned()).unwrap();
+        let raw = RawObject::from_json(ITEM).unwrap();
         Resource::raw(raw, Origin::new("v1", "ConfigMap", "c"))
     }
 
@@ -737,7 +753,7 @@ mod tests {
         }
         // A custom resource's list items carry their type; it is kept as it is.
         let raw =
-            serde_json::value::RawValue::from_string(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#.to_owned())
+            RawObject::from_json(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#)
                 .unwrap();
         let item = Resource::raw(raw, Origin::new("x.io/v1", "W", "c"));
         assert_eq!(item.whole_text(false).unwrap(), r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#);
@@ -759,7 +775,7 @@ mod tests {
     #[test]
     fn a_list_item_with_other_values_parses_whole() {
         let text = r#"{"metadata":{"name":"n","managedFields":[]},"spec":{"replicas":3,"ratio":0.5,"on":true,"none":null,"list":[1,"a",{"b":[]}]}}"#;
-        let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        let raw = RawObject::from_json(text).unwrap();
         let item = Resource::raw(raw, Origin::new("apps/v1", "Deployment", "c"));
         let json = serde_json::to_value(item.whole(false).unwrap()).unwrap();
         let mut expected: serde_json::Value = serde_json::from_str(text).unwrap();

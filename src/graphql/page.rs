@@ -203,11 +203,13 @@ pub(super) enum Items<'a> {
 }
 
 impl Items<'_> {
-    fn len(&self) -> usize {
+    /// About how long the page's text will be: its items' own text (when they are list items,
+    /// which a whole object copies) and room for the fields around each.
+    fn text_len(&self) -> usize {
         match self {
-            Items::Edges(items, _) | Items::Nodes(items) => items.len(),
-            Items::ClusterEdges(edges) => edges.len(),
-            Items::TableRows(rows) | Items::TableEdges(rows, _) => rows.len(),
+            Items::Edges(items, _) | Items::Nodes(items) => items.iter().map(|i| i.raw_len() + 256).sum(),
+            Items::ClusterEdges(edges) => edges.iter().map(|e| e.node.raw_len() + 256).sum(),
+            Items::TableRows(rows) | Items::TableEdges(rows, _) => rows.len() * 256,
         }
     }
 }
@@ -236,7 +238,7 @@ pub(super) fn one_pass(ctx: &ContextSelectionSet<'_>, set: &SelectionSet, items:
     }
     let raw_json = ctx.data_opt::<RawJsonOutput>().is_some();
     if raw_json {
-        let mut sink = TextSink::with_capacity(items.len() * 256);
+        let mut sink = TextSink::with_capacity(items.text_len());
         if write(ctx, set, items, &mut sink).is_some() {
             #[cfg(test)]
             trace::went("text", ());

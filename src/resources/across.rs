@@ -124,7 +124,10 @@ fn sort_key(raw: &RawObject) -> SortKey {
         #[serde(default)]
         metadata: Meta,
     }
-    let meta = serde_json::from_str::<Object>(raw.get()).map(|o| o.metadata).unwrap_or_default();
+    let meta = match raw.metadata_members() {
+        Some(members) => Meta::deserialize(super::raw::members_deserializer(members)).unwrap_or_default(),
+        None => serde_json::from_str::<Object>(raw.get()).map(|o| o.metadata).unwrap_or_default(),
+    };
     SortKey { namespace: meta.namespace.unwrap_or_default(), name: meta.name.unwrap_or_default() }
 }
 
@@ -313,7 +316,7 @@ mod tests {
     use super::*;
 
     fn raw(namespace: &str, name: &str) -> RawObject {
-        serde_json::value::to_raw_value(&serde_json::json!({ "metadata": { "namespace": namespace, "name": name } }))
+        RawObject::from_json(&serde_json::json!({ "metadata": { "namespace": namespace, "name": name } }).to_string())
             .unwrap()
     }
 

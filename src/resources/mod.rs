@@ -5,11 +5,13 @@ pub mod access_review;
 pub mod across;
 pub mod discovery;
 pub mod logs;
+pub mod raw;
 pub mod rollout;
 pub mod table;
 mod target;
 pub mod write;
 
+pub use raw::RawObject;
 pub use target::Target;
 
 use std::sync::Arc;
@@ -31,9 +33,6 @@ pub struct ListQuery {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
 }
-
-/// One object of a list page, as the bytes the API server sent for it.
-pub type RawObject = Box<serde_json::value::RawValue>;
 
 /// A list as the API server sends it, its items left unparsed.
 #[derive(serde::Deserialize)]

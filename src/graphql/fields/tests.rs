@@ -6,7 +6,7 @@ use async_graphql::{EmptyMutation, EmptySubscription, Object, Request, Schema, V
 use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
+use crate::resources::RawObject;
 
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ const FIXTURES: &str = include_str!("../../../tests/fixtures/objects.json");
 struct Fixture {
     api_version: String,
     kind: String,
-    item: Box<RawValue>,
+    item: RawObject,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
