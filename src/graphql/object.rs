@@ -752,9 +752,7 @@ mod tests {
             assert!(text.starts_with(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a""#), "{text}");
         }
         // A custom resource's list items carry their type; it is kept as it is.
-        let raw =
-            RawObject::from_json(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#)
-                .unwrap();
+        let raw = RawObject::from_json(r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#).unwrap();
         let item = Resource::raw(raw, Origin::new("x.io/v1", "W", "c"));
         assert_eq!(item.whole_text(false).unwrap(), r#"{"apiVersion":"x.io/v1","kind":"W","metadata":{}}"#);
         // Parsed objects have no text.

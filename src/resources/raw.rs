@@ -348,25 +348,25 @@ fn build(members: Vec<(Cow<'_, str>, Value<'_>)>) -> RawObject {
     RawObject { text: text.into_boxed_str(), index }
 }
 
+/// Writes a key; one that had escapes (read owned) is escaped again, and the object is then not
+/// indexed (a lookup by name could not find it).
+#[allow(clippy::ptr_arg)] // whether the key is borrowed is what matters
 fn write_key(text: &mut String, key: &Cow<'_, str>, indexable: &mut bool) -> Range<usize> {
-    match key {
-        Cow::Borrowed(key) => {
-            text.push('"');
-            let start = text.len();
-            text.push_str(key);
-            let range = start..text.len();
-            text.push_str("\":");
-            range
-        }
-        Cow::Owned(key) => {
-            *indexable = false;
-            let start = text.len();
-            text.push_str(&serde_json::to_string(key).unwrap_or_default());
-            let range = start..text.len();
-            text.push(':');
-            range
-        }
+    let escaped = matches!(key, Cow::Owned(_));
+    if escaped {
+        *indexable = false;
+        let start = text.len();
+        text.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+        let range = start..text.len();
+        text.push(':');
+        return range;
     }
+    text.push('"');
+    let start = text.len();
+    text.push_str(key);
+    let range = start..text.len();
+    text.push_str("\":");
+    range
 }
 
 fn estimate(members: &[(Cow<'_, str>, Value<'_>)]) -> usize {

@@ -2,11 +2,11 @@
 //! item and as a parsed object) read through the generic executor, the value sink and the text
 //! sink must give the same response, byte for byte.
 
+use crate::resources::RawObject;
 use async_graphql::{EmptyMutation, EmptySubscription, Object, Request, Schema, Variables};
 use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::json;
-use crate::resources::RawObject;
 
 use std::sync::Arc;
 
