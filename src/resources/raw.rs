@@ -85,13 +85,24 @@ impl RawObject {
 #[derive(Clone, Copy)]
 pub struct JsonText<'a>(pub &'a str);
 
+impl<'de> JsonText<'de> {
+    /// Runs one read of serde_json's deserializer over the text, which must hold nothing more.
+    fn read<T>(
+        self,
+        read: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::StrRead<'de>>) -> serde_json::Result<T>,
+    ) -> serde_json::Result<T> {
+        let mut de = serde_json::Deserializer::from_str(self.0);
+        let value = read(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+}
+
+/// Each method of `Deserializer`, handed to serde_json's with the same arguments.
 macro_rules! forward_to_json {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-            let mut de = serde_json::Deserializer::from_str(self.0);
-            let value = de.$method(visitor)?;
-            de.end()?;
-            Ok(value)
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+            self.read(|de| de.$method($($arg,)* visitor))
         }
     )*};
 }
@@ -100,67 +111,17 @@ impl<'de> Deserializer<'de> for JsonText<'de> {
     type Error = serde_json::Error;
 
     forward_to_json! {
-        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32 deserialize_f64
-        deserialize_char deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
-        deserialize_option deserialize_unit deserialize_seq deserialize_map deserialize_identifier
-        deserialize_ignored_any
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_unit_struct(name, visitor)?;
-        de.end()?;
-        Ok(value)
-    }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_newtype_struct(name, visitor)?;
-        de.end()?;
-        Ok(value)
-    }
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_tuple(len, visitor)?;
-        de.end()?;
-        Ok(value)
-    }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_tuple_struct(name, len, visitor)?;
-        de.end()?;
-        Ok(value)
-    }
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_struct(name, fields, visitor)?;
-        de.end()?;
-        Ok(value)
-    }
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let value = de.deserialize_enum(name, variants, visitor)?;
-        de.end()?;
-        Ok(value)
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
+        deserialize_i64(); deserialize_u8(); deserialize_u16(); deserialize_u32(); deserialize_u64();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str(); deserialize_string();
+        deserialize_bytes(); deserialize_byte_buf(); deserialize_option(); deserialize_unit();
+        deserialize_seq(); deserialize_map(); deserialize_identifier(); deserialize_ignored_any();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
     }
 }
 
