@@ -1,7 +1,8 @@
-// kubegql's GraphiQL page: the API token is entered once and kept in this browser tab's session
-// storage (never in the URL); queries go to /graphql with it, subscriptions to /graphql/ws
-// (graphql-transport-ws) with it in connection_init. Everything the page loads comes from this
-// server.
+// kubegql's GraphiQL page: the API token is entered once (or comes from single sign-on, see
+// sso.js) and kept in this browser tab's session storage (never in the URL); queries go to
+// /graphql with it, subscriptions to /graphql/ws (graphql-transport-ws) with it in
+// connection_init. Each request takes the token current at that moment, so a refreshed sign-on
+// token is used without starting over. Everything the page loads comes from this server.
 (function () {
   "use strict";
   var KEY = "kubegql.token";
@@ -21,18 +22,39 @@
     });
   }
 
-  function render() {
-    var token = window.sessionStorage.getItem(KEY) || "";
-    who.textContent = token ? "signed in for this tab" : "enter a token to load the schema";
-    // A new key makes GraphiQL start over with the new fetcher, schema included.
+  function currentToken() {
+    return window.sessionStorage.getItem(KEY) || "";
+  }
+
+  function fetcher(params, options) {
+    return fetcherFor(currentToken())(params, options);
+  }
+
+  function render(session) {
+    var token = currentToken();
+    if (session && session.viewer) {
+      who.textContent = session.viewer.name + " (" + session.viewer.role + ", tenant " + session.viewer.tenant + ")";
+    } else {
+      who.textContent = token ? "signed in for this tab" : "enter a token to load the schema";
+    }
+    // A new key makes GraphiQL start over, schema included.
     generation += 1;
     root.render(
       React.createElement(GraphiQL, {
         key: "session-" + generation,
-        fetcher: fetcherFor(token),
+        fetcher: fetcher,
         defaultEditorToolsVisibility: true,
       })
     );
+  }
+
+  var signedInWith = "";
+  function signedIn(session) {
+    // A refreshed token is used by the next request; only a new person starts over.
+    if (session.viewer.id !== signedInWith) {
+      signedInWith = session.viewer.id;
+      render(session);
+    }
   }
 
   document.getElementById("signin").addEventListener("submit", function (event) {
@@ -45,8 +67,15 @@
     render();
   });
   document.getElementById("signout").addEventListener("click", function () {
-    window.sessionStorage.removeItem(KEY);
-    render();
+    window.KubegqlSso.signOut().then(function () {
+      window.sessionStorage.removeItem(KEY);
+      signedInWith = "";
+      render();
+    });
   });
   render();
+  window.KubegqlSso.start(document.getElementById("sso"), signedIn, function () {
+    signedInWith = "";
+    render();
+  });
 })();

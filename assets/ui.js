@@ -8,7 +8,8 @@
 // - an object's actions are offered as the caller may use them (`Cluster.access`), an edit is
 //   previewed with a dry-run apply's diff before it is applied, and a pod's log is followed live;
 // - every error the API gives is shown with its `extensions.code`.
-// The token is kept in this tab's session storage (shared with the GraphiQL page), never in a URL.
+// The token is kept in this tab's session storage (shared with the GraphiQL page), never in a URL;
+// with single sign-on it comes from the server's session (sso.js).
 (function () {
   "use strict";
 
@@ -817,9 +818,12 @@
     start();
   });
   $("#signout").addEventListener("click", function () {
-    window.sessionStorage.removeItem(KEY);
-    stop();
-    $("#who").textContent = "signed out";
+    window.KubegqlSso.signOut().then(function () {
+      window.sessionStorage.removeItem(KEY);
+      signedInWith = "";
+      stop();
+      $("#who").textContent = "signed out";
+    });
   });
   $("#kind").addEventListener("change", showView);
   $("#namespace").addEventListener("change", showView);
@@ -845,5 +849,22 @@
   });
   $("#logs").addEventListener("click", followLogs);
   $("#close").addEventListener("click", closeDetail);
+  // With single sign-on: a refreshed token is used by the next request (and by the WebSocket when
+  // it opens again); only a new person starts the page over.
+  var signedInWith = "";
   start();
+  window.KubegqlSso.start(
+    $("#sso"),
+    function (session) {
+      if (session.viewer.id !== signedInWith) {
+        signedInWith = session.viewer.id;
+        start();
+      }
+    },
+    function () {
+      signedInWith = "";
+      stop();
+      $("#who").textContent = "signed out";
+    }
+  );
 })();

@@ -100,6 +100,7 @@ async fn main() {
         tunnels: Default::default(),
         origins: Default::default(),
         bootstrap_admin_token: Some(token.into()),
+        oidc_config: None,
         limits: ApiLimits::default(),
         clients: Default::default(),
         connection_policy: Default::default(),

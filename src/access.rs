@@ -127,7 +127,8 @@ impl Caller {
     }
 
     /// The identity to use on a cluster: the requested impersonation (ADMIN only), else the
-    /// caller itself when the cluster is set to impersonate callers, else the cluster's own.
+    /// caller itself when the cluster is set to impersonate callers (a person signed in with
+    /// single sign-on as themself, when so configured), else the cluster's own.
     pub fn cluster_identity(&self, impersonate_caller: bool) -> Result<Option<Impersonation>, ImpersonationError> {
         if let Some(requested) = &self.impersonation {
             if crate::authz::may_impersonate(&self.principal).is_err() {
@@ -140,7 +141,8 @@ impl Caller {
             requested.validate()?;
             return Ok(Some(requested.clone()));
         }
-        Ok(impersonate_caller.then(|| Impersonation::of_principal(&self.principal)))
+        Ok(impersonate_caller
+            .then(|| self.principal.person.clone().unwrap_or_else(|| Impersonation::of_principal(&self.principal))))
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Principal {
     pub role: Role,
     pub tenant: String,
     pub token_id: String,
+    /// A person signed in with single sign-on, as clusters that impersonate their callers see
+    /// them (when the sign-on configuration says so): their name and groups from the token.
+    pub person: Option<crate::access::Impersonation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,24 @@ pub enum AuthError {
     Invalid,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An ID token of the configured issuer that did not verify, or that no rule admits.
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcError),
+}
+
+impl AuthError {
+    /// A credential was presented and does not hold (what counts against an address's budget of
+    /// failed authentications); a missing one, an unavailable store or issuer, or a valid
+    /// identity no rule admits is not a guess.
+    pub fn is_refused_credential(&self) -> bool {
+        match self {
+            AuthError::Invalid => true,
+            AuthError::Oidc(err) => {
+                !matches!(err, crate::oidc::OidcError::NoAccess | crate::oidc::OidcError::Unavailable)
+            }
+            AuthError::Missing | AuthError::Store(_) => false,
+        }
+    }
 }
 
 pub fn token_digest(token: &str) -> String {
@@ -134,6 +155,10 @@ pub struct Authenticator {
     verified: Arc<DashMap<String, Verified>>,
     /// Digests of tokens found unknown (not expired or revoked ones: those are known), and when.
     unknown: Arc<DashMap<String, Instant>>,
+    /// The single sign-on issuer, when configured: bearer tokens shaped as JWTs are its ID tokens.
+    oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Browser sessions of single sign-on (their signed-out tokens are refused).
+    sessions: Arc<crate::oidc::sessions::Sessions>,
 }
 
 impl Authenticator {
@@ -143,7 +168,23 @@ impl Authenticator {
             outage_grace: DEFAULT_OUTAGE_GRACE,
             verified: Arc::new(DashMap::new()),
             unknown: Arc::new(DashMap::new()),
+            oidc: None,
+            sessions: Default::default(),
         }
+    }
+
+    /// Accepts ID tokens of this issuer beside API tokens.
+    pub fn with_oidc(mut self, oidc: Arc<crate::oidc::Oidc>) -> Self {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    pub fn oidc(&self) -> Option<&Arc<crate::oidc::Oidc>> {
+        self.oidc.as_ref()
+    }
+
+    pub fn sessions(&self) -> &Arc<crate::oidc::sessions::Sessions> {
+        &self.sessions
     }
 
     /// How long a verified token outlives its cache entry while the database is unavailable.
@@ -160,10 +201,22 @@ impl Authenticator {
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let digest = token_digest(token);
+        let sso = self.oidc.as_ref().filter(|_| crate::oidc::looks_like_jwt(token));
+        if sso.is_some() && self.sessions.is_signed_out(&digest) {
+            return Err(AuthError::Oidc(crate::oidc::OidcError::SignedOut));
+        }
         if let Some(entry) = self.verified.get(&digest)
             && entry.fresh()
         {
             return Ok(entry.principal.clone());
+        }
+        if let Some(oidc) = sso {
+            // An ID token: verified against the issuer's keys, never the database.
+            let verified = oidc.authenticate(token).await?;
+            let skew = chrono::Duration::seconds(oidc.config().clock_skew_seconds.min(3600) as i64);
+            let expires_at = Some((verified.expires_at + skew).naive_utc());
+            self.remember(digest, verified.principal.clone(), expires_at);
+            return Ok(verified.principal);
         }
         // A token found unknown a moment ago is unknown still (tokens are made here, at random):
         // asking the database again would let a guesser spend a query per guess.
@@ -188,21 +241,28 @@ impl Authenticator {
             }
             other => other?,
         };
+        self.remember(digest, principal.clone(), expires_at);
+        Ok(principal)
+    }
+
+    fn remember(&self, digest: String, principal: Principal, expires_at: Option<chrono::NaiveDateTime>) {
         if self.verified.len() > 10_000 {
             // Entries within the outage grace are kept: they are what lets callers in while the
             // database is unavailable.
             let grace = self.outage_grace.max(TOKEN_CACHE_TTL);
             self.verified.retain(|_, v| v.within(grace));
         }
-        self.verified.insert(digest, Verified { principal: principal.clone(), at: Instant::now(), expires_at });
-        Ok(principal)
+        self.verified.insert(digest, Verified { principal, at: Instant::now(), expires_at });
     }
 
     async fn lookup(&self, digest: &str) -> Result<(Principal, Option<chrono::NaiveDateTime>), AuthError> {
         let (row, token_id, expires_at) = self.db.principal_by_token(digest, now()).await?.ok_or(AuthError::Invalid)?;
         let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
         let kind = if row.kind == "SERVICE_ACCOUNT" { PrincipalKind::ServiceAccount } else { PrincipalKind::User };
-        Ok((Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id }, expires_at))
+        Ok((
+            Principal { id: row.id, name: row.name, kind, role, tenant: row.tenant, token_id, person: None },
+            expires_at,
+        ))
     }
 }
 
@@ -278,6 +338,7 @@ pub(crate) mod tests {
             role,
             tenant: "blue".into(),
             token_id: "t".into(),
+            person: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     CursorExpired,
     RateLimited,
     StoreUnavailable,
+    IdentityProviderUnavailable,
     Internal,
 }
 
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::CursorExpired => "CURSOR_EXPIRED",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
+            ErrorCode::IdentityProviderUnavailable => "IDENTITY_PROVIDER_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -191,6 +193,10 @@ impl From<&AuthError> for ApiError {
     fn from(err: &AuthError) -> Self {
         match err {
             AuthError::Store(store) => store.into(),
+            AuthError::Oidc(crate::oidc::OidcError::NoAccess) => ApiError::new(ErrorCode::Forbidden, err.to_string()),
+            AuthError::Oidc(crate::oidc::OidcError::Unavailable) => {
+                ApiError::new(ErrorCode::IdentityProviderUnavailable, err.to_string())
+            }
             other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
         }
     }

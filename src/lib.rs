@@ -16,6 +16,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod logs;
+pub mod oidc;
 pub mod pagination;
 pub mod principals;
 pub mod resources;

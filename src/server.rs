@@ -140,7 +140,16 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
         cache: Default::default(),
         exec_disabled_tenants: Arc::new(settings.tunnels.exec_disabled_tenants.clone()),
     };
-    let auth = Authenticator::new(db.clone()).with_outage_grace(Duration::from_secs(settings.store.outage_grace_secs));
+    let mut auth =
+        Authenticator::new(db.clone()).with_outage_grace(Duration::from_secs(settings.store.outage_grace_secs));
+    if let Some(path) = &settings.oidc_config {
+        let oidc = Arc::new(crate::oidc::Oidc::from_file(path)?);
+        // Discovered now when the issuer answers; otherwise on first use (a token, a sign-in).
+        if oidc.metadata().await.is_err() {
+            tracing::warn!(issuer = %oidc.config().issuer, "the OIDC issuer did not answer at start-up; trying again on use");
+        }
+        auth = auth.with_oidc(oidc);
+    }
     if let Some(notices) = notices {
         upkeep.push(follow_other_replicas(notices, clusters.clone(), Arc::clone(&client_cache), auth.clone()));
     }

@@ -72,6 +72,11 @@ pub struct ServeSettings {
     #[arg(long, env = "KUBEGQL_BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]
     pub bootstrap_admin_token: Option<String>,
 
+    /// Single sign-on: a YAML file naming an OpenID Connect issuer, kubegql's client there, and
+    /// the rules that give signed-in people a tenant and a role (README, "Single sign-on").
+    #[arg(long, env = "KUBEGQL_OIDC_CONFIG")]
+    pub oidc_config: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: ApiLimits,
 

@@ -67,7 +67,7 @@ fn calls(t: &Targets) -> Vec<(&'static str, &'static str, String, Value, Answer)
 }
 
 /// Every HTTP route, with how another tenant's caller is kept out of it. New routes must be added.
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 17] = [
     ("/graphql", "every Query and Mutation field, below"),
     ("/graphql/stream", "every Subscription field, below"),
     ("/graphql/ws", "a refused field over WebSocket, below"),
@@ -78,6 +78,10 @@ const ROUTES: [(&str, &str); 13] = [
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", "another tenant's cluster, below"),
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", "another tenant's cluster, below"),
     ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec", "another tenant's cluster, below"),
+    ("/auth/login", "single sign-on: sends the browser to the issuer; no tenant data, below"),
+    ("/auth/callback", "single sign-on: a session for the person the issuer signed in only (tests/sso.rs)"),
+    ("/auth/session", "single sign-on: the session cookie's own token only (tests/sso.rs), below"),
+    ("/auth/logout", "single sign-on: ends the cookie's own session only (tests/sso.rs), below"),
     ("/healthz", "no tenant data"),
     ("/readyz", "no tenant data"),
     ("/metrics", "aggregate counts: no tenant data"),
@@ -224,6 +228,16 @@ async fn every_field_and_route_keeps_other_tenants_out() {
             ws_query(&server, token, "query($c: ID!) { cluster(id: $c) { name } }", json!({ "c": targets.cluster }))
                 .await;
         assert_eq!(codes(&body), vec!["NOT_FOUND"], "{role}: over WebSocket {body}");
+    }
+    // Without single sign-on configured, its routes answer NOT_FOUND to every caller.
+    for (method, path) in
+        [("GET", "/auth/login"), ("GET", "/auth/callback"), ("POST", "/auth/session"), ("POST", "/auth/logout")]
+    {
+        let request = server.client.request(method.parse().unwrap(), server.url(path));
+        let response = request.bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(codes(&body), vec!["NOT_FOUND"], "{path}: {body}");
     }
     // The routes without tenant data say nothing of `default`'s objects.
     for path in ["/graphiql", "/ui", "/assets/graphiql-page.js", "/assets/ui.js", "/healthz", "/readyz", "/metrics"] {

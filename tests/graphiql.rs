@@ -87,7 +87,7 @@ async fn the_dashboard_is_served_whole_under_a_policy_without_inline_code_or_sty
     let html = page.text().await.unwrap();
     assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("http"), "{html}");
     let referenced: Vec<&str> = html.split('"').filter(|part| part.starts_with("/assets/")).collect();
-    assert_eq!(referenced, ["/assets/ui.css", "/assets/ui.js"]);
+    assert_eq!(referenced, ["/assets/ui.css", "/assets/sso.js", "/assets/ui.js"]);
     for path in referenced {
         let answer = server.client.get(server.url(path)).send().await.unwrap();
         assert_eq!(answer.status(), 200, "{path}");

@@ -44,6 +44,7 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/react-18.3.1/react.production.min.js", JS, versioned: true),
     asset!("vendor/react-18.3.1/react-dom.production.min.js", JS, versioned: true),
     asset!("graphiql-page.js", JS, versioned: false),
+    asset!("sso.js", JS, versioned: false),
     asset!("graphiql-page.css", CSS, versioned: false),
     asset!("ui.js", JS, versioned: false),
     asset!("ui.css", CSS, versioned: false),

@@ -13,7 +13,7 @@ pub(super) fn auth_failure(err: AuthError) -> Response {
                 crate::error::STORE_UNAVAILABLE,
             )
         }
-        other => error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, other.to_string()),
+        other => crate::error::ApiError::from(&other).into_response(),
     }
 }
 

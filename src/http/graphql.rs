@@ -210,7 +210,7 @@ pub(super) async fn graphql_ws(
                 .on_connection_init(move |payload| async move {
                     let token = init_payload_token(&payload).or(header_token);
                     let principal = auth.authenticate(token.as_deref()).await.map_err(|err| {
-                        if matches!(err, AuthError::Invalid) {
+                        if err.is_refused_credential() {
                             // The connection fails either way; a refused address is refused at
                             // its next attempt, before the upgrade.
                             let _ = failures.failed(address);

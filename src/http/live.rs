@@ -39,6 +39,9 @@ pub(super) async fn credentials_end(auth: Authenticator, token: Option<String>, 
         match auth.authenticate(token.as_deref()).await {
             Ok(now) if now.id == principal.id && now.role == principal.role && now.tenant == principal.tenant => {}
             Err(AuthError::Store(err)) => tracing::warn!(error = %err, "credentials could not be checked again"),
+            Err(AuthError::Oidc(crate::oidc::OidcError::Unavailable)) => {
+                tracing::warn!("credentials could not be checked again: the identity provider is unavailable")
+            }
             _ => return,
         }
     }

@@ -41,6 +41,7 @@ pub mod metrics;
 mod operations;
 pub mod origins;
 mod resources;
+mod sso;
 mod tunnels;
 
 use auth::*;
@@ -87,6 +88,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/portforward", get(port_forward_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/attach", get(attach_endpoint)),
         ("/api/v1/clusters/{id}/namespaces/{namespace}/pods/{pod}/exec", get(exec_endpoint)),
+        ("/auth/login", get(sso::login)),
+        ("/auth/callback", get(sso::callback)),
+        ("/auth/session", post(sso::session)),
+        ("/auth/logout", post(sso::logout)),
         ("/healthz", get(|| async { "ok" })),
         ("/readyz", get(readyz)),
         ("/metrics", get(metrics)),
@@ -215,7 +220,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ClusterUnreachable => StatusCode::BAD_GATEWAY,
         ErrorCode::CursorExpired => StatusCode::GONE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::StoreUnavailable | ErrorCode::IdentityProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -94,6 +94,7 @@ pub fn settings_for(db: &TestDb) -> ServeSettings {
         tunnels: Default::default(),
         origins: Default::default(),
         bootstrap_admin_token: Some(ADMIN_TOKEN.into()),
+        oidc_config: None,
         limits: ApiLimits::default(),
         clients: ClientSettings::default(),
         // The tests' tenant may use the in-cluster identity (a test-set host, never a real pod's).
@@ -320,6 +321,7 @@ pub fn first_error(body: &Value) -> (String, String) {
 /// A real self-signed CA certificate (PEM), made for the tests.
 pub const TEST_CA_PEM: &str = include_str!("../fixtures/test-ca.pem");
 pub mod control_plane;
+pub mod oidc;
 
 /// Sends raw bytes (a request head, say) and reads the first answer, without sending a body: a
 /// refusal by declared length arrives before the body would.
