@@ -118,6 +118,37 @@ fn the_defaults_run_unprivileged_without_a_token_and_with_secrets_by_reference()
 }
 
 #[test]
+fn single_sign_on_is_configured_by_a_config_map_and_its_secret_by_reference() {
+    let docs = documents(&render("kubegql", "kubegql", &[]).unwrap());
+    assert!(env_named(&env(of_kind(&docs, "Deployment")[0]), "KUBEGQL_OIDC_CONFIG").is_none(), "off by default");
+    let docs = documents(
+        &render(
+            "kubegql",
+            "kubegql",
+            &["oidc.configMapName=kubegql-oidc", "oidc.clientSecret.secretName=kubegql-oidc-client"],
+        )
+        .unwrap(),
+    );
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let config = env_named(&env(deployment), "KUBEGQL_OIDC_CONFIG").cloned().unwrap();
+    assert_eq!(config["value"], "/etc/kubegql/oidc/oidc.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["configMap"]["name"] == "kubegql-oidc"));
+    let secret = volumes.iter().find(|v| v["secret"]["secretName"] == "kubegql-oidc-client").expect("the secret");
+    // Read-only to its owner, like the master key (`0400`, octal to Kubernetes' YAML reader).
+    let key = volumes.iter().find(|v| v["secret"]["secretName"] == "kubegql-master-key").expect("the key");
+    assert_eq!(secret["secret"]["defaultMode"], key["secret"]["defaultMode"]);
+    assert!(!secret["secret"]["defaultMode"].is_null());
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    for path in ["/etc/kubegql/oidc", "/etc/kubegql/oidc-secret"] {
+        let mount = mounts.iter().find(|m| m["mountPath"] == path).expect(path);
+        assert_eq!(mount["readOnly"], true, "{path}");
+    }
+    assert!(of_kind(&docs, "Secret").is_empty() && of_kind(&docs, "ConfigMap").is_empty(), "made by the operator");
+}
+
+#[test]
 fn postgres_replicas_in_cluster_and_refused_values() {
     let err = render("kubegql", "kubegql", &["replicaCount=2"]).expect_err("two replicas on SQLite are refused");
     assert!(err.contains("PostgreSQL"), "{err}");
