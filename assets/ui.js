@@ -849,8 +849,8 @@
   });
   $("#logs").addEventListener("click", followLogs);
   $("#close").addEventListener("click", closeDetail);
-  // With single sign-on: a refreshed token is used by the next request (and by the WebSocket when
-  // it opens again); only a new person starts the page over.
+  // With single sign-on: a refreshed token is used by the next request and renews the open
+  // WebSocket; only a new person starts the page over.
   var signedInWith = "";
   start();
   window.KubegqlSso.start(
@@ -859,6 +859,10 @@
       if (session.viewer.id !== signedInWith) {
         signedInWith = session.viewer.id;
         start();
+      } else if (live && live.ready) {
+        // The open WebSocket goes on with the refreshed token (a graphql-transport-ws ping that
+        // carries it) instead of ending when the old one expires.
+        live.send({ type: "ping", payload: { Authorization: "Bearer " + token() } });
       }
     },
     function () {

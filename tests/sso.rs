@@ -190,6 +190,18 @@ async fn expired_tokens_are_refused_and_live_connections_end_with_their_token() 
         .await
         .expect("SSE opens");
     let mut ws = ws_subscribe(&server, &token, "subscription { clusterChanges { clusterId } }").await;
+    // A third renews its credentials before they expire, with a later token of the same person
+    // (a graphql-transport-ws ping carrying it): it lives on until that one expires.
+    let mut renewed = ws_subscribe(&server, &token, "subscription { clusterChanges { clusterId } }").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = idp.id_token(&id, &secret, "alice", json!({ "groups": ["admins"] })).await;
+    assert!(expiry(&later) > expires, "a later token");
+    assert!(chrono::Utc::now().timestamp() < expires, "renewed before the first token expired");
+    {
+        use futures_util::SinkExt;
+        let ping = json!({ "type": "ping", "payload": { "Authorization": format!("Bearer {later}") } });
+        renewed.send(tokio_tungstenite::tungstenite::Message::Text(ping.to_string().into())).await.unwrap();
+    }
 
     // Refused once expired (no clock skew is allowed in this configuration).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -220,6 +232,23 @@ async fn expired_tokens_are_refused_and_live_connections_end_with_their_token() 
     })
     .await;
     assert!(ended.is_ok(), "the WebSocket subscription outlived its token");
+
+    // The renewed one ends too, but only once the later token has expired.
+    let ended = tokio::time::timeout(Duration::from_secs(30), closed(&mut renewed)).await;
+    assert!(ended.is_ok(), "the renewed WebSocket outlived its later token");
+    let now = chrono::Utc::now().timestamp();
+    assert!(now >= expiry(&later), "the renewed WebSocket ended at {now}, before its later token expired");
+}
+
+/// Reads a socket until it closes.
+async fn closed(socket: &mut Socket) {
+    use futures_util::StreamExt;
+    loop {
+        match socket.next().await {
+            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -346,7 +375,6 @@ async fn pages_sign_in_with_the_code_flow_refresh_and_sign_out() {
     assert_ne!(refreshed, token, "refreshed");
     assert!(expiry(&refreshed) > expiry(&token), "the refreshed token lives longer");
     assert_eq!(viewer(&server, &refreshed).await.0, 200);
-
     // Signing out ends the session and refuses the tokens it handed out.
     let out: Value = page.post(server.url("/auth/logout")).send().await.unwrap().json().await.unwrap();
     assert_eq!(out["signedOut"], true);
@@ -442,7 +470,7 @@ async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     };
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
     let secret = idp.register_client(&id, &[&redirect]).await;
-    idp.set_token_lifespan(&id, "40s").await;
+    idp.set_token_lifespan(&id, "35s").await;
     let extra = format!("redirectUrl: {redirect}\n");
     let (server, _keep) = sso_server(&idp, &id, Some(&secret), &extra, port).await;
     let chromium = browser::Browser::start().await;
@@ -510,6 +538,13 @@ async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     let refreshed = page.eval("sessionStorage.getItem('kubegql.token')").await.as_str().unwrap().to_owned();
     assert!(expiry(&refreshed) > expiry(&token));
     assert_eq!(viewer(&server, &refreshed).await.0, 200);
+    // The WebSocket opened with the first token was renewed with the refreshed one: it is still
+    // the one open after the first token expired (and the server's recheck had time to run).
+    let wait = expiry(&token) + 5 - chrono::Utc::now().timestamp();
+    tokio::time::sleep(Duration::from_secs(wait.max(0) as u64)).await;
+    let sockets = page.requested_urls().iter().filter(|u| u.ends_with("/graphql/ws")).count();
+    assert_eq!(sockets, 1, "the live connection was not opened again: {:?}", page.requested_urls());
+    assert_eq!(page.eval("document.querySelector('#live').classList.contains('on')").await, json!(true));
 
     // Signing out ends the session: the token is forgotten and refused, and the sign-in link is
     // offered again.

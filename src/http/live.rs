@@ -34,10 +34,17 @@ impl axum::extract::FromRequestParts<AppState> for LiveToken {
 /// principal removed, or its role or tenant changed. A database that cannot answer is not a
 /// revocation: the connection stays until it can.
 pub(super) async fn credentials_end(auth: Authenticator, token: Option<String>, principal: Principal) {
+    credentials_end_renewable(auth, Arc::new(Mutex::new(token)), principal).await
+}
+
+/// As `credentials_end`, with the token read anew at each check: a GraphQL WebSocket may renew it
+/// (a `ping` carrying a fresh token for the same principal, see `guard_incoming`).
+async fn credentials_end_renewable(auth: Authenticator, token: Arc<Mutex<Option<String>>>, principal: Principal) {
     loop {
         tokio::time::sleep(RECHECK_EVERY).await;
-        match auth.authenticate(token.as_deref()).await {
-            Ok(now) if now.id == principal.id && now.role == principal.role && now.tenant == principal.tenant => {}
+        let current = token.lock().ok().and_then(|t| t.clone());
+        match auth.authenticate(current.as_deref()).await {
+            Ok(now) if same_principal(&now, &principal) => {}
             Err(AuthError::Store(err)) => tracing::warn!(error = %err, "credentials could not be checked again"),
             Err(AuthError::Oidc(crate::oidc::OidcError::Unavailable)) => {
                 tracing::warn!("credentials could not be checked again: the identity provider is unavailable")
@@ -45,6 +52,27 @@ pub(super) async fn credentials_end(auth: Authenticator, token: Option<String>, 
             _ => return,
         }
     }
+}
+
+fn same_principal(a: &Principal, b: &Principal) -> bool {
+    a.id == b.id && a.role == b.role && a.tenant == b.tenant
+}
+
+/// The token of a graphql-transport-ws `ping` that renews a connection's credentials:
+/// `{"type": "ping", "payload": {"Authorization": "Bearer <token>"}}`.
+fn renewal_token(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Ping {
+        r#type: String,
+        payload: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let ping: Ping = serde_json::from_str(text).ok()?;
+    if ping.r#type != "ping" {
+        return None;
+    }
+    let payload = ping.payload?;
+    let value = payload.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?.1.as_str()?;
+    bearer_token(value).map(str::to_owned)
 }
 
 /// Limits of a GraphQL WebSocket.
@@ -61,6 +89,9 @@ pub(super) struct SocketLimits {
 #[derive(Default)]
 pub(super) struct Session {
     pub opened_by: OnceLock<(Option<String>, Principal)>,
+    /// The token the connection's credentials are checked with: the one it opened with, until a
+    /// `ping` renews it.
+    token: Arc<Mutex<Option<String>>>,
     running: Mutex<HashSet<String>>,
 }
 
@@ -87,6 +118,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Send + Unpin + 'static,
 {
     let watched = Arc::clone(&session);
+    let renewing = auth.clone();
     let ended = Box::pin(async move {
         let init = async {
             loop {
@@ -99,38 +131,63 @@ where
         match tokio::time::timeout(limits.init_timeout, init).await {
             Err(_) => tracing::debug!("a WebSocket sent no connection_init in time; closing it"),
             Ok((token, principal)) => {
-                credentials_end(auth, token, principal).await;
+                if let Ok(mut current) = watched.token.lock() {
+                    current.get_or_insert(token.unwrap_or_default());
+                }
+                credentials_end_renewable(auth, Arc::clone(&watched.token), principal).await;
                 tracing::info!("the credentials of a WebSocket ended; closing it");
             }
         }
     });
-    futures_util::stream::unfold((incoming, ended, session), move |(mut incoming, mut ended, session)| async move {
-        let message = tokio::select! {
-            _ = &mut ended => return None,
-            message = incoming.next() => message?,
-        };
-        if let Ok(Message::Text(text)) = &message
-            && let Some((kind, Some(id))) = kind_and_id(text.as_str())
-        {
-            let mut running = session.running.lock().ok()?;
-            match kind.as_str() {
-                "subscribe" | "start" => {
-                    running.insert(id);
-                    if running.len() > limits.max_operations {
+    futures_util::stream::unfold((incoming, ended, session), move |(mut incoming, mut ended, session)| {
+        let renewing = renewing.clone();
+        async move {
+            let message = tokio::select! {
+                _ = &mut ended => return None,
+                message = incoming.next() => message?,
+            };
+            if let Ok(Message::Text(text)) = &message
+                && let Some(fresh) = renewal_token(text.as_str())
+                && let Some((_, principal)) = session.opened_by.get()
+            {
+                // A renewed token must hold for the same principal; anything else ends the connection.
+                match renewing.authenticate(Some(&fresh)).await {
+                    Ok(now) if same_principal(&now, principal) => {
+                        if let Ok(mut current) = session.token.lock() {
+                            *current = Some(fresh);
+                        }
+                    }
+                    _ => {
                         tracing::info!(
-                            limit = limits.max_operations,
-                            "a WebSocket ran too many operations at once; closing it"
+                            "a WebSocket renewed its credentials with a token that does not hold; closing it"
                         );
                         return None;
                     }
                 }
-                "complete" | "stop" => {
-                    running.remove(&id);
-                }
-                _ => {}
             }
+            if let Ok(Message::Text(text)) = &message
+                && let Some((kind, Some(id))) = kind_and_id(text.as_str())
+            {
+                let mut running = session.running.lock().ok()?;
+                match kind.as_str() {
+                    "subscribe" | "start" => {
+                        running.insert(id);
+                        if running.len() > limits.max_operations {
+                            tracing::info!(
+                                limit = limits.max_operations,
+                                "a WebSocket ran too many operations at once; closing it"
+                            );
+                            return None;
+                        }
+                    }
+                    "complete" | "stop" => {
+                        running.remove(&id);
+                    }
+                    _ => {}
+                }
+            }
+            Some((message, (incoming, ended, session)))
         }
-        Some((message, (incoming, ended, session)))
     })
 }
 
@@ -165,6 +222,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ping_may_carry_a_renewed_token() {
+        assert_eq!(
+            renewal_token(r#"{"type":"ping","payload":{"Authorization":"Bearer a.b.c"}}"#).as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(renewal_token(r#"{"type":"ping"}"#), None);
+        assert_eq!(renewal_token(r#"{"type":"pong","payload":{"authorization":"Bearer x"}}"#), None);
+        assert_eq!(renewal_token(r#"{"type":"ping","payload":{"authorization":"Basic x"}}"#), None);
+        assert_eq!(renewal_token("not json"), None);
+    }
 
     #[test]
     fn messages_of_both_subprotocols_are_read() {
