@@ -349,3 +349,26 @@ mod tests {
         assert_eq!(cookie(&headers, LOGIN_COOKIE), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn any_cookie_header_is_read_without_a_panic(value in "[ -~]{0,80}", name in "[a-z_]{1,16}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                headers.insert(header::COOKIE, value);
+            }
+            if let Some(found) = cookie(&headers, &name) {
+                let pair = format!("{name}={found}");
+                prop_assert!(value.split(';').any(|p| p.trim() == pair));
+            }
+        }
+    }
+}

@@ -525,3 +525,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn only_three_base64url_parts_look_like_a_jwt(token in prop_oneof!["(?s).{0,60}", "[A-Za-z0-9_.-]{0,60}"]) {
+            let jwt = looks_like_jwt(&token);
+            let parts: Vec<&str> = token.split('.').collect();
+            if jwt {
+                prop_assert_eq!(parts.len(), 3);
+                prop_assert!(!parts[0].is_empty() && !parts[1].is_empty());
+                prop_assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+            }
+            // API tokens are never taken for ID tokens.
+            let api_token = [crate::auth::TOKEN_PREFIX, &token.replace('.', "")].concat();
+            prop_assert!(!looks_like_jwt(&api_token));
+        }
+    }
+}

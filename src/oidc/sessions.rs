@@ -206,3 +206,22 @@ mod tests {
         assert_eq!(safe_return_path(None), "/");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::property_config())]
+
+        #[test]
+        fn a_return_path_is_always_local(asked in prop_oneof!["(?s).{0,40}", "/[ -~]{0,40}", "//[a-z.]{0,12}/.{0,8}"]) {
+            let path = safe_return_path(Some(&asked));
+            prop_assert!(path.starts_with('/') && !path.starts_with("//") && !path.contains('\\'));
+            prop_assert!(!path.chars().any(char::is_control));
+            prop_assert!(path == asked || path == "/");
+        }
+    }
+}
