@@ -119,6 +119,18 @@ async fn id_tokens_get_the_tenant_and_role_of_the_first_matching_rule() {
     assert_eq!((status, code(&body).as_str()), (403, "FORBIDDEN"), "{body}");
     assert!(message(&body).contains("no sign-in rule"), "{body}");
 
+    // A claimed name that is no safe name (here with a space and a line break) is not used.
+    let odd = idp
+        .id_token(
+            &id,
+            &secret,
+            "odd-one",
+            json!({ "email": "odd one\n@example.com", "email_verified": true, "groups": ["devs"] }),
+        )
+        .await;
+    let (_, body) = viewer(&server, &odd).await;
+    assert_eq!(body["data"]["viewer"]["name"], "odd-one", "{body}");
+
     // Someone no rule admits is refused, and it is not counted as a guessed token.
     let dave = idp.id_token(&id, &secret, "dave", json!({ "groups": ["visitors"] })).await;
     let (status, body) = viewer(&server, &dave).await;
@@ -470,7 +482,7 @@ async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     };
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
     let secret = idp.register_client(&id, &[&redirect]).await;
-    idp.set_token_lifespan(&id, "35s").await;
+    idp.set_token_lifespan(&id, "15s").await;
     let extra = format!("redirectUrl: {redirect}\n");
     let (server, _keep) = sso_server(&idp, &id, Some(&secret), &extra, port).await;
     let chromium = browser::Browser::start().await;

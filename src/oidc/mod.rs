@@ -386,7 +386,7 @@ impl Oidc {
     pub(crate) fn principal(&self, claims: &Claims) -> Result<Verified, OidcError> {
         let identity = self.identity(claims);
         let grant = self.rules.grant(&identity).ok_or(OidcError::NoAccess)?;
-        let name = self.username(claims, &identity);
+        let name = self.username(claims, &identity)?;
         let digest = crate::digest::sha256_hex(format!("{}\n{}", self.config.issuer, identity.subject).as_bytes());
         let mut principal = Principal {
             id: format!("oidc:{}", &digest[..32]),
@@ -428,8 +428,10 @@ impl Oidc {
         }
     }
 
-    /// The person's name: the configured claim (a verified email only), else the subject.
-    fn username(&self, claims: &Claims, identity: &Identity) -> String {
+    /// The person's name: the configured claim (a verified email only), else the subject; either
+    /// only when it is 1 to 200 visible ASCII characters (it goes into logs, audit records and,
+    /// on clusters that impersonate their callers, a header).
+    fn username(&self, claims: &Claims, identity: &Identity) -> Result<String, OidcError> {
         let wanted = self.config.claims.username.as_str();
         let name = match wanted {
             "email" => identity.email.clone().filter(|_| identity.email_verified),
@@ -438,7 +440,12 @@ impl Oidc {
             "name" => claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
             other => claims.additional_claims().0.get(other).and_then(|v| v.as_str()).map(str::to_owned),
         };
-        name.filter(|n| !n.is_empty() && n.len() <= 256).unwrap_or_else(|| identity.subject.clone())
+        let usable = |n: &String| (1..=200).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_graphic());
+        match name.filter(usable) {
+            Some(name) => Ok(name),
+            None if usable(&identity.subject) => Ok(identity.subject.clone()),
+            None => Err(OidcError::Claims("its subject is not a usable name".into())),
+        }
     }
 }
 
