@@ -243,6 +243,11 @@ fn follow_other_replicas(
                     }
                 }
                 Change::Tokens => auth.forget_all(),
+                Change::SignedOut { token_digest, until } => {
+                    let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_else(chrono::Utc::now);
+                    auth.sessions().sign_out_digest(token_digest, until);
+                    auth.forget_all();
+                }
                 Change::Everything => {
                     auth.forget_all();
                     if let Err(err) = clusters.directory().refresh().await {

@@ -24,6 +24,19 @@ async fn sso_server(
     port: u16,
 ) -> (TestServer, (TestDb, tempfile::TempDir)) {
     let db = TestDb::new(Backend::Sqlite).await;
+    let (server, dir) = sso_server_on(&db, provider, client_id, secret, extra, port).await;
+    (server, (db, dir))
+}
+
+/// As `sso_server`, on a database of the caller's (replicas share one).
+async fn sso_server_on(
+    db: &TestDb,
+    provider: &Provider,
+    client_id: &str,
+    secret: Option<&str>,
+    extra: &str,
+    port: u16,
+) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = format!(
         "issuer: {}\nclientId: {client_id}\nclockSkewSeconds: 0\nrules:\n\
@@ -37,11 +50,25 @@ async fn sso_server(
         config.push_str(&format!("clientSecretFile: {}\n", dir.path().join("secret").display()));
     }
     std::fs::write(dir.path().join("oidc.yaml"), config).unwrap();
-    let mut settings = settings_for(&db);
+    let mut settings = settings_for(db);
     settings.listen = format!("127.0.0.1:{port}").parse().unwrap();
     settings.oidc_config = Some(dir.path().join("oidc.yaml"));
-    let server = TestServer::start_with(settings).await;
-    (server, (db, dir))
+    (TestServer::start_with(settings).await, dir)
+}
+
+/// A free loopback port, for a server whose redirect URL must name its port before it starts.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// Signs `page` (a browser) in at `server` through its /auth/login and the issuer.
+async fn sign_in_page(server: &TestServer, idp: &Provider, page: &reqwest::Client, subject: &str, claims: Value) {
+    let response = page.get(server.url("/auth/login")).send().await.unwrap();
+    let authorize = response.headers()["location"].to_str().unwrap().to_owned();
+    let callback = idp.sign_in(page, &authorize, subject, claims).await;
+    let response = page.get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), 303, "signed in: {:?}", response.text().await);
 }
 
 fn client_id(what: &str) -> String {
@@ -320,10 +347,7 @@ async fn pages_sign_in_with_the_code_flow_refresh_and_sign_out() {
     let idp = Provider::get("A");
     let id = client_id("pages");
     // kubegql's redirect URL names its port, so the port is chosen first.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
     let secret = idp.register_client(&id, &[&redirect]).await;
     // ID tokens shorter-lived than the refresh margin: every session call refreshes.
@@ -476,10 +500,7 @@ async fn challenge_in(page: &browser::Page, name: &str) -> String {
 async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     let idp = Provider::get("A");
     let id = client_id("browser");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/auth/callback");
     let secret = idp.register_client(&id, &[&redirect]).await;
     idp.set_token_lifespan(&id, "15s").await;
@@ -575,4 +596,37 @@ async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     again.open(&server.url("/ui")).await;
     again.wait_for("the sign-in link again", "!(document.querySelector('#sso') || {hidden: true}).hidden", soon).await;
     assert!(page.exceptions().is_empty() && again.exceptions().is_empty(), "{:?}", page.console());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_on_one_replica_refuses_the_token_on_the_others() {
+    let idp = Provider::get("A");
+    let id = client_id("replicas");
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/auth/callback");
+    let secret = idp.register_client(&id, &[&redirect]).await;
+    // Two replicas on one PostgreSQL database.
+    let db = TestDb::new(Backend::Postgres).await;
+    let extra = format!("redirectUrl: {redirect}\n");
+    let (one, _one_dir) = sso_server_on(&db, &idp, &id, Some(&secret), &extra, port).await;
+    let (other, _other_dir) = sso_server_on(&db, &idp, &id, Some(&secret), &extra, 0).await;
+
+    let page = browser();
+    sign_in_page(&one, &idp, &page, "gina", json!({ "groups": ["admins"] })).await;
+    let session: Value = page.post(one.url("/auth/session")).send().await.unwrap().json().await.unwrap();
+    let token = session["token"].as_str().expect("a token").to_owned();
+    assert_eq!(viewer(&other, &token).await.0, 200, "an ID token works on every replica");
+
+    let out = page.post(one.url("/auth/logout")).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = viewer(&other, &token).await;
+        if status == 401 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the other replica still accepts a signed-out token");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(message(&body).contains("signed out"), "{body}");
 }

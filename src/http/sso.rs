@@ -312,7 +312,14 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
         && let Some(session) = state.auth.sessions().get(&id)
     {
         let hint = session.tokens.lock().await.id_token.expose_secret().to_owned();
-        state.auth.sessions().end(&id).await;
+        if let Some((token_digest, until)) = state.auth.sessions().end(&id).await {
+            // The other replicas refuse it too (on PostgreSQL; best effort: a replica that misses
+            // the notice accepts the token until it expires).
+            let change = crate::store::notify::Change::SignedOut { token_digest, until: until.timestamp() };
+            if let Err(err) = state.db.announce(&change).await {
+                tracing::warn!(error = %err, "could not tell other replicas of a sign-out");
+            }
+        }
         // Tokens cached as verified must not outlive the session.
         state.auth.forget_all();
         if let Ok(metadata) = oidc.metadata().await

@@ -116,21 +116,23 @@ impl Sessions {
         self.sessions.get(&key(id)).map(|s| Arc::clone(&s))
     }
 
-    /// Ends a session; the ID token it last handed out is refused from now on.
-    pub async fn end(&self, id: &str) -> bool {
-        let Some((_, session)) = self.sessions.remove(&key(id)) else { return false };
+    /// Ends a session; the ID token it last handed out is refused from now on. Returns that
+    /// token's digest and expiry, for the other replicas.
+    pub async fn end(&self, id: &str) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        let (_, session) = self.sessions.remove(&key(id))?;
         let tokens = session.tokens.lock().await;
-        self.sign_out_token(secrecy::ExposeSecret::expose_secret(&tokens.id_token), tokens.expires_at);
-        true
+        let digest = key(secrecy::ExposeSecret::expose_secret(&tokens.id_token));
+        self.sign_out_digest(digest.clone(), tokens.expires_at);
+        Some((digest, tokens.expires_at))
     }
 
-    /// Refuses an ID token from now until it expires.
-    pub fn sign_out_token(&self, id_token: &str, expires_at: chrono::DateTime<chrono::Utc>) {
+    /// Refuses the ID token of this digest (SHA-256, hex) from now until it expires.
+    pub fn sign_out_digest(&self, token_digest: String, expires_at: chrono::DateTime<chrono::Utc>) {
         let now = chrono::Utc::now();
         if self.signed_out.len() > MAX_SESSIONS {
             self.signed_out.retain(|_, until| *until > now);
         }
-        self.signed_out.insert(key(id_token), expires_at);
+        self.signed_out.insert(token_digest, expires_at);
     }
 
     /// Whether a token was handed out by a session since signed out (by the digest the
@@ -190,10 +192,11 @@ mod tests {
         assert!(sessions.get(&id).is_some());
         assert!(sessions.get("another").is_none());
         assert!(!sessions.is_signed_out(&key("header.payload.signature")));
-        assert!(sessions.end(&id).await);
+        let (digest, _) = sessions.end(&id).await.expect("ended");
+        assert_eq!(digest, key("header.payload.signature"));
         assert!(sessions.get(&id).is_none());
         assert!(sessions.is_signed_out(&key("header.payload.signature")));
-        assert!(!sessions.end(&id).await);
+        assert!(sessions.end(&id).await.is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Change notices between replicas sharing one PostgreSQL database: a write that other replicas
-//! cache (a cluster record, an API token) is announced with `NOTIFY`, and every replica `LISTEN`s
+//! cache (a cluster record, an API token, a signed-out sign-on session) is announced with `NOTIFY`, and every replica `LISTEN`s
 //! so its caches follow within moments. The caches' own refresh intervals stay as the backstop,
 //! and SQLite (one process) needs none of this.
 
@@ -19,6 +19,12 @@ pub const CHANNEL: &str = "kubegql_changes";
 pub enum Change {
     Cluster(String),
     Tokens,
+    /// A single sign-on session was signed out: the SHA-256 (hex) of the ID token it handed out,
+    /// refused until this time (seconds since the epoch).
+    SignedOut {
+        token_digest: String,
+        until: i64,
+    },
     /// Notices may have been missed (the listening connection was re-established): refresh
     /// everything.
     Everything,
@@ -29,6 +35,7 @@ impl Change {
     fn payload(&self, origin: &str) -> String {
         match self {
             Change::Cluster(id) => format!("{origin}|cluster:{id}"),
+            Change::SignedOut { token_digest, until } => format!("{origin}|signedout:{token_digest}:{until}"),
             Change::Tokens | Change::Everything => format!("{origin}|tokens"),
         }
     }
@@ -38,6 +45,11 @@ impl Change {
         let (origin, what) = payload.split_once('|')?;
         let change = match what.split_once(':') {
             Some(("cluster", id)) => Change::Cluster(id.to_owned()),
+            Some(("signedout", rest)) => {
+                let (digest, until) = rest.split_once(':')?;
+                let valid = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+                Change::SignedOut { token_digest: valid.then(|| digest.to_owned())?, until: until.parse().ok()? }
+            }
             _ if what == "tokens" => Change::Tokens,
             _ => return None,
         };
@@ -143,10 +155,13 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        for change in [Change::Cluster("abc".into()), Change::Tokens] {
+        let signed_out = Change::SignedOut { token_digest: "ab".repeat(32), until: 1_800_000_000 };
+        for change in [Change::Cluster("abc".into()), Change::Tokens, signed_out] {
             assert_eq!(Change::parse(&change.payload("r1")), Some(("r1".to_owned(), change)));
         }
         assert_eq!(Change::parse("other"), None);
         assert_eq!(Change::parse("r1|other"), None);
+        assert_eq!(Change::parse("r1|signedout:not-a-digest:1"), None);
+        assert_eq!(Change::parse(&format!("r1|signedout:{}:soon", "ab".repeat(32))), None);
     }
 }
