@@ -130,7 +130,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningServer> {
     upkeep.push(forget_discovery_of_changed_clusters(&clusters, Arc::clone(&discovery)));
     let resources = ResourceService::new(connections.clone(), discovery);
     let audit = AuditRecorder::new(db.clone(), settings.audit.key().map_err(anyhow::Error::msg)?);
-    let watch_hub = WatchHub::new(settings.watch.clone());
+    let mut watch_settings = settings.watch.clone();
+    watch_settings.upstream_request_secs = settings.clients.read_timeout_secs.saturating_sub(5).clamp(1, 290) as u32;
+    let watch_hub = WatchHub::new(watch_settings);
     // A changed or removed cluster ends its watches, which hold its old client.
     clusters.listen(Arc::clone(&watch_hub) as Arc<dyn crate::clusters::ClusterListener>);
     // Followed logs count against the same subscription cap, and end with their cluster too.

@@ -166,6 +166,11 @@ impl Collector for ServerFigures {
         // Counter names get their `_total` when written.
         let counters = [
             ("kubegql_watch_upstream_starts", "Upstream Kubernetes watches started.", hub.upstream_starts()),
+            (
+                "kubegql_watch_upstream_interruptions",
+                "Upstream watch requests that failed rather than ended.",
+                hub.interruptions(),
+            ),
             ("kubegql_log_upstream_starts", "Upstream log streams opened.", self.log_hub.upstream_starts()),
             ("kubegql_client_cache_hits", "Client cache hits.", stats.hits.load(Relaxed)),
             ("kubegql_client_cache_misses", "Client cache misses.", stats.misses.load(Relaxed)),

@@ -188,11 +188,13 @@ pub(crate) fn watch_request(
     url_path: &str,
     query: &ListQuery,
     resource_version: &str,
+    timeout_secs: u32,
 ) -> Result<http::Request<Vec<u8>>, kube::core::request::Error> {
     let params = kube::api::WatchParams {
         label_selector: query.label_selector.clone(),
         field_selector: query.field_selector.clone(),
         bookmarks: false,
+        timeout: Some(timeout_secs),
         ..Default::default()
     };
     let request = Request::new(url_path).watch(&params, resource_version)?;
@@ -232,7 +234,7 @@ mod tests {
         let request = as_table(request, RowObject::Metadata);
         assert_eq!(request.headers()[http::header::ACCEPT], TABLE_ACCEPT);
         assert!(request.uri().to_string().ends_with("limit=5&includeObject=Metadata"), "{}", request.uri());
-        let watch = watch_request("/api/v1/pods", &ListQuery::default(), "42").unwrap();
+        let watch = watch_request("/api/v1/pods", &ListQuery::default(), "42", 25).unwrap();
         assert!(watch.uri().to_string().ends_with("resourceVersion=42&includeObject=Object"), "{}", watch.uri());
         assert!(watch.uri().to_string().contains("watch=true"), "{}", watch.uri());
     }

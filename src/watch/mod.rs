@@ -60,6 +60,12 @@ pub struct WatchSettings {
     /// Upstream watches one principal may start per minute.
     #[arg(long, env = "KUBEGQL_WATCH_UPSTREAM_STARTS_PER_MINUTE", default_value_t = 60)]
     pub upstream_starts_per_minute: u32,
+    /// Seconds the API server keeps one watch request open (`timeoutSeconds`) before the watch
+    /// resumes from where it stopped with a new request. Below the client's read timeout (the
+    /// server sets it from `--read-timeout-secs`), so that a quiet watch ends cleanly rather than
+    /// being cut as a stalled read.
+    #[arg(skip = 25u32)]
+    pub upstream_request_secs: u32,
 }
 
 impl Default for WatchSettings {
@@ -73,6 +79,7 @@ impl Default for WatchSettings {
             grace_secs: 10,
             max_upstreams_per_principal: 32,
             upstream_starts_per_minute: 60,
+            upstream_request_secs: 25,
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct WatchHub {
     upstreams_of: Arc<DashMap<String, usize>>,
     start_budget: governor::DefaultKeyedRateLimiter<String>,
     starts: AtomicU64,
+    /// Upstream watch requests that failed (cut, refused) rather than ended, since start.
+    interruptions: Arc<AtomicU64>,
     per_principal: DashMap<String, usize>,
     budgets: DashMap<String, Arc<DefaultDirectRateLimiter>>,
     /// Each version of an object held once, however many watches hold it.
@@ -189,6 +198,7 @@ impl WatchHub {
             upstreams_of: Default::default(),
             start_budget: RateLimiter::keyed(Quota::per_minute(per_minute)),
             starts: AtomicU64::new(0),
+            interruptions: Arc::default(),
             per_principal: DashMap::new(),
             budgets: DashMap::new(),
             shared: Arc::default(),
@@ -203,6 +213,12 @@ impl WatchHub {
     /// Upstream watches running now.
     pub fn upstream_count(&self) -> usize {
         self.upstreams.lock().map(|u| u.len()).unwrap_or_default()
+    }
+
+    /// Upstream watch requests that failed (cut by the network or a timeout, refused by the API
+    /// server) rather than ending as the API server ends them, since start.
+    pub fn interruptions(&self) -> u64 {
+        self.interruptions.load(Ordering::Relaxed)
     }
 
     /// Upstream watches running now whose first list is complete (from then on, what changes
@@ -267,7 +283,11 @@ impl WatchHub {
                 let id = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.upstreams_of.entry(principal.to_owned()).or_insert(0) += 1;
                 let shared = Arc::clone(&self.shared);
-                upstreams.insert(key.clone(), start_upstream(id, principal, &key, client, resource, shared));
+                let options = UpstreamOptions {
+                    request_secs: self.settings.upstream_request_secs,
+                    interruptions: Arc::clone(&self.interruptions),
+                };
+                upstreams.insert(key.clone(), start_upstream(id, principal, &key, client, resource, shared, options));
             }
             let upstream = upstreams.get_mut(&key).expect("present or just inserted");
             upstream.subscribers += 1;
@@ -541,6 +561,12 @@ impl SubscriberState {
     }
 }
 
+/// How an upstream watch makes its requests, and where it counts their failures.
+struct UpstreamOptions {
+    request_secs: u32,
+    interruptions: Arc<AtomicU64>,
+}
+
 fn start_upstream(
     id: u64,
     owner: &str,
@@ -548,7 +574,9 @@ fn start_upstream(
     client: kube::Client,
     resource: ApiResource,
     shared: Arc<SharedObjects>,
+    options: UpstreamOptions,
 ) -> Upstream {
+    let UpstreamOptions { request_secs, interruptions } = options;
     let (events, _) = broadcast::channel(4096);
     let store: Arc<RwLock<WatchState>> = Arc::default();
     let held = Arc::new(AtomicUsize::new(0));
@@ -557,13 +585,13 @@ fn start_upstream(
         let url_path = <DynamicObject as kube::Resource>::url_path(&resource, key.namespace.as_deref());
         let query =
             ListQuery { label_selector: key.label_selector.clone(), field_selector: key.field_selector.clone() };
-        table::table_watcher(client, url_path, query).map(|item| item.map_err(|e| e.to_string())).boxed()
+        table::table_watcher(client, url_path, query, request_secs).map(|item| item.map_err(|e| e.to_string())).boxed()
     } else {
         let api: Api<DynamicObject> = match &key.namespace {
             Some(ns) => Api::namespaced_with(client, ns, &resource),
             None => Api::all_with(client, &resource),
         };
-        let mut config = watcher::Config::default();
+        let mut config = watcher::Config::default().timeout(request_secs);
         if let Some(labels) = &key.label_selector {
             config = config.labels(labels);
         }
@@ -595,7 +623,10 @@ fn start_upstream(
                         held.store(state.objects().len(), Ordering::Relaxed);
                         listed.store(state.listed(), Ordering::Relaxed);
                     }
-                    Err(err) => tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming"),
+                    Err(err) => {
+                        interruptions.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(watch = %what, error = %err, "watch interrupted; resuming")
+                    }
                 }
             }
         })

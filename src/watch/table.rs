@@ -36,6 +36,8 @@ struct TableWatch {
     client: Client,
     url_path: String,
     query: ListQuery,
+    /// `timeoutSeconds` of each watch request.
+    request_secs: u32,
     /// The columns of the latest list or watch that sent them (only the first event of a watch
     /// does).
     columns: Arc<[TableColumn]>,
@@ -49,11 +51,13 @@ pub fn table_watcher(
     client: Client,
     url_path: String,
     query: ListQuery,
+    request_secs: u32,
 ) -> impl Stream<Item = Result<watcher::Event<Watched>, kube::Error>> + Send {
     let watch = TableWatch {
         client,
         url_path,
         query,
+        request_secs,
         columns: Arc::from(Vec::new()),
         phase: Phase::List,
         ready: VecDeque::new(),
@@ -81,7 +85,7 @@ impl TableWatch {
                 },
                 Phase::Watch { version } => {
                     let version = version.clone();
-                    let request = table::watch_request(&self.url_path, &self.query, &version)
+                    let request = table::watch_request(&self.url_path, &self.query, &version, self.request_secs)
                         .map_err(kube::Error::BuildRequest)?;
                     match self.client.request_events::<WireTable<DynamicObject>>(request).await {
                         Ok(events) => self.phase = Phase::Streaming { version, events: events.boxed() },
