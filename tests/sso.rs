@@ -56,6 +56,24 @@ async fn sso_server_on(
     (TestServer::start_with(settings).await, dir)
 }
 
+/// A kubegql whose pages sign in at `provider` (a client registered for it, its ID tokens living
+/// `lifespan`), with `extra` configuration (`{redirect}` stands for its redirect URL).
+async fn sign_in_server(
+    provider: &Provider,
+    what: &str,
+    lifespan: &str,
+    extra: &str,
+) -> (TestServer, (TestDb, tempfile::TempDir)) {
+    let id = client_id(what);
+    // kubegql's redirect URL names its port, so the port is chosen first.
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/auth/callback");
+    let secret = provider.register_client(&id, &[&redirect]).await;
+    provider.set_token_lifespan(&id, lifespan).await;
+    let extra = format!("redirectUrl: {redirect}\n{}", extra.replace("{port}", &port.to_string()));
+    sso_server(provider, &id, Some(&secret), &extra, port).await
+}
+
 /// A free loopback port, for a server whose redirect URL must name its port before it starts.
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -345,15 +363,10 @@ async fn keys_the_issuer_rotates_in_are_fetched_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_sign_in_with_the_code_flow_refresh_and_sign_out() {
     let idp = Provider::get("A");
-    let id = client_id("pages");
-    // kubegql's redirect URL names its port, so the port is chosen first.
-    let port = free_port();
-    let redirect = format!("http://127.0.0.1:{port}/auth/callback");
-    let secret = idp.register_client(&id, &[&redirect]).await;
     // ID tokens shorter-lived than the refresh margin: every session call refreshes.
-    idp.set_token_lifespan(&id, "45s").await;
-    let extra = format!("redirectUrl: {redirect}\npostLogoutRedirectUrl: http://127.0.0.1:{port}/ui\n");
-    let (server, _dir) = sso_server(&idp, &id, Some(&secret), &extra, port).await;
+    let extra = "postLogoutRedirectUrl: http://127.0.0.1:{port}/ui\n";
+    let (server, _dir) = sign_in_server(&idp, "pages", "45s", extra).await;
+    let redirect = server.url("/auth/callback");
 
     // Not signed in yet.
     let page = browser();
@@ -499,13 +512,7 @@ async fn challenge_in(page: &browser::Page, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     let idp = Provider::get("A");
-    let id = client_id("browser");
-    let port = free_port();
-    let redirect = format!("http://127.0.0.1:{port}/auth/callback");
-    let secret = idp.register_client(&id, &[&redirect]).await;
-    idp.set_token_lifespan(&id, "15s").await;
-    let extra = format!("redirectUrl: {redirect}\n");
-    let (server, _keep) = sso_server(&idp, &id, Some(&secret), &extra, port).await;
+    let (server, _keep) = sign_in_server(&idp, "browser", "15s", "").await;
     let chromium = browser::Browser::start().await;
     let page = chromium.page().await;
     let soon = Duration::from_secs(20);
@@ -514,35 +521,14 @@ async fn the_dashboard_signs_in_in_a_real_browser_refreshes_and_signs_out() {
     page.wait_for("the sign-in link", "!(document.querySelector('#sso') || {hidden: true}).hidden", soon).await;
     page.click("#sso").await;
 
-    // Hydra sends the browser to its login screen, which this test plays through the admin API.
-    let admin = reqwest::Client::new();
+    // Hydra sends the browser to its login and consent screens, which this test plays through
+    // its admin API.
     let login = challenge_in(&page, "login_challenge").await;
-    let accepted: Value = admin
-        .put(format!("{}/admin/oauth2/auth/requests/login/accept", idp.admin))
-        .query(&[("login_challenge", login)])
-        .json(&json!({ "subject": "erin" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page.call("Page.navigate", json!({ "url": accepted["redirect_to"] })).await;
+    let next = idp.accept_login(&login, "erin").await;
+    page.call("Page.navigate", json!({ "url": next })).await;
     let consent = challenge_in(&page, "consent_challenge").await;
-    let accepted: Value = admin
-        .put(format!("{}/admin/oauth2/auth/requests/consent/accept", idp.admin))
-        .query(&[("consent_challenge", consent)])
-        .json(&json!({
-            "grant_scope": ["openid", "offline_access", "email", "profile"],
-            "session": { "id_token": { "email": "erin@ops.example.com", "email_verified": true } },
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page.call("Page.navigate", json!({ "url": accepted["redirect_to"] })).await;
+    let next = idp.accept_consent(&consent, json!({ "email": "erin@ops.example.com", "email_verified": true })).await;
+    page.call("Page.navigate", json!({ "url": next })).await;
 
     // Back on the dashboard, signed in as the person the issuer named.
     page.wait_for(

@@ -80,6 +80,44 @@ impl Provider {
         kid
     }
 
+    /// A call to Hydra's admin API (the login and consent screens' side), answered with JSON.
+    async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        challenge: (&str, &str),
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.admin)).query(&[challenge]);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Accepts a login as `subject` (what a login screen does); returns where the browser goes on.
+    pub async fn accept_login(&self, challenge: &str, subject: &str) -> String {
+        let path = "/admin/oauth2/auth/requests/login/accept";
+        let body = json!({ "subject": subject });
+        let accepted = self.admin_call(reqwest::Method::PUT, path, ("login_challenge", challenge), Some(body)).await;
+        accepted["redirect_to"].as_str().unwrap_or_else(|| panic!("login accepted: {accepted}")).to_owned()
+    }
+
+    /// Grants what the client asked for, with these ID token claims (what a consent screen does);
+    /// returns where the browser goes on.
+    pub async fn accept_consent(&self, challenge: &str, claims: Value) -> String {
+        let asked = ("consent_challenge", challenge);
+        let request = self.admin_call(reqwest::Method::GET, "/admin/oauth2/auth/requests/consent", asked, None).await;
+        let body = json!({
+            "grant_scope": request["requested_scope"],
+            "grant_access_token_audience": request["requested_access_token_audience"],
+            "session": { "id_token": claims },
+        });
+        let path = "/admin/oauth2/auth/requests/consent/accept";
+        let accepted = self.admin_call(reqwest::Method::PUT, path, asked, Some(body)).await;
+        accepted["redirect_to"].as_str().unwrap_or_else(|| panic!("consent accepted: {accepted}")).to_owned()
+    }
+
     /// Takes a browser (a client with a cookie store that does not follow redirects) from an
     /// authorization URL through Hydra's login and consent, as a login application that signs
     /// `subject` in with these ID token claims; returns where Hydra finally sends the browser
@@ -91,53 +129,15 @@ impl Provider {
         subject: &str,
         claims: Value,
     ) -> String {
-        let admin = reqwest::Client::new();
-        let location = |response: &reqwest::Response| {
+        let location = |response: reqwest::Response| {
             assert!(response.status().is_redirection(), "a redirect, not {}", response.status());
             response.headers()["location"].to_str().unwrap().to_owned()
         };
-        let challenge = |url: &str, name: &str| {
-            let url = reqwest::Url::parse(url).unwrap();
-            url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).expect(name)
-        };
-        let to_login = location(&browser.get(authorize_url).send().await.unwrap());
-        let login = challenge(&to_login, "login_challenge");
-        let accepted: Value = admin
-            .put(format!("{}/admin/oauth2/auth/requests/login/accept", self.admin))
-            .query(&[("login_challenge", login)])
-            .json(&json!({ "subject": subject }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let to_consent = location(&browser.get(accepted["redirect_to"].as_str().unwrap()).send().await.unwrap());
-        let consent = challenge(&to_consent, "consent_challenge");
-        let request: Value = admin
-            .get(format!("{}/admin/oauth2/auth/requests/consent", self.admin))
-            .query(&[("consent_challenge", &consent)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let accepted: Value = admin
-            .put(format!("{}/admin/oauth2/auth/requests/consent/accept", self.admin))
-            .query(&[("consent_challenge", consent)])
-            .json(&json!({
-                "grant_scope": request["requested_scope"],
-                "grant_access_token_audience": request["requested_access_token_audience"],
-                "session": { "id_token": claims },
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        location(&browser.get(accepted["redirect_to"].as_str().unwrap()).send().await.unwrap())
+        let to_login = location(browser.get(authorize_url).send().await.unwrap());
+        let next = self.accept_login(&challenge_of(&to_login, "login_challenge"), subject).await;
+        let to_consent = location(browser.get(next).send().await.unwrap());
+        let next = self.accept_consent(&challenge_of(&to_consent, "consent_challenge"), claims).await;
+        location(browser.get(next).send().await.unwrap())
     }
 
     /// An ID token for `client_id`, as a relying party of its own gets one: the code flow with a
@@ -172,6 +172,12 @@ impl Provider {
 
 /// The redirect URI of the tests' own relying parties: a closed port, never visited.
 pub const RELYING_PARTY_REDIRECT: &str = "http://127.0.0.1:1/cb";
+
+/// The query parameter `name` of `url`.
+pub fn challenge_of(url: &str, name: &str) -> String {
+    let url = reqwest::Url::parse(url).unwrap();
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_else(|| panic!("{name} in {url}"))
+}
 
 /// A browser: cookies kept, redirects not followed (the tests look at each).
 pub fn browser() -> reqwest::Client {
