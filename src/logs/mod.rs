@@ -345,9 +345,11 @@ impl LogHub {
     async fn run(self: Arc<Self>, request: Follow, out: mpsc::Sender<LogEvent>) {
         let Follow { client, namespace, source, wanted, start, filter, resume, principal, .. } = &request;
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        // Each watch request ends before the client's read timeout, as the resource watches' do.
+        let base = watcher::Config::default().timeout(self.watch_hub.settings().upstream_request_secs);
         let config = match source {
-            Source::Pod(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
-            Source::Selector(selector) => watcher::Config::default().labels(selector),
+            Source::Pod(name) => base.fields(&format!("metadata.name={name}")),
+            Source::Selector(selector) => base.labels(selector),
         };
         let principal_budget = Arc::clone(
             &self
