@@ -616,3 +616,22 @@ async fn a_sign_out_on_one_replica_refuses_the_token_on_the_others() {
     };
     assert!(message(&body).contains("signed out"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_issuer_is_a_503_and_api_tokens_go_on() {
+    // An issuer on a closed loopback port: the server starts, and says what is wrong.
+    let unreachable = Provider { issuer: "http://127.0.0.1:1".into(), admin: String::new() };
+    let extra = "redirectUrl: http://127.0.0.1:2/auth/callback\n";
+    let (server, _keep) = sso_server(&unreachable, "kubegql", None, extra, 0).await;
+    // A well-formed ID token (of another issuer: its keys cannot be fetched anyway).
+    let idp = Provider::get("A");
+    let id = client_id("unreachable");
+    let secret = idp.register_client(&id, &[common::oidc::RELYING_PARTY_REDIRECT]).await;
+    let token = idp.id_token(&id, &secret, "alice", json!({ "groups": ["admins"] })).await;
+    let (status, body) = viewer(&server, &token).await;
+    assert_eq!((status, code(&body).as_str()), (503, "IDENTITY_PROVIDER_UNAVAILABLE"), "{body}");
+    let login = browser().get(server.url("/auth/login")).send().await.unwrap();
+    assert_eq!(login.status(), 503);
+    let (status, body) = viewer(&server, common::ADMIN_TOKEN).await;
+    assert_eq!((status, body["data"]["viewer"]["name"].as_str()), (200, Some("admin")), "{body}");
+}
