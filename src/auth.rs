@@ -213,8 +213,7 @@ impl Authenticator {
         if let Some(oidc) = sso {
             // An ID token: verified against the issuer's keys, never the database.
             let verified = oidc.authenticate(token).await?;
-            let skew = chrono::Duration::seconds(oidc.config().clock_skew_seconds.min(3600) as i64);
-            let expires_at = Some((verified.expires_at + skew).naive_utc());
+            let expires_at = Some((verified.expires_at + oidc.clock_skew()).naive_utc());
             self.remember(digest, verified.principal.clone(), expires_at);
             return Ok(verified.principal);
         }

@@ -249,6 +249,11 @@ impl Oidc {
         &self.config
     }
 
+    /// How far a token's times may be off the clock (at most an hour, whatever the file says).
+    pub fn clock_skew(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.clock_skew_seconds.min(3600) as i64)
+    }
+
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -316,7 +321,7 @@ impl Oidc {
     }
 
     fn verifier<'a>(&'a self, provider: &Provider) -> IdTokenVerifier<'a, CoreJsonWebKey> {
-        let skew = chrono::Duration::seconds(self.config.clock_skew_seconds.min(3600) as i64);
+        let skew = self.clock_skew();
         let trusted = self.config.trusted_audiences.clone();
         let algorithms: Vec<CoreJwsSigningAlgorithm> = provider
             .metadata
