@@ -23,6 +23,16 @@ use super::*;
 use crate::oidc::sessions::{Tokens, safe_return_path};
 use crate::oidc::{Oidc, OidcError};
 
+/// The value of a step, or the answer to send at once when it failed.
+macro_rules! or_answer {
+    ($step:expr) => {
+        match $step {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
 const LOGIN_COOKIE: &str = "kubegql_login";
 const SESSION_COOKIE: &str = "kubegql_session";
 
@@ -105,18 +115,9 @@ pub(super) async fn login(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let query = match query_params(query) {
-        Ok(query) => query,
-        Err(response) => return response,
-    };
-    let (oidc, redirect) = match sign_in(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let client = match client(oidc, redirect).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let query = or_answer!(query_params(query));
+    let (oidc, redirect) = or_answer!(sign_in(&state));
+    let client = or_answer!(client(oidc, redirect).await);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let scopes = oidc.config().scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone()));
     let (url, csrf, nonce) = client
@@ -154,14 +155,8 @@ pub(super) async fn callback(
     headers: HeaderMap,
     query: Result<axum::extract::Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let query = match query_params(query) {
-        Ok(query) => query,
-        Err(response) => return response,
-    };
-    let (oidc, redirect) = match sign_in(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let query = or_answer!(query_params(query));
+    let (oidc, redirect) = or_answer!(sign_in(&state));
     let clear_login = format!("{LOGIN_COOKIE}=; Path=/auth; Max-Age=0; HttpOnly; SameSite=Lax{}", secure(oidc));
     let fail = |status, message: &str| with_cookie(sign_in_failed(status, message), clear_login.clone());
     if let Some(error) = query.error {
@@ -185,10 +180,7 @@ pub(super) async fn callback(
     let Some(pending) = state.auth.sessions().finish(&returned_state) else {
         return fail(StatusCode::BAD_REQUEST, "this sign-in expired or was already used");
     };
-    let client = match client(oidc, redirect).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let client = or_answer!(client(oidc, redirect).await);
     let exchange = match client.exchange_code(AuthorizationCode::new(code)) {
         Ok(request) => request.set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier)),
         Err(_) => return fail(StatusCode::BAD_GATEWAY, "the identity provider has no token endpoint"),
@@ -226,10 +218,7 @@ fn session_ended(oidc: &Oidc, message: &str) -> Response {
 
 /// The signed-in page's ID token, refreshed first when it is about to expire.
 pub(super) async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (oidc, redirect) = match sign_in(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (oidc, redirect) = or_answer!(sign_in(&state));
     let Some(id) = cookie(&headers, SESSION_COOKIE) else {
         return error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "not signed in");
     };
@@ -243,10 +232,7 @@ pub(super) async fn session(State(state): State<AppState>, headers: HeaderMap) -
             state.auth.sessions().drop_session(&id);
             return session_ended(oidc, "the session's token expired and cannot be refreshed; sign in again");
         };
-        let client = match client(oidc, redirect).await {
-            Ok(client) => client,
-            Err(response) => return response,
-        };
+        let client = or_answer!(client(oidc, redirect).await);
         let refreshed = match client.exchange_refresh_token(&RefreshToken::new(refresh)) {
             Ok(request) => request.request_async(oidc.http()).await,
             Err(_) => {
