@@ -279,6 +279,12 @@ async fn installed_on_the_control_plane_it_does_what_its_rbac_grants_and_no_more
         )
         .await
         .expect("the subscription opens");
+    // Subscribed, and the watch has listed: what exists before that is not a change.
+    let hub = &server.server.watch_hub;
+    eventually("the subscription joined a listed watch", Duration::from_secs(30), || async {
+        hub.subscription_count() == 1 && hub.listed_upstream_count() == 1
+    })
+    .await;
     let apply = |manifest: String| {
         let server = &server;
         let id = id.clone();
