@@ -4,6 +4,7 @@
 pub mod access_review;
 pub mod across;
 pub mod discovery;
+mod incoming;
 pub mod logs;
 pub mod raw;
 pub mod rollout;

@@ -9,6 +9,7 @@ use kube::core::Request;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
 use super::across::ListFrom;
+use super::incoming::ListReader;
 use super::{
     ListPage, ListQuery, RawList, RawObject, ResourceError, ResourceService, discovery, list_params, url_path,
 };
@@ -113,13 +114,30 @@ impl Target {
         let mut request = if metadata_only { url.list_metadata(&params) } else { url.list(&params) }
             .map_err(|e| ResourceError::Invalid(e.to_string()))?;
         request.extensions_mut().insert("list");
-        let list: RawList = self.client.request(request).await.map_err(|e| self.error(e))?;
+        let list = self.read_list(request).await?;
         Ok(ListPage {
             items: list.items.unwrap_or_default(),
             continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
             remaining_item_count: list.metadata.remaining_item_count,
             resource_version: list.metadata.resource_version,
         })
+    }
+
+    /// Sends a list request and reads the list while it arrives (see `incoming.rs`).
+    async fn read_list(&self, request: http::Request<Vec<u8>>) -> Result<RawList, ResourceError> {
+        use futures_util::io::AsyncBufReadExt;
+        let mut body = Box::pin(self.client.request_stream(request).await.map_err(|e| self.error(e))?);
+        let mut reader = ListReader::default();
+        loop {
+            let chunk = body.fill_buf().await.map_err(|e| self.error(from_body(e)))?;
+            if chunk.is_empty() {
+                break;
+            }
+            let read = chunk.len();
+            reader.push(chunk).map_err(|e| self.error(kube::Error::SerdeError(e)))?;
+            body.consume_unpin(read);
+        }
+        reader.finish().map_err(|e| self.error(kube::Error::SerdeError(e)))
     }
 
     /// One object as the API server's bytes, or `None` when it does not exist.
@@ -135,5 +153,15 @@ impl Target {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(err) => Err(self.error(err)),
         }
+    }
+}
+
+/// The client's error behind a body's read error (the stream carries it as an I/O error).
+fn from_body(err: std::io::Error) -> kube::Error {
+    let kind = err.kind();
+    match err.into_inner().map(|inner| inner.downcast::<kube::Error>()) {
+        Some(Ok(kube)) => *kube,
+        Some(Err(other)) => kube::Error::Service(other),
+        None => kube::Error::ReadEvents(kind.into()),
     }
 }
