@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::control_plane::{ControlPlane, project_dir, ready_namespace, unique_namespace};
+use common::control_plane::{ControlPlane, controllers_caught_up, project_dir, ready_namespace, unique_namespace};
 use common::{Backend, TestDb, TestServer, first_error};
 use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -95,7 +95,11 @@ impl Fixture {
             .await
     }
 
+    /// Removes the namespace, once the control plane's controllers have caught up with the
+    /// restarts the test made.
     async fn drop(self) {
+        let client = self.namespaces.clone().into_client();
+        controllers_caught_up(&client, Duration::from_secs(180)).await;
         let _ = self.namespaces.delete(&self.ns, &DeleteParams::background()).await;
     }
 }

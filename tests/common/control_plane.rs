@@ -110,19 +110,36 @@ pub fn unique_namespace(prefix: &str) -> String {
 /// Creates a namespace and waits until its `default` ServiceAccount exists: until the
 /// controller-manager has made it, the API server refuses pods there.
 pub async fn ready_namespace(client: &kube::Client, name: &str) {
+    namespace_with_account(client, name, std::time::Duration::from_secs(60)).await;
+}
+
+/// Waits until the controller-manager makes a new namespace's `default` ServiceAccount again.
+/// A test that restarts the shared API server or etcd ends only once the controllers have caught
+/// up, so that the next test does not start on a control plane that is still recovering.
+#[allow(dead_code)] // used by the tests that restart the control plane
+pub async fn controllers_caught_up(client: &kube::Client, within: std::time::Duration) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, DeleteParams};
+    let name = unique_namespace("recovered");
+    namespace_with_account(client, &name, within).await;
+    let _ = Api::<Namespace>::all(client.clone()).delete(&name, &DeleteParams::background()).await;
+}
+
+async fn namespace_with_account(client: &kube::Client, name: &str, within: std::time::Duration) {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     use kube::api::{Api, PostParams};
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
     namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    for _ in 0..240 {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
         if accounts.get_opt("default").await.ok().flatten().is_some() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    panic!("the default ServiceAccount of {name} did not appear within 60 s");
+    panic!("the default ServiceAccount of {name} did not appear within {} s", within.as_secs());
 }
 
 /// Creates a pod (kwok runs it) from its JSON and waits until it is Running.
