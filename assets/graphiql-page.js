@@ -37,15 +37,13 @@
     } else {
       who.textContent = token ? "signed in for this tab" : "enter a token to load the schema";
     }
-    // A new key makes GraphiQL start over, schema included.
+    // A new key makes GraphiQL start over, schema included. Without a token there is no schema
+    // to ask for (`schema: null`): a request without one would only be refused, and its answer
+    // could arrive after the one made with the token and hide the schema.
     generation += 1;
-    root.render(
-      React.createElement(GraphiQL, {
-        key: "session-" + generation,
-        fetcher: fetcher,
-        defaultEditorToolsVisibility: true,
-      })
-    );
+    var props = { key: "session-" + generation, fetcher: fetcher, defaultEditorToolsVisibility: true };
+    if (!token) props.schema = null;
+    root.render(React.createElement(GraphiQL, props));
   }
 
   var signedInWith = "";
