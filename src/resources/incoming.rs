@@ -37,6 +37,8 @@ pub(crate) struct ListReader {
     items: Option<Vec<RawObject>>,
     items_seen: bool,
     metadata: Option<ListMeta>,
+    /// Bytes of text read by the value reads so far, whole or not (the reader's cost).
+    scanned: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -110,6 +112,7 @@ impl ListReader {
         if !matches!(self.state, State::Done) {
             return Err(invalid("it ended early"));
         }
+        tracing::trace!(bytes = self.text.len(), read = self.scanned, "list read while it arrived");
         let metadata = self.metadata.ok_or_else(|| serde_json::Error::missing_field("metadata"))?;
         Ok(RawList { metadata, items: self.items })
     }
@@ -128,6 +131,10 @@ impl ListReader {
             Some(Ok(_)) | None => None,
             Some(Err(e)) if e.is_eof() => None,
             Some(Err(e)) => return Err(e),
+        };
+        self.scanned += match &read {
+            Some((_, end)) => end - self.pos,
+            None => rest.len(),
         };
         if read.is_none() {
             if self.ended {
@@ -340,6 +347,27 @@ mod tests {
             assert!(serde_json::from_str::<RawList>(text).is_err(), "serde_json accepts {text:?}");
         }
         assert!(read_in(b"{\"metadata\":{},\"x\":\"\xff\"}", &[]).is_err());
+    }
+
+    /// A large item arriving in many small chunks is read a few times, not once per chunk: an
+    /// item not whole yet is read again only once as much text again has come, so those reads
+    /// at least double in length each time and add up to less than twice the item, and then it
+    /// is read once whole: under three times the list's text in all.
+    #[test]
+    fn an_item_in_many_small_chunks_is_read_a_few_times_not_once_per_chunk() {
+        let data = "x".repeat(200_000);
+        let text = format!(r#"{{"metadata":{{}},"items":[{{"metadata":{{"name":"big"}},"data":{{"k":"{data}"}}}}]}}"#);
+        let mut reader = ListReader::default();
+        let mut chunks = 0;
+        for chunk in text.as_bytes().chunks(100) {
+            reader.push(chunk).unwrap();
+            chunks += 1;
+        }
+        assert!(chunks > 2_000);
+        let scanned = reader.scanned;
+        assert_eq!(reader.finish().unwrap().items.unwrap().len(), 1);
+        // Reading the item again after every chunk would read some 200 MB.
+        assert!(scanned < 3 * text.len(), "read {scanned} bytes of a {}-byte list", text.len());
     }
 
     proptest! {
