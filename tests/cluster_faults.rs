@@ -3,7 +3,8 @@
 //! and its connection cut by a proxy in the middle of a list and of a watch. A walk completes
 //! with every object exactly once or fails with `CURSOR_EXPIRED`; a watch converges with no
 //! duplicate and no gap; a cut list is an error, never half a page. In a test binary of its own,
-//! since it restarts the shared control plane's API server and etcd; its tests take turns.
+//! since it restarts its control plane's API server and etcd (the test command gives the fault
+//! tests a control plane of their own, in a lane beside the other tests); its tests take turns.
 
 mod common;
 

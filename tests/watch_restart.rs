@@ -1,5 +1,6 @@
 //! A subscription survives the API server going away and coming back, and converges. In a test
-//! binary of its own, since it restarts the shared API server.
+//! binary of its own, since it restarts its control plane's API server (the test command runs it
+//! on the fault tests' control plane, beside the other tests).
 
 mod common;
 
