@@ -2,7 +2,7 @@
 //! decides first, then the cluster under the identity kubegql really uses for the caller (its
 //! stored credentials, a limited user's token, or the caller impersonated).
 
-mod common;
+use crate::common;
 
 use common::control_plane::{ControlPlane, ready_namespace, unique_namespace};
 use common::{Backend, TestDb, TestServer};

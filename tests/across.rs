@@ -1,8 +1,8 @@
 //! Queries and subscriptions across clusters, against two distinct control planes (the suite's
-//! and the second one, `tests/cluster/up --second`), the second stopped in the middle. In a
-//! test binary of its own, since it restarts the second API server.
+//! and the second one, `tests/cluster/up --second`), the second stopped in the middle. No other
+//! test uses the second control plane, so restarting its API server disturbs none.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

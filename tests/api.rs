@@ -1,7 +1,7 @@
 //! The GraphQL API over HTTP, through the real server: clusters, pagination, authentication,
 //! limits, and every kind of bad input the API must refuse cleanly.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TEST_CA_PEM, TestDb, TestServer, first_error, settings_for};
 use serde_json::{Value, json};

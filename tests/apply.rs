@@ -1,7 +1,7 @@
 //! Server-side apply, patches, delete, scale and dry runs against the real control plane, through
 //! GraphQL and through `POST /api/v1/clusters/{id}/apply`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The audit trail: every mutation leaves one record whatever its outcome, the chain detects
 //! edits and deletions, an unwritable trail refuses the action, and secrets stay out of it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

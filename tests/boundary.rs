@@ -5,7 +5,7 @@
 //! of `default`'s has changed, on the control plane or in the database. A field or route this test
 //! does not know fails it, so it cannot go stale.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

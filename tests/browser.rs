@@ -2,9 +2,7 @@
 //! dashboard render with nothing but kubegql to talk to, sign in with a token, run queries and
 //! subscriptions; a page on another origin is allowed or refused by the operator's CORS list.
 
-#[path = "common/browser.rs"]
-mod browser;
-mod common;
+use crate::common::{self, browser};
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! then for real, and kubegql acting as the chart's ServiceAccount (a TokenRequest token, the
 //! cluster's CA) doing every kind of work the chart grants, and refused what it does not.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The test control plane itself: a real API server with controllers, a scheduler and kwok nodes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

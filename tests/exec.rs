@@ -2,7 +2,7 @@
 //! the test machine (its `ClusterExec` rule, set up by tests/cluster/up), with a real terminal
 //! when one is asked for, so output, stdin, resizes and exit codes are real.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! server, matches the digest recorded for it, and the page's policy allows nothing else.
 //! (That it renders and runs in a browser is checked with the browser tests.)
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestDb, TestServer};
 use sha2::Digest;

@@ -1,7 +1,7 @@
 //! A registered API server that answers slowly, a byte at a time, or without end cannot hold a
 //! request (or its memory): every call to a cluster is bounded in time and size.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Impersonation against the real control plane: the cluster's RBAC decides for the identity
 //! kubegql acts as.
 
-mod common;
+use crate::common;
 
 use common::control_plane::ControlPlane;
 use common::{Backend, TestDb, TestServer, first_error};

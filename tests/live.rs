@@ -1,7 +1,7 @@
 //! Connections that outlive their request end when their credentials do, and a GraphQL
 //! WebSocket is held to its limits (init timeout, operations at once, message size).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! that its `Logs` rule names (CRI format, as a kubelet's are), so the tests write the lines the
 //! containers "print", and follow them through the API server and kubegql.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Upgrading a store made by an earlier kubegql: the data it holds survives each new migration.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestDb, TestServer, cli_principal, first_error, settings_for};
 use diesel::Connection;

@@ -1,7 +1,7 @@
 //! Browsers on other origins: CORS for the operator's allowlist only, and WebSocket upgrades
 //! held to the same list. (Clients that are not browsers send no Origin and are not affected.)
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestDb, TestServer, settings_for};
 use serde_json::json;

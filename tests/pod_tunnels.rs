@@ -1,7 +1,7 @@
 //! Port-forward and attach over WebSockets through kubegql to a kwok pod: kwok connects the pod's
 //! ports to the harness's echo server, and attaches to the file the echo server's ticker writes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

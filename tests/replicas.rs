@@ -1,7 +1,7 @@
 //! Two server processes on one PostgreSQL database: a change made on one reaches the other's
 //! caches within moments (LISTEN/NOTIFY), not at the next periodic refresh.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Reading resources of every kind through GraphQL, against the real control plane.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Rollout status, history, rollback and restart of Deployments, StatefulSets and DaemonSets
 //! against the real control plane (the controllers run; kwok runs the pods).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,10 +4,7 @@
 //! end with their token, and the pages' sign-in (authorization code with PKCE), refresh and
 //! sign-out.
 
-#[path = "common/browser.rs"]
-#[allow(dead_code)]
-mod browser;
-mod common;
+use crate::common::{self, browser};
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The store suite: the same tests against a SQLite file and a real PostgreSQL database.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! change-notice (LISTEN) connection included. On a PostgreSQL server of its own
 //! (`scripts/postgres-ctl`), so that no other test loses its database.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

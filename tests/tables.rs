@@ -2,7 +2,7 @@
 //! compared with `kubectl get -o wide` on the same objects of the control plane: Pods,
 //! Deployments, Nodes, Events and a custom resource with printer columns.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

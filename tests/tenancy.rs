@@ -1,6 +1,6 @@
 //! Principals, roles, tenants and tokens through the API.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestDb, TestServer, first_error};
 use serde_json::json;

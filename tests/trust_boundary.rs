@@ -2,7 +2,7 @@
 //! tenant included, gets no power over the server. Each test is one attack against the real
 //! control plane and the real server; each fails on a server without the rule it names.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Live resource events against the real control plane: shared upstream watches, rate limiting
 //! with coalescing, SSE and both WebSocket protocols, and bad input.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

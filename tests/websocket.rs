@@ -1,6 +1,6 @@
 //! Subscriptions over `/graphql/ws`, in both subprotocols, with authentication at connection_init.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

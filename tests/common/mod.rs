@@ -320,6 +320,7 @@ pub fn first_error(body: &Value) -> (String, String) {
 
 /// A real self-signed CA certificate (PEM), made for the tests.
 pub const TEST_CA_PEM: &str = include_str!("../fixtures/test-ca.pem");
+pub mod browser;
 pub mod control_plane;
 pub mod oidc;
 
